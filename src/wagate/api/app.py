@@ -1,0 +1,33 @@
+"""The FastAPI application: routes, the error table, the key check, the in-process sandbox."""
+
+from __future__ import annotations
+
+from fastapi import Depends, FastAPI
+
+from wagate import __version__
+from wagate.api import errors
+from wagate.api.deps import require_key
+from wagate.api.routes import health, seed002, sessions
+from wagate.lifecycle import Gateway
+
+
+def create_app(gateway: Gateway) -> FastAPI:
+    app = FastAPI(
+        title="wagate",
+        version=__version__,
+        summary="Self-hosted multi-session WhatsApp gateway",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.gateway = gateway
+    errors.install(app)
+    keyed = [Depends(require_key)]
+    app.include_router(health.router)
+    app.include_router(sessions.router, dependencies=keyed)
+    app.include_router(seed002.router, dependencies=keyed)
+    network = gateway.sandbox_network
+    if network is not None:
+        from wagate.engine.sandbox.server import create_app as sandbox_app
+
+        app.mount("/sandbox", sandbox_app(network, control_token=gateway.api_key))
+    return app

@@ -1,0 +1,60 @@
+"""Liveness without a key: ``/`` and ``/health`` (seeds 001 and 002 at once), ``/healthz`` (003)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psutil
+from fastapi import APIRouter, Request
+
+from wagate.domain.session import health_bucket
+
+router = APIRouter(tags=["health"])
+
+_process = psutil.Process()
+_started = time.monotonic()
+
+
+def health_body(request: Request) -> dict[str, Any]:
+    gw = request.app.state.gateway
+    instances = {"connected": 0, "connecting": 0, "reconnecting": 0}
+    running = gw.worker.running()
+    for session_id in running:
+        state = gw.worker.runner_state(session_id)
+        bucket = health_bucket(state) if state is not None else None
+        if bucket is not None:
+            instances[bucket] += 1
+    return {
+        # seed 001
+        "status": "ok",
+        "instances": instances,
+        # seed 002
+        "success": True,
+        "data": {
+            "status": "online",
+            "workerId": gw.settings.worker_id,
+            "sessionCount": len(running),
+            "cpuUsage": round(_process.cpu_percent(None) / (psutil.cpu_count() or 1), 1),
+            "memoryUsage": round(_process.memory_percent(), 1),
+            "uptime": round(time.monotonic() - _started),
+            "maxSessions": gw.settings.worker_max_sessions,
+            "openFiles": _process.num_fds(),
+            "threads": _process.num_threads(),
+        },
+    }
+
+
+@router.get("/", summary="Health (seeds 001 + 002)")
+async def root(request: Request) -> dict[str, Any]:
+    return health_body(request)
+
+
+@router.get("/health", summary="Health (seeds 001 + 002)")
+async def health(request: Request) -> dict[str, Any]:
+    return health_body(request)
+
+
+@router.get("/healthz", summary="Liveness (seed 003)")
+async def healthz() -> dict[str, bool]:
+    return {"ok": True}

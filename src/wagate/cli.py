@@ -1,0 +1,264 @@
+"""``wagate``: serve the gateway, run the sandbox network, act as the phone, manage sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import segno
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from wagate.errors import ConfigError
+from wagate.settings import Settings, load_settings
+
+app = typer.Typer(help="wagate: a self-hosted, multi-session WhatsApp gateway.", no_args_is_help=True)
+sandbox_app = typer.Typer(help="The sandbox WhatsApp network: run it, or act as a phone on it.")
+sessions_app = typer.Typer(help="Manage sessions on a running gateway.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(sessions_app, name="sessions")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as exc:
+        _fail(exc.message)
+
+
+# --- serve / migrate ------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    engine: Annotated[str | None, typer.Option(help="sandbox or neonize")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default 8080)")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1)")] = None,
+) -> None:
+    """Run the gateway: control plane and one embedded worker, on SQLite + local files by default."""
+    settings = _settings(engine=engine, port=port, host=host)
+    from wagate.server import run_gateway
+
+    try:
+        asyncio.run(run_gateway(settings))
+    except ConfigError as exc:
+        _fail(exc.message)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (``wagate serve`` also does this at start)."""
+    settings = _settings()
+    from wagate.storage.db import migrate as run_migrations
+
+    try:
+        asyncio.run(run_migrations(settings.sqlalchemy_url))
+    except ConfigError as exc:
+        _fail(exc.message)
+    out.print("database is up to date")
+
+
+# --- sandbox --------------------------------------------------------------------------
+
+
+@sandbox_app.callback(invoke_without_command=True)
+def sandbox(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8090,
+    state: Annotated[Path | None, typer.Option(help="State file (linked devices)")] = None,
+    key: Annotated[str | None, typer.Option(help="Key required by the control API")] = None,
+) -> None:
+    """Run the sandbox WhatsApp network as a server (when no subcommand is given)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = _settings()
+    from wagate.engine.sandbox import SandboxNetwork, SandboxTimings
+    from wagate.engine.sandbox.server import run_server
+
+    network = SandboxNetwork(
+        timings=SandboxTimings(
+            qr_first_s=settings.sandbox_qr_first_ms / 1000,
+            qr_next_s=settings.sandbox_qr_next_ms / 1000,
+            qr_count=settings.sandbox_qr_count,
+        ),
+        state_path=state or settings.data_dir / "sandbox-network.json",
+    )
+    from wagate.logs import configure
+
+    configure(settings.log_level)
+    token = key or settings.sandbox_key
+    try:
+        asyncio.run(run_server(network, host, port, control_token=token))
+    except KeyboardInterrupt:
+        pass
+
+
+class _Gateway:
+    """A small client of a running gateway's API, configured like ``serve``."""
+
+    def __init__(self, url: str | None, api_key: str | None) -> None:
+        self.settings = _settings()
+        s = self.settings
+        self.url = (url or _env_url() or f"http://{_client_host(s.host)}:{s.port}").rstrip("/")
+        self.key = api_key or s.api_key or _stored_key(s)
+        if not self.key:
+            _fail(f"no API key: set API_KEY or pass --api-key (none stored in {s.api_key_file})")
+
+    def call(self, method: str, path: str, **kw: Any) -> Any:
+        headers = {"X-Api-Key": self.key or "", "Accept": "application/json"}
+        try:
+            resp = httpx.request(method, self.url + path, headers=headers, timeout=30, **kw)
+        except httpx.HTTPError as exc:
+            _fail(f"cannot reach the gateway at {self.url}: {exc}")
+        return _json_or_fail(resp)
+
+    def sandbox_control(self, path: str, body: dict[str, Any]) -> Any:
+        s = self.settings
+        base = (s.sandbox_url.rstrip("/") if s.sandbox_url else self.url + "/sandbox")
+        key = s.sandbox_key if s.sandbox_url else self.key
+        headers = {"X-Api-Key": key} if key else {}
+        try:
+            resp = httpx.post(f"{base}/control{path}", json=body, headers=headers, timeout=30)
+        except httpx.HTTPError as exc:
+            _fail(f"cannot reach the sandbox at {base}: {exc}")
+        return _json_or_fail(resp)
+
+
+def _json_or_fail(resp: httpx.Response) -> Any:
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {"error": {"message": resp.text[:200]}}
+    if resp.status_code >= 400:
+        error = body.get("error") if isinstance(body, dict) else None
+        message = error.get("message") if isinstance(error, dict) else error
+        _fail(f"{resp.status_code}: {message or body}")
+    return body
+
+
+def _env_url() -> str | None:
+    import os
+
+    return os.environ.get("WAGATE_URL")
+
+
+def _client_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def _stored_key(settings: Settings) -> str | None:
+    try:
+        return settings.api_key_file.read_text("utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
+UrlOpt = Annotated[str | None, typer.Option("--url", help="Gateway URL (WAGATE_URL)")]
+KeyOpt = Annotated[str | None, typer.Option("--api-key", help="API key (API_KEY)")]
+
+
+@sandbox_app.command("scan")
+def sandbox_scan(
+    session_id: str,
+    phone: Annotated[str, typer.Option(help="The phone number that scans")],
+    push_name: Annotated[str | None, typer.Option(help="The account's display name")] = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+) -> None:
+    """Act as the phone: scan the session's current QR with PHONE's account."""
+    gw = _Gateway(url, api_key)
+    qr = gw.call("GET", f"/api/sessions/{session_id}/qr")["qr"]
+    body = {"qr": qr, "phone": phone}
+    if push_name:
+        body["pushName"] = push_name
+    gw.sandbox_control("/scan", body)
+    out.print(f"scanned the QR of {session_id} as +{phone.lstrip('+')}")
+
+
+@sandbox_app.command("fault")
+def sandbox_fault(
+    kind: Annotated[str, typer.Argument(help="drop|logout|ban|replaced|proxy_error|slow")],
+    session: Annotated[str | None, typer.Option(help="Session id")] = None,
+    phone: Annotated[str | None, typer.Option(help="Account phone")] = None,
+    delay_ms: Annotated[int | None, typer.Option(help="For slow: added latency")] = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+) -> None:
+    """Inject a fault into a session's connection."""
+    gw = _Gateway(url, api_key)
+    body: dict[str, Any] = {"kind": kind, "session": session, "phone": phone}
+    if delay_ms is not None:
+        body["delayMs"] = delay_ms
+    out.print_json(json.dumps(gw.sandbox_control("/fault", body)))
+
+
+# --- sessions -------------------------------------------------------------------------
+
+
+@sessions_app.command("list")
+def sessions_list(url: UrlOpt = None, api_key: KeyOpt = None) -> None:
+    """List sessions."""
+    body = _Gateway(url, api_key).call("GET", "/api/sessions")
+    table = Table("id", "state", "phone", "name", "disconnect")
+    for s in body["sessions"]:
+        table.add_row(
+            s["id"], s["state"], s["phoneNumber"] or s["phone"] or "", s["waName"] or "",
+            s["disconnectKind"] or "",
+        )
+    out.print(table)
+
+
+@sessions_app.command("create")
+def sessions_create(
+    session_id: Annotated[str | None, typer.Option("--id", help="Session id")] = None,
+    phone: Annotated[str | None, typer.Option(help="Phone number (sticky proxy key)")] = None,
+    proxy: Annotated[str | None, typer.Option(help="socks5h://host:port")] = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+) -> None:
+    """Provision a session and start linking it."""
+    body = {k: v for k, v in {"id": session_id, "phone": phone, "proxy": proxy}.items() if v}
+    created = _Gateway(url, api_key).call("POST", "/api/sessions/provision", json=body)
+    out.print(created["id"])
+
+
+@sessions_app.command("qr")
+def sessions_qr(session_id: str, url: UrlOpt = None, api_key: KeyOpt = None) -> None:
+    """Draw the session's QR in the terminal."""
+    qr = _Gateway(url, api_key).call("GET", f"/api/sessions/{session_id}/qr")
+    segno.make(qr["qr"], error="l").terminal(out=sys.stdout, compact=True)
+    out.print(qr["qr"], highlight=False, soft_wrap=True)
+
+
+@sessions_app.command("status")
+def sessions_status(session_id: str, url: UrlOpt = None, api_key: KeyOpt = None) -> None:
+    """Show a session's status as JSON."""
+    body = _Gateway(url, api_key).call("GET", f"/api/sessions/{session_id}/status")
+    out.print_json(json.dumps(body))
+
+
+@sessions_app.command("delete")
+def sessions_delete(session_id: str, url: UrlOpt = None, api_key: KeyOpt = None) -> None:
+    """Log a session out and delete it."""
+    _Gateway(url, api_key).call("DELETE", f"/api/sessions/{session_id}")
+    out.print(f"deleted {session_id}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,30 @@
+"""What the control plane needs from whatever runs sessions.
+
+In ``wagate serve`` the embedded :class:`wagate.worker.host.Worker` is the
+runtime; in cluster mode a client of a remote worker takes its place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from wagate.domain.session import SessionState
+
+
+class SessionRuntime(Protocol):
+    def is_running(self, session_id: str) -> bool: ...
+
+    def running(self) -> list[str]: ...
+
+    def runner_state(self, session_id: str) -> SessionState | None: ...
+
+    async def start(self, session_id: str, *, pair_phone: str | None = None) -> bool: ...
+
+    async def stop(self, session_id: str, *, reason: str = ...) -> None: ...
+
+    async def logout(self, session_id: str) -> None: ...
+
+    async def restart(self, session_id: str) -> None: ...
+
+    async def wait_for(self, check: Callable[[], Awaitable[bool]], timeout: float) -> bool: ...

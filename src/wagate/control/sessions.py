@@ -1,0 +1,145 @@
+"""Session operations the API and CLI offer: provision, connect, QR, status, restart, delete.
+
+Validation happens here, once, whatever door (seed 004's paths, seed 002's
+paths, the CLI) the request came through.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from wagate.clock import Clock
+from wagate.control.runtime import SessionRuntime
+from wagate.domain.proxy import parse_proxy
+from wagate.domain.session import Session, SessionState
+from wagate.errors import Conflict, NotFound
+from wagate.ids import check_session_id, new_session_id, normalize_phone
+from wagate.storage.repos.sessions import SessionRepo
+
+log = logging.getLogger(__name__)
+
+
+class SessionService:
+    def __init__(
+        self,
+        sessions: SessionRepo,
+        runtime: SessionRuntime,
+        clock: Clock,
+        *,
+        engine: str,
+        worker_id: str,
+        connect_wait_s: float,
+    ) -> None:
+        self.sessions = sessions
+        self.runtime = runtime
+        self.clock = clock
+        self.engine = engine
+        self.worker_id = worker_id
+        self.connect_wait_s = connect_wait_s
+
+    async def get(self, session_id: str) -> Session:
+        check_session_id(session_id)
+        session = await self.sessions.get(session_id)
+        if session is None:
+            raise NotFound(f"session {session_id!r} not found")
+        return session
+
+    async def list(self) -> list[Session]:
+        return await self.sessions.list()
+
+    async def create(
+        self,
+        session_id: str | None = None,
+        *,
+        phone: str | None = None,
+        proxy: str | None = None,
+        user_id: str | None = None,
+        session_name: str | None = None,
+    ) -> Session:
+        """Record a session without connecting it (seed 002's ``/session/create``)."""
+        sid = check_session_id(session_id) if session_id else new_session_id()
+        digits = normalize_phone(phone) if phone else None
+        if proxy is not None:
+            parse_proxy(proxy)
+        if digits is not None:
+            holder = await self.sessions.find_by_phone(digits)
+            if holder is not None:
+                raise Conflict(
+                    f"phone +{digits} is already registered to session {holder.id!r}",
+                    code="phone_registered",
+                )
+        return await self.sessions.create(
+            sid,
+            engine=self.engine,
+            worker_id=self.worker_id,
+            phone=digits,
+            proxy=proxy,
+            user_id=user_id,
+            session_name=session_name,
+        )
+
+    async def provision(
+        self,
+        session_id: str | None = None,
+        *,
+        phone: str | None = None,
+        proxy: str | None = None,
+        pair: bool = False,
+    ) -> Session:
+        """Create and start at once (seed 004's ``/api/sessions/provision``)."""
+        session = await self.create(session_id, phone=phone, proxy=proxy)
+        await self.runtime.start(session.id, pair_phone=session.phone if pair else None)
+        return await self.get(session.id)
+
+    async def connect(self, session_id: str, *, wait: bool = True) -> Session:
+        """Start the session if it is not running and wait briefly for a QR or the connection."""
+        session = await self.get(session_id)
+        if session.status is SessionState.CONNECTED and self.runtime.is_running(session_id):
+            return session
+        await self.runtime.start(session_id)
+        if wait:
+            await self.runtime.wait_for(lambda: self._settled(session_id), self.connect_wait_s)
+        return await self.get(session_id)
+
+    async def _settled(self, session_id: str) -> bool:
+        session = await self.sessions.get(session_id)
+        if session is None:
+            return True
+        return session.qr is not None or session.pair_code is not None or (
+            session.status in (SessionState.CONNECTED, SessionState.LOGGED_OUT, SessionState.FAILED)
+        )
+
+    async def qr(self, session_id: str) -> Session:
+        """The session, if it has a QR that is still valid; else a Conflict saying why not."""
+        session = await self.get(session_id)
+        if session.qr_valid_at(self.clock.now()):
+            return session
+        raise Conflict(_why_no_qr(session, self.runtime.is_running(session_id)), code="no_qr")
+
+    async def restart(self, session_id: str) -> Session:
+        await self.get(session_id)
+        await self.runtime.restart(session_id)
+        return await self.get(session_id)
+
+    async def stop(self, session_id: str) -> Session:
+        await self.get(session_id)
+        await self.runtime.stop(session_id)
+        return await self.get(session_id)
+
+    async def delete(self, session_id: str) -> None:
+        """Log the device out (when online), stop, delete its credentials and its row."""
+        await self.get(session_id)
+        await self.runtime.logout(session_id)
+        await self.sessions.delete(session_id)
+        log.info("session %s deleted", session_id)
+
+
+def _why_no_qr(session: Session, running: bool) -> str:
+    state = session.status
+    if state is SessionState.CONNECTED:
+        return "the session is already connected; no QR is needed"
+    if not running:
+        return f"the session is not running (status {state}); start it with connect or restart"
+    if state is SessionState.QR:
+        return "the QR expired; a new one is coming, retry in a moment"
+    return f"no QR yet (status {state}); retry in a moment"

@@ -1,0 +1,230 @@
+"""The one session vocabulary: states, allowed transitions, disconnect kinds,
+what to do after each kind, and how each seed spells our states.
+
+Pure: no I/O, no clock. ::
+
+                 start
+    CREATED ───────────► CONNECTING ──► QR ──scan──► CONNECTED
+       ▲                  │   ▲  │       │              │
+       │                  │   │  │       │ qr_timeout   │ connection_lost / proxy_error
+       │                  │   │  ▼       ▼              ▼
+       │                  │   └─ RECONNECTING ◄─────────┘
+       │                  ▼
+       └──────── STOPPED   LOGGED_OUT (auth deleted)   FAILED (banned, replaced)
+
+Every state may go to STOPPED (an operator stopped the session) and every
+resting state (STOPPED, LOGGED_OUT, FAILED) may go back to CONNECTING when
+the session is started again. Only LOGGED_OUT and FAILED need an operator;
+every other non-running state recovers by itself.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class SessionState(enum.StrEnum):
+    CREATED = "created"
+    CONNECTING = "connecting"
+    QR = "qr"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    STOPPED = "stopped"
+    LOGGED_OUT = "logged_out"
+    FAILED = "failed"
+
+    @property
+    def is_running(self) -> bool:
+        """A runner is (or should be) working on the session."""
+        return self in _RUNNING
+
+    @property
+    def needs_operator(self) -> bool:
+        return self in (SessionState.LOGGED_OUT, SessionState.FAILED)
+
+
+_RUNNING = frozenset(
+    {
+        SessionState.CONNECTING,
+        SessionState.QR,
+        SessionState.CONNECTED,
+        SessionState.RECONNECTING,
+    }
+)
+_RESTING = frozenset(
+    {SessionState.CREATED, SessionState.STOPPED, SessionState.LOGGED_OUT, SessionState.FAILED}
+)
+
+_S = SessionState
+TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
+    _S.CREATED: frozenset({_S.CONNECTING, _S.STOPPED}),
+    _S.CONNECTING: frozenset(
+        {_S.QR, _S.CONNECTED, _S.RECONNECTING, _S.STOPPED, _S.LOGGED_OUT, _S.FAILED}
+    ),
+    _S.QR: frozenset({_S.CONNECTED, _S.RECONNECTING, _S.STOPPED, _S.LOGGED_OUT, _S.FAILED}),
+    _S.CONNECTED: frozenset({_S.RECONNECTING, _S.STOPPED, _S.LOGGED_OUT, _S.FAILED}),
+    _S.RECONNECTING: frozenset({_S.CONNECTING, _S.STOPPED, _S.LOGGED_OUT, _S.FAILED}),
+    _S.STOPPED: frozenset({_S.CONNECTING}),
+    _S.LOGGED_OUT: frozenset({_S.CONNECTING, _S.STOPPED}),
+    _S.FAILED: frozenset({_S.CONNECTING, _S.STOPPED}),
+}
+
+
+class IllegalTransition(ValueError):
+    def __init__(self, current: SessionState, target: SessionState) -> None:
+        super().__init__(f"session cannot go from {current} to {target}")
+        self.current = current
+        self.target = target
+
+
+def can_transition(current: SessionState, target: SessionState) -> bool:
+    return target in TRANSITIONS[current]
+
+
+def check_transition(current: SessionState, target: SessionState) -> SessionState:
+    if not can_transition(current, target):
+        raise IllegalTransition(current, target)
+    return target
+
+
+class DisconnectKind(enum.StrEnum):
+    LOGGED_OUT = "logged_out"
+    CONNECTION_LOST = "connection_lost"
+    REPLACED = "replaced"
+    BANNED = "banned"
+    PROXY_ERROR = "proxy_error"
+    QR_TIMEOUT = "qr_timeout"
+
+
+class Recovery(enum.Enum):
+    """What the runtime does after a disconnect (seed 004, Flow 3)."""
+
+    RECONNECT = "reconnect"  # connection lost: back off, connect again
+    RECONNECT_NEW_PROXY = "reconnect_new_proxy"  # proxy error: swap the proxy, connect again
+    RELINK = "relink"  # logged out: delete auth, wait for a new QR
+    FAIL = "fail"  # banned / replaced: stop, an operator must look
+    STOP = "stop"  # nobody scanned the QR in time
+
+
+RECOVERY: dict[DisconnectKind, tuple[Recovery, SessionState]] = {
+    DisconnectKind.CONNECTION_LOST: (Recovery.RECONNECT, SessionState.RECONNECTING),
+    DisconnectKind.PROXY_ERROR: (Recovery.RECONNECT_NEW_PROXY, SessionState.RECONNECTING),
+    DisconnectKind.LOGGED_OUT: (Recovery.RELINK, SessionState.LOGGED_OUT),
+    DisconnectKind.REPLACED: (Recovery.FAIL, SessionState.FAILED),
+    DisconnectKind.BANNED: (Recovery.FAIL, SessionState.FAILED),
+    DisconnectKind.QR_TIMEOUT: (Recovery.STOP, SessionState.STOPPED),
+}
+
+
+def recovery_for(kind: DisconnectKind) -> tuple[Recovery, SessionState]:
+    """The action and the state the session rests in while it is taken."""
+    return RECOVERY[kind]
+
+
+# --- each seed's words for our states -------------------------------------------------
+
+SEED_004: dict[SessionState, str] = {
+    _S.CREATED: "pending",
+    _S.CONNECTING: "pending",
+    _S.QR: "qr_ready",
+    _S.CONNECTED: "connected",
+    _S.RECONNECTING: "disconnected",
+    _S.STOPPED: "disconnected",
+    _S.LOGGED_OUT: "disconnected",
+    _S.FAILED: "failed",
+}
+
+SEED_002: dict[SessionState, str] = {
+    _S.CREATED: "disconnected",
+    _S.CONNECTING: "connecting",
+    _S.QR: "qr_required",
+    _S.CONNECTED: "connected",
+    _S.RECONNECTING: "connecting",
+    _S.STOPPED: "disconnected",
+    _S.LOGGED_OUT: "disconnected",
+    _S.FAILED: "disconnected",
+}
+
+SEED_001: dict[SessionState, str] = {
+    _S.CREATED: "DISCONNECTED",
+    _S.CONNECTING: "CONNECTING",
+    _S.QR: "CONNECTING",
+    _S.CONNECTED: "CONNECTED",
+    _S.RECONNECTING: "DISCONNECTED",
+    _S.STOPPED: "DISCONNECTED",
+    _S.LOGGED_OUT: "DISCONNECTED",
+    _S.FAILED: "DISCONNECTED",
+}
+
+SEED_003: dict[SessionState, str] = {
+    _S.CREATED: "disconnected",
+    _S.CONNECTING: "connecting",
+    _S.QR: "connecting",
+    _S.CONNECTED: "connected",
+    _S.RECONNECTING: "disconnected",
+    _S.STOPPED: "disconnected",
+    _S.LOGGED_OUT: "disconnected",
+    _S.FAILED: "disconnected",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Seed000Flags:
+    """Seed 000's booleans for a state."""
+
+    is_ready: bool
+    is_connected: bool
+
+
+def seed_000(state: SessionState) -> Seed000Flags:
+    connected = state is SessionState.CONNECTED
+    return Seed000Flags(is_ready=connected, is_connected=connected)
+
+
+def health_bucket(state: SessionState) -> str | None:
+    """Seed 001's health counters: ``connected``, ``connecting`` or ``reconnecting``."""
+    if state is SessionState.CONNECTED:
+        return "connected"
+    if state in (SessionState.CONNECTING, SessionState.QR):
+        return "connecting"
+    if state is SessionState.RECONNECTING:
+        return "reconnecting"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A session as stored: identity, where it runs, and what WhatsApp last said about it."""
+
+    id: str
+    status: SessionState
+    engine: str
+    worker_id: str | None = None
+    proxy: str | None = None
+    phone: str | None = None
+    user_id: str | None = None
+    session_name: str | None = None
+    qr: str | None = None
+    qr_generated_at: datetime | None = None
+    qr_expires_at: datetime | None = None
+    is_ready: bool = False
+    is_connected: bool = False
+    phone_number: str | None = None
+    device_name: str | None = None
+    last_connected_at: datetime | None = None
+    last_disconnected_at: datetime | None = None
+    disconnect_reason: str | None = None
+    disconnect_kind: DisconnectKind | None = None
+    pair_code: str | None = None
+    wa_name: str | None = None
+    jid: str | None = None
+    lid: str | None = None
+    reconnect_attempts: int = 0
+    last_activity_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def qr_valid_at(self, now: datetime) -> bool:
+        return self.qr is not None and (self.qr_expires_at is None or self.qr_expires_at > now)

@@ -1,0 +1,232 @@
+"""The WhatsApp boundary: what every engine offers the rest of wagate.
+
+An :class:`Engine` opens a :class:`Link` for one session. A link is an async
+context manager; while it is open it yields :data:`EngineEvent` values from
+:meth:`Link.events` and accepts verbs. The event stream ends after exactly one
+:class:`Disconnected` event (or when the link is closed by us). Everything
+above this module is engine-agnostic.
+
+Engines translate their own failures into :mod:`wagate.errors`:
+opening a link may raise :class:`~wagate.errors.TransientError` (including
+:class:`~wagate.errors.ProxyFailure`) or :class:`~wagate.errors.RelinkRequired`.
+
+Credentials live in an :class:`AuthStore` the runtime hands to the engine: a
+folder per session (``AUTH_DIR/<session_id>/``) by default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, Self, runtime_checkable
+
+from wagate.domain.session import DisconnectKind
+
+# --- events -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QRCode:
+    """A QR to show the user. ``code`` is WhatsApp's raw ``2@…`` string."""
+
+    code: str
+    ttl_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class PairCode:
+    """A pairing code the user types on the phone (``ABCD-EFGH``)."""
+
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """Logged in and online. ``jid`` is our own device JID (``phone:dev@s.whatsapp.net``)."""
+
+    jid: str
+    phone: str
+    push_name: str | None = None
+    device_name: str | None = None
+    lid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """The link is down; the last event of a link."""
+
+    kind: DisconnectKind
+    reason: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEvent:
+    """A message seen on the account (received, or sent from another device)."""
+
+    id: str
+    chat: str
+    sender: str
+    timestamp: datetime
+    kind: str
+    text: str | None = None
+    from_me: bool = False
+    sender_pn: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptEvent:
+    """Delivery state of messages we sent: ``delivered``, ``read`` or ``played``."""
+
+    chat: str
+    message_ids: tuple[str, ...]
+    status: str
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class GroupEvent:
+    """A group was created, renamed or its participants changed."""
+
+    jid: str
+    name: str | None
+    change: str
+
+
+EngineEvent = QRCode | PairCode | Connected | Disconnected | MessageEvent | ReceiptEvent | GroupEvent
+
+
+# --- credentials --------------------------------------------------------------------
+
+
+@runtime_checkable
+class AuthStore(Protocol):
+    """Where one session's engine credentials live."""
+
+    session_id: str
+
+    def load(self, name: str) -> dict[str, Any] | None: ...
+
+    def save(self, name: str, data: dict[str, Any]) -> None: ...
+
+    def exists(self) -> bool: ...
+
+    def clear(self) -> None: ...
+
+    def folder(self) -> Path | None:
+        """A folder the engine may use for files of its own, or None if it has none."""
+        ...
+
+
+class FileAuthStore:
+    """``<root>/<session_id>/<name>.json`` files, written atomically (write, fsync, rename)."""
+
+    def __init__(self, root: Path, session_id: str) -> None:
+        self.session_id = session_id
+        self._dir = root / session_id
+
+    def folder(self) -> Path:
+        self._dir.mkdir(parents=True, exist_ok=True)
+        return self._dir
+
+    def load(self, name: str) -> dict[str, Any] | None:
+        try:
+            data = json.loads((self._dir / f"{name}.json").read_text("utf-8"))
+        except FileNotFoundError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def save(self, name: str, data: dict[str, Any]) -> None:
+        folder = self.folder()
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, folder / f"{name}.json")
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def exists(self) -> bool:
+        return self._dir.is_dir() and any(self._dir.iterdir())
+
+    def clear(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class MemoryAuthStore:
+    """In-memory twin of :class:`FileAuthStore` for tests."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        self.files: dict[str, dict[str, Any]] = {}
+
+    def folder(self) -> Path | None:
+        return None
+
+    def load(self, name: str) -> dict[str, Any] | None:
+        data = self.files.get(name)
+        return dict(data) if data is not None else None
+
+    def save(self, name: str, data: dict[str, Any]) -> None:
+        self.files[name] = dict(data)
+
+    def exists(self) -> bool:
+        return bool(self.files)
+
+    def clear(self) -> None:
+        self.files.clear()
+
+
+# --- the engine ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LinkOptions:
+    """How to open a link: the proxy URL and, for pairing by code, the phone number."""
+
+    proxy: str | None = None
+    pair_phone: str | None = None
+
+
+class Link(Protocol):
+    """One live connection of one session to WhatsApp."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def events(self) -> AsyncIterator[EngineEvent]:
+        """Events until (and including) the one :class:`Disconnected`."""
+        ...
+
+    async def logout(self) -> None:
+        """Unlink this device from the account; the stream then ends with ``logged_out``."""
+        ...
+
+
+class Engine(Protocol):
+    """Opens links. One engine object serves every session of a process."""
+
+    name: str
+
+    def link(self, auth: AuthStore, options: LinkOptions) -> Link: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,130 @@
+"""The all-in-one gateway as one service: database, engine, embedded worker, session service.
+
+``async with Gateway(settings) as gw`` returns when everything is ready
+(schema migrated, linked sessions resumed) and stops in order on exit: the
+worker's runners first, then the engine, then the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from wagate.clock import Clock, SystemClock
+from wagate.control.sessions import SessionService
+from wagate.engine.base import Engine
+from wagate.errors import ConfigError
+from wagate.settings import Settings
+from wagate.storage.db import Database, create_engine, migrate
+from wagate.storage.repos.audit import AuditRepo
+from wagate.storage.repos.sessions import SessionRepo
+from wagate.worker.host import Worker
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    """Control plane and one embedded worker in one process (``wagate serve``)."""
+
+    def __init__(
+        self, settings: Settings, *, clock: Clock | None = None, engine: Engine | None = None
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self._given_engine = engine
+        self._stack = contextlib.AsyncExitStack()
+        self.sandbox_network: object | None = None  # the in-process sandbox, when there is one
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+
+    async def _start(self) -> None:
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        s.auth_root.mkdir(parents=True, exist_ok=True)
+        self.api_key, created = load_or_create_api_key(s)
+        self.api_key_created = created
+        await migrate(s.sqlalchemy_url)
+        self.db = Database(create_engine(s.sqlalchemy_url))
+        self._stack.push_async_callback(self.db.aclose)
+        self.sessions = SessionRepo(self.db, self.clock)
+        self.audit = AuditRepo(self.db, self.clock)
+        self.engine = self._given_engine or self._build_engine()
+        self._stack.push_async_callback(self.engine.aclose)
+        self.worker = Worker(
+            s, engine=self.engine, sessions=self.sessions, audit=self.audit, clock=self.clock
+        )
+        await self._stack.enter_async_context(self.worker)
+        self.service = SessionService(
+            self.sessions,
+            self.worker,
+            self.clock,
+            engine=self.engine.name,
+            worker_id=s.worker_id,
+            connect_wait_s=s.connect_wait_ms / 1000,
+        )
+
+    def _build_engine(self) -> Engine:
+        s = self.settings
+        if s.engine == "neonize":
+            raise ConfigError(
+                "engine 'neonize' is not available in this build yet; start with --engine sandbox"
+            )
+        from wagate.engine.sandbox import SandboxEngine, SandboxNetwork, SandboxTimings
+
+        if s.sandbox_url:
+            return SandboxEngine(url=sandbox_ws_url(s.sandbox_url))
+        network = SandboxNetwork(
+            timings=SandboxTimings(
+                qr_first_s=s.sandbox_qr_first_ms / 1000,
+                qr_next_s=s.sandbox_qr_next_ms / 1000,
+                qr_count=s.sandbox_qr_count,
+            ),
+            state_path=s.sandbox_state_file,
+        )
+        self.sandbox_network = network
+        return SandboxEngine(network=network)
+
+
+def sandbox_ws_url(base: str) -> str:
+    """``http://host:port`` (the sandbox server's base URL) → ``ws://host:port/ws``."""
+    base = base.rstrip("/")
+    if base.startswith(("ws://", "wss://")):
+        return base if base.endswith("/ws") else base + "/ws"
+    scheme, _, rest = base.partition("://")
+    return ("wss" if scheme == "https" else "ws") + "://" + rest + "/ws"
+
+
+def load_or_create_api_key(settings: Settings) -> tuple[str, bool]:
+    """The configured ``API_KEY``; else the one stored under the data dir, made on first start."""
+    if settings.api_key:
+        return settings.api_key, False
+    path: Path = settings.api_key_file
+    if path.exists():
+        key = path.read_text("utf-8").strip()
+        if key:
+            return key, False
+    key = "wg_" + secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(key + "\n")
+    return key, True

@@ -1,0 +1,147 @@
+"""Every setting wagate reads, typed, in one object built once in ``main``.
+
+Each field is read from ``WAGATE_<NAME>`` and, where a seed names the
+variable, from that exact name too (``API_KEY``, ``PORT``, ``AUTH_DIR``, …).
+When both are set the ``WAGATE_`` name wins. Durations are milliseconds
+(``*_ms``), as in the seeds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from wagate.errors import ConfigError
+
+
+def _env(name: str, *seed_names: str) -> Any:
+    """A field read from ``WAGATE_<NAME>`` first, then from each seed's name."""
+    return AliasChoices(f"WAGATE_{name}", *seed_names)
+
+
+class Settings(BaseSettings):
+    """wagate's configuration. See the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", populate_by_name=True, validate_default=True
+    )
+
+    # --- where things live -------------------------------------------------------
+    data_dir: Path = Field(Path("data"), validation_alias=_env("DATA_DIR"))
+    auth_dir: Path | None = Field(
+        None, validation_alias=_env("AUTH_DIR", "AUTH_DIR", "SESSIONS_DIR")
+    )
+    database_url: str | None = Field(
+        None, validation_alias=_env("DATABASE_URL", "DATABASE_URL")
+    )
+
+    # --- HTTP --------------------------------------------------------------------
+    host: str = Field("127.0.0.1", validation_alias=_env("HOST", "HOST"))
+    port: int = Field(8080, ge=1, le=65535, validation_alias=_env("PORT", "PORT"))
+    api_key: str | None = Field(None, validation_alias=_env("API_KEY", "API_KEY"))
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        "info", validation_alias=_env("LOG_LEVEL", "LOG_LEVEL")
+    )
+
+    # --- engine ------------------------------------------------------------------
+    engine: Literal["sandbox", "neonize"] = Field("sandbox", validation_alias=_env("ENGINE"))
+    sandbox_url: str | None = Field(None, validation_alias=_env("SANDBOX_URL", "SANDBOX_URL"))
+    sandbox_key: str | None = Field(None, validation_alias=_env("SANDBOX_KEY"))
+    sandbox_qr_first_ms: int = Field(60_000, ge=1, validation_alias=_env("SANDBOX_QR_FIRST_MS"))
+    sandbox_qr_next_ms: int = Field(20_000, ge=1, validation_alias=_env("SANDBOX_QR_NEXT_MS"))
+    sandbox_qr_count: int = Field(6, ge=1, le=100, validation_alias=_env("SANDBOX_QR_COUNT"))
+
+    # --- worker ------------------------------------------------------------------
+    worker_id: str = Field("local", min_length=1, validation_alias=_env("WORKER_ID", "WORKER_ID"))
+    worker_port: int | None = Field(
+        None, ge=1, le=65535, validation_alias=_env("WORKER_PORT", "WORKER_PORT")
+    )
+    worker_max_sessions: int = Field(
+        500, ge=1, validation_alias=_env("WORKER_MAX_SESSIONS", "WORKER_MAX_SESSIONS")
+    )
+    backoff_base_ms: int = Field(
+        1_000, ge=1, validation_alias=_env("BACKOFF_BASE_MS", "WORKER_BACKOFF_BASE_MS")
+    )
+    backoff_max_ms: int = Field(
+        30_000, ge=1, validation_alias=_env("BACKOFF_MAX_MS", "WORKER_BACKOFF_MAX_MS")
+    )
+    backoff_jitter_ms: int = Field(500, ge=0, validation_alias=_env("BACKOFF_JITTER_MS"))
+    backoff_reset_after_ms: int = Field(
+        60_000, ge=0, validation_alias=_env("BACKOFF_RESET_AFTER_MS")
+    )
+    qr_expiry_ms: int = Field(300_000, ge=1_000, validation_alias=_env("QR_EXPIRY_MS"))
+    qr_sweep_interval_ms: int = Field(
+        30_000, ge=10, validation_alias=_env("QR_SWEEP_INTERVAL_MS")
+    )
+    connect_wait_ms: int = Field(5_000, ge=0, validation_alias=_env("CONNECT_WAIT_MS"))
+    stop_timeout_ms: int = Field(10_000, ge=100, validation_alias=_env("STOP_TIMEOUT_MS"))
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        scheme = value.split("://", 1)[0].split("+", 1)[0]
+        if scheme not in ("sqlite", "postgres", "postgresql"):
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def auth_root(self) -> Path:
+        return self.auth_dir if self.auth_dir is not None else self.data_dir / "auth"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The async SQLAlchemy URL: the default SQLite file, or the given URL with its driver."""
+        if self.database_url is None:
+            return f"sqlite+aiosqlite:///{self.data_dir / 'wagate.db'}"
+        return to_async_url(self.database_url)
+
+    @property
+    def api_key_file(self) -> Path:
+        return self.data_dir / "api_key"
+
+    @property
+    def sandbox_state_file(self) -> Path:
+        return self.data_dir / "sandbox-network.json"
+
+
+def to_async_url(url: str) -> str:
+    """``postgres://`` / ``postgresql://`` → asyncpg, ``sqlite://`` → aiosqlite."""
+    scheme, sep, rest = url.partition("://")
+    base = scheme.split("+", 1)[0]
+    if base in ("postgres", "postgresql"):
+        return f"postgresql+asyncpg{sep}{rest}"
+    if base == "sqlite":
+        return f"sqlite+aiosqlite{sep}{rest}"
+    return url
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment; a bad value raises one clear :class:`ConfigError`."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    loc = first.get("loc") or ("?",)
+    name = str(loc[0])
+    field = Settings.model_fields.get(name)
+    if field is not None and isinstance(field.validation_alias, AliasChoices):
+        names = [str(c) for c in field.validation_alias.choices]
+        name = " / ".join(dict.fromkeys(names))
+    value = first.get("input")
+    secret = any(word in name.lower() for word in ("url", "key", "secret", "token"))
+    shown = "" if secret or value is None or isinstance(value, dict) else f" (got {value!r:.60})"
+    return f"invalid setting {name}{shown}: {first.get('msg', 'invalid value')}"

@@ -1,0 +1,72 @@
+"""``audit_log``: small, append-only records of what happened to a session."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from wagate.clock import Clock
+from wagate.storage.db import Database
+from wagate.storage.tables import audit_log as t
+
+
+class AuditEvent(enum.StrEnum):
+    """The events seeds 003 and 000 name, plus wagate's own lifecycle ones."""
+
+    QR_GENERATED = "qr_generated"
+    CONNECT = "connect"
+    DISCONNECT = "disconnect"
+    RECONNECT = "reconnect"
+    LOGOUT = "logout"
+    DISCOVERY = "discovery"
+    GROUP_RENAME = "group_rename"
+    INGEST = "ingest"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    session_id: str | None
+    event: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class AuditRepo:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def add(
+        self, session_id: str | None, event: AuditEvent, data: dict[str, Any] | None = None
+    ) -> None:
+        values = {
+            "session_id": session_id,
+            "event": event.value,
+            "data": data or {},
+            "created_at": self._clock.now(),
+        }
+        async with self._db.begin() as conn:
+            await conn.execute(t.insert().values(**values))
+
+    async def list(
+        self,
+        session_id: str | None = None,
+        *,
+        event: str | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> list[AuditEntry]:
+        query = t.select().order_by(t.c.id.desc()).limit(limit)
+        if session_id is not None:
+            query = query.where(t.c.session_id == session_id)
+        if event is not None:
+            query = query.where(t.c.event == event)
+        if before_id is not None:
+            query = query.where(t.c.id < before_id)
+        async with self._db.begin() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [AuditEntry(**dict(r)) for r in rows]

@@ -1,0 +1,191 @@
+"""Session rows: what the API provisions and what the runtime reports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import fields
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from wagate.clock import Clock
+from wagate.domain.session import DisconnectKind, Session, SessionState, seed_000
+from wagate.errors import Conflict
+from wagate.storage.db import Database
+from wagate.storage.tables import sessions as t
+
+_FIELDS = frozenset(f.name for f in fields(Session))
+_CLEAR_QR: dict[str, Any] = {"qr": None, "qr_generated_at": None, "qr_expires_at": None}
+
+
+def _to_session(row: Mapping[str, Any]) -> Session:
+    data = {k: v for k, v in row.items() if k in _FIELDS}
+    data["status"] = SessionState(data["status"])
+    kind = data.get("disconnect_kind")
+    data["disconnect_kind"] = DisconnectKind(kind) if kind else None
+    return Session(**data)
+
+
+class SessionRepo:
+    """Reads and writes ``sessions``; every write stamps ``updated_at``."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def create(
+        self,
+        session_id: str,
+        *,
+        engine: str,
+        worker_id: str | None = None,
+        phone: str | None = None,
+        proxy: str | None = None,
+        user_id: str | None = None,
+        session_name: str | None = None,
+    ) -> Session:
+        now = self._clock.now()
+        values = {
+            "id": session_id,
+            "status": SessionState.CREATED.value,
+            "engine": engine,
+            "worker_id": worker_id,
+            "phone": phone,
+            "proxy": proxy,
+            "user_id": user_id,
+            "session_name": session_name,
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            async with self._db.begin() as conn:
+                await conn.execute(t.insert().values(**values))
+        except IntegrityError:
+            raise Conflict(f"session {session_id!r} already exists") from None
+        created = await self.get(session_id)
+        assert created is not None
+        return created
+
+    async def get(self, session_id: str) -> Session | None:
+        async with self._db.begin() as conn:
+            row = (await conn.execute(t.select().where(t.c.id == session_id))).mappings().first()
+        return _to_session(row) if row else None
+
+    async def list(
+        self,
+        *,
+        worker_id: str | None = None,
+        states: Iterable[SessionState] | None = None,
+    ) -> list[Session]:
+        query = t.select().order_by(t.c.created_at, t.c.id)
+        if worker_id is not None:
+            query = query.where(t.c.worker_id == worker_id)
+        if states is not None:
+            query = query.where(t.c.status.in_([s.value for s in states]))
+        async with self._db.begin() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [_to_session(r) for r in rows]
+
+    async def find_by_phone(self, phone: str) -> Session | None:
+        query = t.select().where(sa.or_(t.c.phone == phone, t.c.phone_number == phone)).limit(1)
+        async with self._db.begin() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return _to_session(row) if row else None
+
+    async def delete(self, session_id: str) -> bool:
+        async with self._db.begin() as conn:
+            result = await conn.execute(t.delete().where(t.c.id == session_id))
+        return bool(result.rowcount)
+
+    async def update(self, session_id: str, **values: Any) -> None:
+        """Set columns; a ``status`` also sets seed 000's booleans to match."""
+        status = values.get("status")
+        if isinstance(status, SessionState):
+            flags = seed_000(status)
+            values = {"is_ready": flags.is_ready, "is_connected": flags.is_connected, **values}
+            values["status"] = status.value
+        kind = values.get("disconnect_kind")
+        if isinstance(kind, DisconnectKind):
+            values["disconnect_kind"] = kind.value
+        values["updated_at"] = self._clock.now()
+        async with self._db.begin() as conn:
+            await conn.execute(t.update().where(t.c.id == session_id).values(**values))
+
+    async def record_qr(
+        self, session_id: str, qr: str, generated_at: datetime, expires_at: datetime
+    ) -> None:
+        await self.update(
+            session_id,
+            status=SessionState.QR,
+            qr=qr,
+            qr_generated_at=generated_at,
+            qr_expires_at=expires_at,
+        )
+
+    async def record_connected(
+        self,
+        session_id: str,
+        *,
+        phone_number: str,
+        jid: str,
+        wa_name: str | None,
+        device_name: str | None,
+        lid: str | None,
+    ) -> None:
+        now = self._clock.now()
+        await self.update(
+            session_id,
+            status=SessionState.CONNECTED,
+            phone_number=phone_number,
+            jid=jid,
+            wa_name=wa_name,
+            device_name=device_name,
+            lid=lid,
+            last_connected_at=now,
+            last_activity_at=now,
+            pair_code=None,
+            reconnect_attempts=0,
+            **_CLEAR_QR,
+        )
+
+    async def record_disconnected(
+        self,
+        session_id: str,
+        state: SessionState,
+        kind: DisconnectKind | None,
+        reason: str,
+        *,
+        attempts: int | None = None,
+    ) -> None:
+        values: dict[str, Any] = {
+            "status": state,
+            "disconnect_kind": kind,
+            "disconnect_reason": reason,
+            "last_disconnected_at": self._clock.now(),
+            "pair_code": None,
+            **_CLEAR_QR,
+        }
+        if attempts is not None:
+            values["reconnect_attempts"] = attempts
+        await self.update(session_id, **values)
+
+    async def expire_qrs(self, now: datetime) -> list[str]:
+        """Seed 000's sweep: clear every QR whose ``qr_expires_at`` has passed."""
+        expired = sa.and_(t.c.qr.is_not(None), t.c.qr_expires_at < now)
+        async with self._db.begin() as conn:
+            ids = list((await conn.execute(sa.select(t.c.id).where(expired))).scalars())
+            if ids:
+                await conn.execute(
+                    t.update().where(t.c.id.in_(ids), expired).values(updated_at=now, **_CLEAR_QR)
+                )
+        return ids
+
+    async def count_by_state(self, worker_id: str | None = None) -> dict[SessionState, int]:
+        query = sa.select(t.c.status, sa.func.count()).group_by(t.c.status)
+        if worker_id is not None:
+            query = query.where(t.c.worker_id == worker_id)
+        async with self._db.begin() as conn:
+            rows = (await conn.execute(query)).all()
+        return {SessionState(status): int(n) for status, n in rows}

@@ -1,0 +1,114 @@
+"""The schema, as SQLAlchemy Core tables: one definition for SQLite and PostgreSQL.
+
+Alembic migrations (``storage/migrations``) create exactly these tables; a test
+checks that the migrated schema and this metadata agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """``timestamptz`` on PostgreSQL; on SQLite, an ISO string read back as aware UTC."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+JSONType = sa.JSON().with_variant(sa.dialects.postgresql.JSONB(), "postgresql")
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _ts(name: str, **kw: Any) -> sa.Column[datetime]:
+    return sa.Column(name, UTCDateTime(), **kw)
+
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False, server_default="created"),
+    sa.Column("engine", sa.String(16), nullable=False, server_default="sandbox"),
+    sa.Column("worker_id", sa.String(64), nullable=True),
+    sa.Column("proxy", sa.Text, nullable=True),
+    # the number the operator provisioned for (seed 004), digits only
+    sa.Column("phone", sa.String(20), nullable=True),
+    sa.Column("user_id", sa.String(128), nullable=True),
+    sa.Column("session_name", sa.String(256), nullable=True),
+    # seed 000's columns
+    sa.Column("qr", sa.Text, nullable=True),
+    _ts("qr_generated_at", nullable=True),
+    _ts("qr_expires_at", nullable=True),
+    sa.Column("is_ready", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("is_connected", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("phone_number", sa.String(20), nullable=True),
+    sa.Column("device_name", sa.String(128), nullable=True),
+    _ts("last_connected_at", nullable=True),
+    _ts("last_disconnected_at", nullable=True),
+    sa.Column("disconnect_reason", sa.Text, nullable=True),
+    # ours
+    sa.Column("disconnect_kind", sa.String(32), nullable=True),
+    sa.Column("pair_code", sa.String(16), nullable=True),
+    sa.Column("wa_name", sa.String(256), nullable=True),
+    sa.Column("jid", sa.String(128), nullable=True),
+    sa.Column("lid", sa.String(128), nullable=True),
+    sa.Column("reconnect_attempts", sa.Integer, nullable=False, server_default="0"),
+    _ts("last_activity_at", nullable=True),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+)
+sa.Index("ix_sessions_phone_number", sessions.c.phone_number)
+sa.Index("ix_sessions_worker_id_status", sessions.c.worker_id, sessions.c.status)
+sa.Index("ix_sessions_qr_expires_at", sessions.c.qr_expires_at)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("session_id", sa.String(64), nullable=True),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("data", JSONType, nullable=False),
+    _ts("created_at", nullable=False),
+)
+sa.Index("ix_audit_log_session_id_id", audit_log.c.session_id, audit_log.c.id)
+sa.Index("ix_audit_log_event", audit_log.c.event)
+
+# seed 003's UI → worker signals: ``{"at": ISO}`` values under well-known keys.
+# ``session_id = ''`` addresses every session (a single-session deployment).
+runtime_flags = sa.Table(
+    "runtime_flags",
+    metadata,
+    sa.Column("session_id", sa.String(64), primary_key=True, server_default=""),
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", JSONType, nullable=False),
+    _ts("updated_at", nullable=False),
+)

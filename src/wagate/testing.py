@@ -1,0 +1,125 @@
+"""Public fakes and factories for tests (wagate's own and its users').
+
+:class:`ScriptedEngine` is an :class:`~wagate.engine.base.Engine` whose links
+play scripts: each call to ``link()`` takes the next script, a list of events
+(ending, or not, in a ``Disconnected``) or an exception to raise on open. A
+script that does not end in ``Disconnected`` keeps its link open until the
+test calls :meth:`ScriptedLink.end` or the runner closes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Self
+
+from wagate.domain.session import DisconnectKind
+from wagate.engine.base import (
+    AuthStore,
+    Connected,
+    Disconnected,
+    EngineEvent,
+    LinkOptions,
+)
+
+Script = Sequence[EngineEvent] | BaseException
+
+
+def connected(phone: str = "6281234567890", name: str = "Test Phone") -> Connected:
+    return Connected(
+        jid=f"{phone}:7@s.whatsapp.net",
+        phone=phone,
+        push_name=name,
+        device_name="wagate",
+        lid="123456789012345@lid",
+    )
+
+
+def lost(reason: str = "network down") -> Disconnected:
+    return Disconnected(DisconnectKind.CONNECTION_LOST, reason)
+
+
+@dataclass
+class ScriptedLink:
+    script: Sequence[EngineEvent]
+    auth: AuthStore
+    options: LinkOptions
+    closed: bool = False
+    logged_out: bool = False
+    _queue: asyncio.Queue[EngineEvent | None] = field(default_factory=asyncio.Queue)
+
+    async def __aenter__(self) -> Self:
+        for event in self.script:
+            self._queue.put_nowait(event)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.closed = True
+
+    async def events(self) -> AsyncIterator[EngineEvent]:
+        while True:
+            event = await self._queue.get()
+            if event is None:
+                return
+            yield event
+            if isinstance(event, Disconnected):
+                return
+
+    def push(self, event: EngineEvent) -> None:
+        self._queue.put_nowait(event)
+
+    def end(self, kind: DisconnectKind = DisconnectKind.CONNECTION_LOST, reason: str = "") -> None:
+        self.push(Disconnected(kind, reason))
+
+    async def logout(self) -> None:
+        self.logged_out = True
+        self.end(DisconnectKind.LOGGED_OUT, "logged out by request")
+
+
+class ScriptedEngine:
+    """An engine that plays one script per link; see the module docstring."""
+
+    name = "scripted"
+
+    def __init__(self, scripts: Sequence[Script] = ()) -> None:
+        self.scripts: deque[Script] = deque(scripts)
+        self.links: list[ScriptedLink] = []
+        self.options: list[LinkOptions] = []
+        self.opened = asyncio.Event()
+
+    def add(self, *scripts: Script) -> None:
+        self.scripts.extend(scripts)
+
+    def link(self, auth: AuthStore, options: LinkOptions) -> ScriptedLink:
+        self.options.append(options)
+        script = self.scripts.popleft() if self.scripts else ()
+        if isinstance(script, BaseException):
+            return _Raising(script, auth, options)  # type: ignore[return-value]
+        link = ScriptedLink(list(script), auth, options)
+        self.links.append(link)
+        self.opened.set()
+        return link
+
+    async def aclose(self) -> None:
+        return None
+
+
+@dataclass
+class _Raising:
+    error: BaseException
+    auth: AuthStore
+    options: LinkOptions
+
+    async def __aenter__(self) -> ScriptedLink:
+        raise self.error
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None

@@ -1,0 +1,129 @@
+"""Shared fixtures: a fresh, migrated database per test, on SQLite or on PostgreSQL.
+
+Set ``WAGATE_TEST_DATABASE_URL=postgresql://user@host:port/db`` to run the
+suite on PostgreSQL: a migrated template database is made once per run and
+each test gets its own copy (``CREATE DATABASE … TEMPLATE``), dropped after.
+Without it every test gets a copy of a migrated SQLite file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from wagate.clock import ManualClock
+from wagate.settings import Settings, load_settings
+from wagate.storage.db import Database, create_engine, migrate_sync
+from wagate.storage.repos.audit import AuditRepo
+from wagate.storage.repos.sessions import SessionRepo
+
+PG_URL = os.environ.get("WAGATE_TEST_DATABASE_URL")
+
+
+def pytest_report_header() -> str:
+    return f"wagate database: {'PostgreSQL' if PG_URL else 'SQLite'}"
+
+
+def _with_db(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+async def _pg_admin(sql: str) -> None:
+    assert PG_URL is not None
+    conn = await asyncpg.connect(PG_URL.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+class DatabaseFactory:
+    """Makes fresh migrated databases; drops (or deletes) them when the test ends."""
+
+    def __init__(self, template: str, tmp: Path) -> None:
+        self._template = template
+        self._tmp = tmp
+        self._made: list[str] = []
+
+    def new(self) -> str:
+        """A URL (as a user would give it in DATABASE_URL) of a new, migrated database."""
+        if PG_URL:
+            name = f"wagate_t_{secrets.token_hex(5)}"
+            asyncio.run(_pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{self._template}"'))
+            self._made.append(name)
+            return _with_db(PG_URL, name)
+        path = self._tmp / f"db-{secrets.token_hex(4)}.sqlite"
+        shutil.copyfile(self._template, path)
+        return f"sqlite:///{path}"
+
+    def cleanup(self) -> None:
+        for name in self._made:
+            asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def db_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if PG_URL:
+        name = f"wagate_tpl_{os.getpid()}"
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+        migrate_sync(_with_db(PG_URL, name).replace("postgresql://", "postgresql+asyncpg://", 1))
+        yield name
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    else:
+        path = tmp_path_factory.mktemp("template") / "template.sqlite"
+        migrate_sync(f"sqlite+aiosqlite:///{path}")
+        yield str(path)
+
+
+@pytest.fixture
+def databases(db_template: str, tmp_path: Path) -> Iterator[DatabaseFactory]:
+    factory = DatabaseFactory(db_template, tmp_path)
+    yield factory
+    factory.cleanup()
+
+
+@pytest.fixture
+def database_url(databases: DatabaseFactory) -> str:
+    return databases.new()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return load_settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        api_key="test-key",
+        backoff_base_ms=1000,
+        backoff_max_ms=30000,
+    )
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[Database]:
+    database = Database(create_engine(settings.sqlalchemy_url))
+    yield database
+    await database.aclose()
+
+
+@pytest.fixture
+def session_repo(db: Database, clock: ManualClock) -> SessionRepo:
+    return SessionRepo(db, clock)
+
+
+@pytest.fixture
+def audit_repo(db: Database, clock: ManualClock) -> AuditRepo:
+    return AuditRepo(db, clock)
