@@ -11,7 +11,9 @@ def test_good_session_ids(good: str) -> None:
     assert check_session_id(good) == good
 
 
-@pytest.mark.parametrize("bad", ["", "-a", ".hidden", "../etc", "a/b", "a..b", "x" * 65, "a b", "é"])
+@pytest.mark.parametrize(
+    "bad", ["", "-a", ".hidden", "../etc", "a/b", "a..b", "x" * 65, "a b", "é"]
+)
 def test_bad_session_ids(bad: str) -> None:
     with pytest.raises(InvalidInput):
         check_session_id(bad)

@@ -17,7 +17,9 @@ from rich.table import Table
 from wagate.errors import ConfigError
 from wagate.settings import Settings, load_settings
 
-app = typer.Typer(help="wagate: a self-hosted, multi-session WhatsApp gateway.", no_args_is_help=True)
+app = typer.Typer(
+    help="wagate: a self-hosted, multi-session WhatsApp gateway.", no_args_is_help=True
+)
 sandbox_app = typer.Typer(help="The sandbox WhatsApp network: run it, or act as a phone on it.")
 sessions_app = typer.Typer(help="Manage sessions on a running gateway.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
@@ -48,7 +50,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="HTTP port (default 8080)")] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1)")] = None,
 ) -> None:
-    """Run the gateway: control plane and one embedded worker, on SQLite + local files by default."""
+    """Run the gateway: control plane + an embedded worker (SQLite + local files by default)."""
     settings = _settings(engine=engine, port=port, host=host)
     from wagate.server import run_gateway
 
@@ -130,7 +132,7 @@ class _Gateway:
 
     def sandbox_control(self, path: str, body: dict[str, Any]) -> Any:
         s = self.settings
-        base = (s.sandbox_url.rstrip("/") if s.sandbox_url else self.url + "/sandbox")
+        base = s.sandbox_url.rstrip("/") if s.sandbox_url else self.url + "/sandbox"
         key = s.sandbox_key if s.sandbox_url else self.key
         headers = {"X-Api-Key": key} if key else {}
         try:
@@ -218,7 +220,10 @@ def sessions_list(url: UrlOpt = None, api_key: KeyOpt = None) -> None:
     table = Table("id", "state", "phone", "name", "disconnect")
     for s in body["sessions"]:
         table.add_row(
-            s["id"], s["state"], s["phoneNumber"] or s["phone"] or "", s["waName"] or "",
+            s["id"],
+            s["state"],
+            s["phoneNumber"] or s["phone"] or "",
+            s["waName"] or "",
             s["disconnectKind"] or "",
         )
     out.print(table)

@@ -77,9 +77,9 @@ class ManualClock:
         self._mono = target
         await _settle()
 
-    async def wait_for_sleepers(self, count: int = 1, timeout: float = 5.0) -> None:
+    async def wait_for_sleepers(self, count: int = 1, limit_s: float = 5.0) -> None:
         """Yield until at least ``count`` tasks sleep on this clock (real-time bounded)."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + limit_s
         while self.sleeping < count:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"expected {count} sleeper(s), have {self.sleeping}")

@@ -13,7 +13,7 @@ import os
 import secrets
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from wagate.clock import Clock, SystemClock
 from wagate.control.sessions import SessionService
@@ -24,6 +24,9 @@ from wagate.storage.db import Database, create_engine, migrate
 from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.sessions import SessionRepo
 from wagate.worker.host import Worker
+
+if TYPE_CHECKING:
+    from wagate.engine.sandbox import SandboxNetwork
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ class Gateway:
         self.clock = clock or SystemClock()
         self._given_engine = engine
         self._stack = contextlib.AsyncExitStack()
-        self.sandbox_network: object | None = None  # the in-process sandbox, when there is one
+        self.sandbox_network: SandboxNetwork | None = None  # the in-process sandbox, if any
 
     async def __aenter__(self) -> Self:
         try:

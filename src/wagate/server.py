@@ -34,6 +34,10 @@ async def run_gateway(settings: Settings) -> None:
         )
         log.info(
             "wagate %s on http://%s:%d (engine %s, worker %s)",
-            "serving", settings.host, settings.port, gateway.engine.name, settings.worker_id,
+            "serving",
+            settings.host,
+            settings.port,
+            gateway.engine.name,
+            settings.worker_id,
         )
         await uvicorn.Server(config).serve()

@@ -8,6 +8,7 @@ When both are set the ``WAGATE_`` name wins. Durations are milliseconds
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,9 +35,7 @@ class Settings(BaseSettings):
     auth_dir: Path | None = Field(
         None, validation_alias=_env("AUTH_DIR", "AUTH_DIR", "SESSIONS_DIR")
     )
-    database_url: str | None = Field(
-        None, validation_alias=_env("DATABASE_URL", "DATABASE_URL")
-    )
+    database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL", "DATABASE_URL"))
 
     # --- HTTP --------------------------------------------------------------------
     host: str = Field("127.0.0.1", validation_alias=_env("HOST", "HOST"))
@@ -73,9 +72,7 @@ class Settings(BaseSettings):
         60_000, ge=0, validation_alias=_env("BACKOFF_RESET_AFTER_MS")
     )
     qr_expiry_ms: int = Field(300_000, ge=1_000, validation_alias=_env("QR_EXPIRY_MS"))
-    qr_sweep_interval_ms: int = Field(
-        30_000, ge=10, validation_alias=_env("QR_SWEEP_INTERVAL_MS")
-    )
+    qr_sweep_interval_ms: int = Field(30_000, ge=10, validation_alias=_env("QR_SWEEP_INTERVAL_MS"))
     connect_wait_ms: int = Field(5_000, ge=0, validation_alias=_env("CONNECT_WAIT_MS"))
     stop_timeout_ms: int = Field(10_000, ge=100, validation_alias=_env("STOP_TIMEOUT_MS"))
 
@@ -135,13 +132,20 @@ def load_settings(**overrides: Any) -> Settings:
 
 def _describe(exc: ValidationError) -> str:
     first = exc.errors()[0]
-    loc = first.get("loc") or ("?",)
-    name = str(loc[0])
-    field = Settings.model_fields.get(name)
-    if field is not None and isinstance(field.validation_alias, AliasChoices):
-        names = [str(c) for c in field.validation_alias.choices]
-        name = " / ".join(dict.fromkeys(names))
+    name = _variable(str((first.get("loc") or ("?",))[0]))
     value = first.get("input")
     secret = any(word in name.lower() for word in ("url", "key", "secret", "token"))
     shown = "" if secret or value is None or isinstance(value, dict) else f" (got {value!r:.60})"
     return f"invalid setting {name}{shown}: {first.get('msg', 'invalid value')}"
+
+
+def _variable(loc: str) -> str:
+    """The environment variable behind an error: the one that is set, else all its names."""
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names = list(dict.fromkeys(str(c) for c in alias.choices))
+            if loc in names:
+                given = [n for n in names if n in os.environ]
+                return given[0] if given else " / ".join(names)
+    return loc

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -26,6 +26,16 @@ from wagate.engine.base import (
 )
 
 Script = Sequence[EngineEvent] | BaseException
+
+
+async def eventually(predicate: Callable[[], object], limit_s: float = 5.0) -> None:
+    """Wait (in real time, bounded) until ``predicate()`` is true: for state other tasks reach."""
+
+    async def wait() -> None:
+        while not predicate():  # noqa: ASYNC110 - a plain predicate has nothing to await
+            await asyncio.sleep(0.002)
+
+    await asyncio.wait_for(wait(), limit_s)
 
 
 def connected(phone: str = "6281234567890", name: str = "Test Phone") -> Connected:

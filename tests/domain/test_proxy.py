@@ -9,7 +9,11 @@ from wagate.errors import InvalidInput
 def test_parses_socks5h_with_credentials() -> None:
     p = parse_proxy("socks5h://bob:s%40cret@proxy.example:1080")
     assert (p.scheme, p.host, p.port, p.username, p.password) == (
-        "socks5h", "proxy.example", 1080, "bob", "s@cret"
+        "socks5h",
+        "proxy.example",
+        1080,
+        "bob",
+        "s@cret",
     )
     assert p.redacted() == "socks5h://bob:***@proxy.example:1080"
 

@@ -71,12 +71,30 @@ def test_only_logged_out_and_failed_need_an_operator() -> None:
         (SessionState.CONNECTING, "pending", "connecting", "CONNECTING", "connecting", False),
         (SessionState.QR, "qr_ready", "qr_required", "CONNECTING", "connecting", False),
         (SessionState.CONNECTED, "connected", "connected", "CONNECTED", "connected", True),
-        (SessionState.RECONNECTING, "disconnected", "connecting", "DISCONNECTED", "disconnected",
-         False),
-        (SessionState.STOPPED, "disconnected", "disconnected", "DISCONNECTED", "disconnected",
-         False),
-        (SessionState.LOGGED_OUT, "disconnected", "disconnected", "DISCONNECTED", "disconnected",
-         False),
+        (
+            SessionState.RECONNECTING,
+            "disconnected",
+            "connecting",
+            "DISCONNECTED",
+            "disconnected",
+            False,
+        ),
+        (
+            SessionState.STOPPED,
+            "disconnected",
+            "disconnected",
+            "DISCONNECTED",
+            "disconnected",
+            False,
+        ),
+        (
+            SessionState.LOGGED_OUT,
+            "disconnected",
+            "disconnected",
+            "DISCONNECTED",
+            "disconnected",
+            False,
+        ),
         (SessionState.FAILED, "failed", "disconnected", "DISCONNECTED", "disconnected", False),
     ],
 )
@@ -91,7 +109,13 @@ def test_seed_vocabularies(
 
 
 def test_seed_words_stay_inside_each_seeds_alphabet() -> None:
-    assert set(d.SEED_004.values()) <= {"pending", "qr_ready", "connected", "disconnected", "failed"}
+    assert set(d.SEED_004.values()) <= {
+        "pending",
+        "qr_ready",
+        "connected",
+        "disconnected",
+        "failed",
+    }
     assert set(d.SEED_002.values()) <= {"disconnected", "connecting", "qr_required", "connected"}
     assert set(d.SEED_001.values()) <= {"DISCONNECTED", "CONNECTING", "CONNECTED"}
     assert set(d.SEED_003.values()) <= {"connecting", "connected", "disconnected"}

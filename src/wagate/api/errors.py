@@ -58,8 +58,9 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = [_problem(err) for err in exc.errors()]
     first = problems[0] if problems else {"field": None, "message": "invalid request"}
-    message = "; ".join(f"{p['field']}: {p['message']}" if p["field"] else p["message"]
-                        for p in problems)
+    message = "; ".join(
+        f"{p['field']}: {p['message']}" if p["field"] else p["message"] for p in problems
+    )
     return JSONResponse(
         error_body("invalid_input", message, first["field"], details=problems), status_code=422
     )

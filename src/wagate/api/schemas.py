@@ -32,7 +32,9 @@ class ProvisionIn(Strict):
 
 class SessionOut(BaseModel):
     id: str
-    status: str = Field(description="Seed 004's word: pending|qr_ready|connected|disconnected|failed")
+    status: str = Field(
+        description="Seed 004's word: pending|qr_ready|connected|disconnected|failed"
+    )
     state: str = Field(description="wagate's state (see docs/architecture.md)")
     engine: str
     workerId: str | None

@@ -45,7 +45,7 @@ class SessionService:
         return session
 
     async def list(self) -> list[Session]:
-        return await self.sessions.list()
+        return await self.sessions.find()
 
     async def create(
         self,
@@ -105,8 +105,13 @@ class SessionService:
         session = await self.sessions.get(session_id)
         if session is None:
             return True
-        return session.qr is not None or session.pair_code is not None or (
-            session.status in (SessionState.CONNECTED, SessionState.LOGGED_OUT, SessionState.FAILED)
+        return (
+            session.qr is not None
+            or session.pair_code is not None
+            or (
+                session.status
+                in (SessionState.CONNECTED, SessionState.LOGGED_OUT, SessionState.FAILED)
+            )
         )
 
     async def qr(self, session_id: str) -> Session:

@@ -18,7 +18,7 @@ class Backoff:
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         exp = min(max(attempt, 0), _MAX_EXPONENT)
-        return min(self.max_s, self.base_s * 2**exp) + rng.uniform(0.0, self.jitter_s)
+        return float(min(self.max_s, self.base_s * 2**exp) + rng.uniform(0.0, self.jitter_s))
 
     def bounds(self, attempt: int) -> tuple[float, float]:
         """The smallest and largest delay ``delay`` can return for ``attempt``."""

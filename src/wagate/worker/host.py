@@ -113,7 +113,7 @@ class Worker:
         """Start every session this worker owns that was running when it last stopped."""
         running = [s for s in SessionState if s.is_running]
         resumed = []
-        for session in await self.sessions.list(worker_id=self.worker_id, states=running):
+        for session in await self.sessions.find(worker_id=self.worker_id, states=running):
             # the process that ran it is gone: from the runner's view the link was lost
             await self._launch(session, SessionState.RECONNECTING)
             resumed.append(session.id)
@@ -147,9 +147,7 @@ class Worker:
         """Stop the runner (if any) and record the session as stopped."""
         await self._cancel(session_id)
         if await self.sessions.get(session_id) is not None:
-            await self.sessions.record_disconnected(
-                session_id, SessionState.STOPPED, None, reason
-            )
+            await self.sessions.record_disconnected(session_id, SessionState.STOPPED, None, reason)
             await self._publish(
                 SessionChange(session_id, SessionState.STOPPED, "state", self.clock.now())
             )
@@ -177,17 +175,16 @@ class Worker:
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    async def wait_for(
-        self, check: Callable[[], Awaitable[bool]], timeout: float
-    ) -> bool:
+    async def wait_for(self, check: Callable[[], Awaitable[bool]], within_s: float) -> bool:
         """Wait until ``check()`` holds, re-checking after every session change."""
+
         async def _wait() -> None:
             async with self._changed:
                 while not await check():
                     await self._changed.wait()
 
         try:
-            await asyncio.wait_for(_wait(), timeout)
+            await asyncio.wait_for(_wait(), within_s)
         except TimeoutError:
             return False
         return True
@@ -225,7 +222,9 @@ class Worker:
             attempt=session.reconnect_attempts if state is SessionState.RECONNECTING else 0,
         )
         self._runners[session.id] = runner
-        self._tasks[session.id] = asyncio.create_task(self._run(runner), name=f"session:{session.id}")
+        self._tasks[session.id] = asyncio.create_task(
+            self._run(runner), name=f"session:{session.id}"
+        )
 
     async def _run(self, runner: SessionRunner) -> None:
         try:

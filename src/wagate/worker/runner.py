@@ -117,7 +117,9 @@ class SessionRunner:
                 return resting
 
     async def _connect_once(self) -> Disconnected:
-        await self._enter(SessionState.CONNECTING, qr=None, qr_generated_at=None, qr_expires_at=None)
+        await self._enter(
+            SessionState.CONNECTING, qr=None, qr_generated_at=None, qr_expires_at=None
+        )
         options = LinkOptions(proxy=self.proxy, pair_phone=self.pair_phone)
         try:
             async with self._deps.engine.link(self.auth, options) as link:

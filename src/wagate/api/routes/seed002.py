@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 
@@ -19,7 +19,9 @@ def _last_activity(s: Session) -> str | None:
 
 
 @router.post("/create", summary="Create a session record; does not connect")
-async def create(service: Sessions, body: Seed002CreateIn | None = Body(None)) -> dict[str, Any]:
+async def create(
+    service: Sessions, body: Annotated[Seed002CreateIn | None, Body()] = None
+) -> dict[str, Any]:
     body = body or Seed002CreateIn()
     session = await service.create(
         body.sessionId, user_id=body.userId, session_name=body.sessionName

@@ -38,8 +38,9 @@ async def get_qr(session_id: str, service: Sessions, request: Request) -> Any:
     assert session.qr is not None
     accept = request.headers.get("accept", "")
     if "image/png" in accept and "application/json" not in accept:
-        return Response(qr_png(session.qr), media_type="image/png",
-                        headers={"Cache-Control": "no-store"})
+        return Response(
+            qr_png(session.qr), media_type="image/png", headers={"Cache-Control": "no-store"}
+        )
     return QROut(
         sessionId=session.id,
         status=SEED_004[session.status],

@@ -52,7 +52,7 @@ class AuditRepo:
         async with self._db.begin() as conn:
             await conn.execute(t.insert().values(**values))
 
-    async def list(
+    async def recent(
         self,
         session_id: str | None = None,
         *,

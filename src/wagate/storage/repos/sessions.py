@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from wagate.clock import Clock
@@ -20,7 +21,7 @@ _FIELDS = frozenset(f.name for f in fields(Session))
 _CLEAR_QR: dict[str, Any] = {"qr": None, "qr_generated_at": None, "qr_expires_at": None}
 
 
-def _to_session(row: Mapping[str, Any]) -> Session:
+def _to_session(row: RowMapping) -> Session:
     data = {k: v for k, v in row.items() if k in _FIELDS}
     data["status"] = SessionState(data["status"])
     kind = data.get("disconnect_kind")
@@ -73,7 +74,7 @@ class SessionRepo:
             row = (await conn.execute(t.select().where(t.c.id == session_id))).mappings().first()
         return _to_session(row) if row else None
 
-    async def list(
+    async def find(
         self,
         *,
         worker_id: str | None = None,
