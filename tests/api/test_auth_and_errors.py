@@ -4,9 +4,7 @@ import httpx
 import pytest
 
 
-@pytest.mark.parametrize(
-    "path", ["/api/sessions", "/api/sessions/x/status", "/session/x/status"]
-)
+@pytest.mark.parametrize("path", ["/api/sessions", "/api/sessions/x/status", "/session/x/status"])
 async def test_missing_key_is_401_json(anon: httpx.AsyncClient, path: str) -> None:
     r = await anon.get(path)
     assert r.status_code == 401
@@ -54,7 +52,9 @@ async def test_unknown_route_is_json_404(api: httpx.AsyncClient) -> None:
 
 async def test_malformed_json_is_422(api: httpx.AsyncClient) -> None:
     r = await api.post(
-        "/api/sessions/provision", content=b"{not json", headers={"Content-Type": "application/json"}
+        "/api/sessions/provision",
+        content=b"{not json",
+        headers={"Content-Type": "application/json"},
     )
     assert r.status_code == 422
     assert "not valid JSON" in r.json()["error"]["message"]

@@ -115,7 +115,9 @@ async def test_qr_when_connected_is_409(api: httpx.AsyncClient, engine: Scripted
     await api.post("/api/sessions/provision", json={"id": "c1"})
     status = await _wait_state(api, "c1", "connected")
     assert (status["status"], status["phoneNumber"], status["isConnected"]) == (
-        "connected", "6281111111", True
+        "connected",
+        "6281111111",
+        True,
     )
     r = await api.get("/api/sessions/c1/qr")
     assert r.status_code == 409 and "already connected" in r.json()["error"]["message"]
@@ -142,3 +144,16 @@ async def test_list_restart_and_delete(
     assert gateway.worker.auth("d1").load("creds") is None
     assert (await api.get("/api/sessions/d1/status")).status_code == 404
     assert not gateway.worker.is_running("d1")
+
+
+async def test_audit_log_api(api: httpx.AsyncClient, engine: ScriptedEngine) -> None:
+    engine.add([QRCode(QR, 60), connected("6283333333")])
+    await api.post("/api/sessions/provision", json={"id": "au"})
+    await _wait_state(api, "au", "connected")
+    r = await api.get("/api/sessions/au/audit")
+    assert r.status_code == 200
+    events = [e["event"] for e in r.json()["entries"]]
+    assert events == ["connect", "qr_generated"]
+    only = await api.get("/api/sessions/au/audit", params={"event": "connect", "limit": 1})
+    assert [e["event"] for e in only.json()["entries"]] == ["connect"]
+    assert (await api.get("/api/sessions/au/audit", params={"limit": 0})).status_code == 422

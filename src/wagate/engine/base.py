@@ -102,7 +102,9 @@ class GroupEvent:
     change: str
 
 
-EngineEvent = QRCode | PairCode | Connected | Disconnected | MessageEvent | ReceiptEvent | GroupEvent
+EngineEvent = (
+    QRCode | PairCode | Connected | Disconnected | MessageEvent | ReceiptEvent | GroupEvent
+)
 
 
 # --- credentials --------------------------------------------------------------------

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
+from wagate.api import deps
 from wagate.api.deps import Sessions
 from wagate.api.schemas import ProvisionIn, QROut, SessionOut, qr_data_url, qr_png
 from wagate.domain.session import SEED_004
+from wagate.lifecycle import Gateway
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 
@@ -75,3 +77,23 @@ async def stop(session_id: str, service: Sessions) -> SessionOut:
 async def delete(session_id: str, service: Sessions) -> dict[str, Any]:
     await service.delete(session_id)
     return {"success": True, "id": session_id, "message": "Session deleted"}
+
+
+@router.get("/{session_id}/audit", summary="The session's audit log, newest first")
+async def audit(
+    session_id: str,
+    service: Sessions,
+    gateway: Annotated[Gateway, Depends(deps.gateway)],
+    event: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[int | None, Query(ge=1, description="Entries older than this id")] = None,
+) -> dict[str, Any]:
+    await service.get(session_id)
+    entries = await gateway.audit.recent(session_id, event=event, limit=limit, before_id=before)
+    return {
+        "entries": [
+            {"id": e.id, "event": e.event, "data": e.data, "createdAt": e.created_at}
+            for e in entries
+        ],
+        "next": entries[-1].id if len(entries) == limit else None,
+    }

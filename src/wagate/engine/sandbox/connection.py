@@ -1,0 +1,168 @@
+"""One client connection as the sandbox network sees it.
+
+A :class:`Connection` wraps a :class:`~wagate.engine.sandbox.transport.Channel`
+with what the network knows about the peer (its ``hello``, the account and
+device it authenticated as) and the only two ways a connection ends: with a
+``disconnected`` frame (:meth:`Connection.end`) or abruptly with none
+(:meth:`Connection.drop`). Frames go out one at a time, in order, each after
+the connection's simulated latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from wagate.domain.session import DisconnectKind
+from wagate.engine.sandbox.accounts import Creds, normalize_phone
+from wagate.engine.sandbox.transport import Channel, ChannelClosed, Frame
+from wagate.errors import InvalidInput
+
+_MAX_LABEL = 200
+
+
+class ConnState(enum.StrEnum):
+    PAIRING = "pairing"  # showing QR / pair codes, not linked yet
+    CONNECTED = "connected"
+    CLOSED = "closed"
+
+
+def _label(frame: Frame, key: str, *, required: bool = False) -> str | None:
+    value = frame.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value or len(value) > _MAX_LABEL:
+        raise InvalidInput(key, f"{key} must be a non-empty string of at most {_MAX_LABEL} chars")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """The first frame of every connection: who is connecting and how."""
+
+    session: str
+    client: str | None
+    device_name: str
+    creds: Creds | None
+    pair_phone: str | None
+
+    @classmethod
+    def parse(cls, frame: Frame) -> Hello:
+        if frame.get("op") != "hello":
+            raise InvalidInput("op", "the first frame must be {'op': 'hello', ...}")
+        raw_creds = frame.get("creds")
+        raw_phone = frame.get("pair_phone")
+        if raw_phone is not None and not isinstance(raw_phone, str):
+            raise InvalidInput("pair_phone", "pair_phone must be a string of digits")
+        return cls(
+            session=_label(frame, "session", required=True) or "",
+            client=_label(frame, "client"),
+            device_name=_label(frame, "device_name") or "wagate",
+            creds=Creds.from_json(raw_creds) if raw_creds is not None else None,
+            pair_phone=normalize_phone(raw_phone, field_name="pair_phone") if raw_phone else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """A live connection, as listed by the control API."""
+
+    id: int
+    session: str
+    client: str | None
+    phone: str | None
+    jid: str | None
+    state: str
+    delay_ms: int
+
+
+def error_frame(code: str, message: str) -> Frame:
+    return {"ev": "error", "code": code, "message": message}
+
+
+class Connection:
+    """A live peer of the network. Mutated only on the network's event loop."""
+
+    def __init__(self, conn_id: int, channel: Channel, hello: Hello) -> None:
+        self.id = conn_id
+        self.channel = channel
+        self.hello = hello
+        self.state = ConnState.PAIRING
+        self.phone: str | None = None
+        self.device_id: str | None = None
+        self.jid: str | None = None
+        self.delay_s = 0.0
+        self.linked: Creds | None = None  # set by a scan or a confirmed pair code
+        self.qr_code: str | None = None  # the QR currently shown
+        self.pair_code: str | None = None
+        # wake: something happened the lifecycle waits for (a scan, or the end).
+        self.wake = asyncio.Event()
+        self.done = asyncio.Event()
+        self._send_lock = asyncio.Lock()
+
+    @property
+    def session(self) -> str:
+        return self.hello.session
+
+    @property
+    def ended(self) -> bool:
+        return self.state is ConnState.CLOSED
+
+    def info(self) -> ConnectionInfo:
+        return ConnectionInfo(
+            id=self.id,
+            session=self.session,
+            client=self.hello.client,
+            phone=self.phone,
+            jid=self.jid,
+            state=self.state.value,
+            delay_ms=round(self.delay_s * 1000),
+        )
+
+    async def send(self, frame: Frame) -> None:
+        """Send a frame after the simulated latency; a vanished peer ends the connection."""
+        if self.ended:
+            return
+        await self._send(frame)
+
+    async def end(self, kind: DisconnectKind, reason: str, **extra: Any) -> None:
+        """Tell the peer why, then close. Later calls do nothing."""
+        if self.ended:
+            return
+        self._mark_closed()
+        await self._send({"ev": "disconnected", "kind": kind.value, "reason": reason, **extra})
+        await self.channel.close()
+
+    async def drop(self) -> None:
+        """Close with no frame at all: to the peer, the connection was simply lost."""
+        if self.ended:
+            return
+        self._mark_closed()
+        await self.channel.close()
+
+    def peer_gone(self) -> None:
+        self._mark_closed()
+
+    def _mark_closed(self) -> None:
+        self.state = ConnState.CLOSED
+        self.done.set()
+        self.wake.set()
+
+    async def _send(self, frame: Frame) -> None:
+        async with self._send_lock:
+            if self.delay_s > 0:
+                await asyncio.sleep(self.delay_s)
+            try:
+                await self.channel.send(frame)
+            except ChannelClosed:
+                self._mark_closed()
+
+    async def wait_wake(self, within_s: float) -> bool:
+        """True if woken (scanned or ended) within ``within_s`` seconds."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within_s):
+                await self.wake.wait()
+        return self.wake.is_set()

@@ -1,0 +1,229 @@
+"""The sandbox network as a web service: a websocket for sessions, a control API for people.
+
+Routes (relative, so the app can be mounted under a prefix such as ``/sandbox``)::
+
+    WS   /ws                    sessions connect here (frames: wagate.engine.sandbox.network)
+    POST /control/scan          {"qr", "phone", "pushName"?}   a phone scans a QR
+    POST /control/pair          {"code"}                        a phone confirms a pairing code
+    POST /control/fault         {"kind", "session"?, "phone"?, "delayMs"?}
+    POST /control/unban         {"phone"}
+    POST /control/outage        {"down": bool}
+    GET  /control/connections   live connections
+    GET  /control/accounts      accounts and their linked devices (never secrets)
+    GET  /healthz               {"ok": true}
+
+Errors are JSON, ``{"error": {"code", "message", "field"?}}``, with 401, 404,
+409 or 422; never a 500 for bad input. With a ``control_token`` the control API
+wants ``Authorization: Bearer <token>`` or ``X-Api-Key: <token>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from wagate.engine.sandbox.network import SandboxNetwork
+from wagate.engine.sandbox.transport import StarletteChannel
+from wagate.errors import Conflict, InvalidInput, NotFound, Unauthorized, WagateError
+
+log = logging.getLogger(__name__)
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+Body = dict[str, Any]
+
+_STATUS: dict[type[WagateError], int] = {
+    InvalidInput: 422,
+    Unauthorized: 401,
+    NotFound: 404,
+    Conflict: 409,
+}
+
+
+# The network names fields as Python does; the control API's JSON spells some in camelCase.
+_JSON_FIELDS = {"delay_ms": "delayMs", "push_name": "pushName"}
+
+
+def _status_of(exc: WagateError) -> int:
+    for kind, status in _STATUS.items():
+        if isinstance(exc, kind):
+            return status
+    return 400
+
+
+async def _wagate_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, WagateError)
+    error: Body = {"code": exc.code, "message": exc.message}
+    if isinstance(exc, InvalidInput):
+        error["field"] = _JSON_FIELDS.get(exc.field, exc.field)
+    return JSONResponse({"error": error}, status_code=_status_of(exc))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error = {"code": "http_error", "message": exc.detail}
+    return JSONResponse({"error": error}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _body(request: Request) -> Body:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError as exc:
+        raise InvalidInput("body", f"body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidInput("body", "body must be a JSON object")
+    return body
+
+
+def _required(body: Body, key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(key, f"{key} must be a non-empty string")
+    return value
+
+
+def _optional(body: Body, key: str) -> str | None:
+    return None if body.get(key) is None else _required(body, key)
+
+
+def _int(body: Body, key: str, default: int) -> int:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(key, f"{key} must be an integer")
+    return value
+
+
+class _Control:
+    """The control endpoints over one network."""
+
+    def __init__(self, network: SandboxNetwork) -> None:
+        self.network = network
+
+    async def scan(self, request: Request) -> Response:
+        body = await _body(request)
+        push_name = _optional(body, "pushName")
+        linked = await self.network.scan(_required(body, "qr"), _required(body, "phone"), push_name)
+        return JSONResponse({"ok": True, **linked})
+
+    async def pair(self, request: Request) -> Response:
+        code = _required(await _body(request), "code")
+        return JSONResponse({"ok": True, **await self.network.pair(code)})
+
+    async def fault(self, request: Request) -> Response:
+        body = await _body(request)
+        affected = await self.network.fault(
+            _required(body, "kind"),
+            session=_optional(body, "session"),
+            phone=_optional(body, "phone"),
+            delay_ms=_int(body, "delayMs", 500),
+        )
+        return JSONResponse({"ok": True, "affected": affected})
+
+    async def unban(self, request: Request) -> Response:
+        phone = _required(await _body(request), "phone")
+        await self.network.unban(phone)
+        return JSONResponse({"ok": True})
+
+    async def outage(self, request: Request) -> Response:
+        down = (await _body(request)).get("down")
+        if not isinstance(down, bool):
+            raise InvalidInput("down", "down must be true or false")
+        await self.network.set_outage(down)
+        return JSONResponse({"ok": True, "down": down})
+
+    async def connections(self, request: Request) -> Response:
+        found = [dataclasses.asdict(info) for info in await self.network.connections()]
+        return JSONResponse({"connections": found})
+
+    async def accounts(self, request: Request) -> Response:
+        found = [dataclasses.asdict(info) for info in await self.network.accounts()]
+        return JSONResponse({"accounts": found})
+
+
+def _guarded(endpoint: Endpoint, token: str | None) -> Endpoint:
+    """Wrap a control endpoint so it needs the control token, when there is one."""
+    if token is None:
+        return endpoint
+    expected = token.encode("utf-8")
+
+    async def guarded(request: Request) -> Response:
+        bearer = request.headers.get("authorization", "")
+        given = bearer[7:] if bearer[:7].lower() == "bearer " else request.headers.get("x-api-key")
+        if given is None or not hmac.compare_digest(given.encode("utf-8"), expected):
+            raise Unauthorized("the sandbox control API needs a valid token")
+        return await endpoint(request)
+
+    return guarded
+
+
+def create_app(network: SandboxNetwork, *, control_token: str | None = None) -> Starlette:
+    """The sandbox server as an ASGI app; mountable under any prefix."""
+    control = _Control(network)
+
+    async def websocket(ws: WebSocket) -> None:
+        await ws.accept()
+        await network.serve(StarletteChannel(ws))
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    post = {
+        "scan": control.scan,
+        "pair": control.pair,
+        "fault": control.fault,
+        "unban": control.unban,
+        "outage": control.outage,
+    }
+    get = {"connections": control.connections, "accounts": control.accounts}
+    routes: list[Route | WebSocketRoute] = [
+        WebSocketRoute("/ws", websocket),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    for methods, table in ((["POST"], post), (["GET"], get)):
+        routes += [
+            Route(f"/control/{name}", _guarded(endpoint, control_token), methods=methods)
+            for name, endpoint in table.items()
+        ]
+    return Starlette(
+        routes=routes,
+        exception_handlers={WagateError: _wagate_error, HTTPException: _http_error},
+    )
+
+
+async def run_server(
+    network: SandboxNetwork, host: str, port: int, control_token: str | None = None
+) -> None:
+    """Serve the sandbox network until cancelled or signalled (``wagate sandbox``)."""
+    config = uvicorn.Config(
+        create_app(network, control_token=control_token),
+        host=host,
+        port=port,
+        lifespan="off",
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    log.info("sandbox network listening on ws://%s:%d/ws", host, port)
+    serving = asyncio.create_task(server.serve(), name="sandbox-server")
+    try:
+        # Shielded so that cancelling us becomes uvicorn's own orderly shutdown.
+        await asyncio.shield(serving)
+    except asyncio.CancelledError:
+        server.should_exit = True
+        await network.aclose()  # sessions see connection_lost now, not after the grace period
+        await serving
+        raise
+    finally:
+        await network.aclose()

@@ -1,0 +1,189 @@
+"""The frame protocol seen from a raw channel: handshake errors, op table, listings."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from wagate.engine.sandbox import SandboxNetwork, SandboxTimings, memory_pair
+from wagate.engine.sandbox.connection import Connection
+from wagate.engine.sandbox.transport import BadFrame, ChannelClosed, Frame, MemoryChannel
+
+PHONE = "15550001111"
+
+
+def hello(**overrides: object) -> Frame:
+    frame: Frame = {"op": "hello", "session": "s1", "client": "gw-1", "creds": None}
+    frame.update(overrides)
+    return frame
+
+
+async def recv(channel: MemoryChannel) -> Frame:
+    async with asyncio.timeout(2):
+        return await channel.recv()
+
+
+async def closed(channel: MemoryChannel) -> None:
+    with pytest.raises(ChannelClosed):
+        await recv(channel)
+
+
+@pytest.mark.parametrize(
+    ("first", "code"),
+    [
+        ({"op": "logout"}, "bad_hello"),
+        (hello(session=""), "bad_hello"),
+        (hello(session=7), "bad_hello"),
+        (hello(creds={"phone": PHONE}), "bad_hello"),
+        (hello(creds="yes"), "bad_hello"),
+        (hello(pair_phone="call me"), "bad_hello"),
+    ],
+)
+async def test_a_bad_hello_is_refused_and_closed(first: Frame, code: str, network) -> None:
+    channel = network.open_channel()
+    await channel.send(first)
+    answer = await recv(channel)
+    assert answer["ev"] == "error" and answer["code"] == code and answer["message"]
+    await closed(channel)
+
+
+async def test_silence_instead_of_hello_times_out(make_network) -> None:
+    network = await make_network(timings=SandboxTimings(hello_timeout_s=0.05))
+    channel = network.open_channel()
+    assert (await recv(channel))["code"] == "hello_timeout"
+    await closed(channel)
+
+
+async def test_unknown_ops_and_bad_frames_get_errors_but_keep_the_connection(network) -> None:
+    channel = network.open_channel()
+    await channel.send(hello())
+    assert (await recv(channel))["ev"] == "qr"
+    await channel.send({"op": "teleport"})
+    assert (await recv(channel))["code"] == "unknown_op"
+    await channel.send({"no_op": True})
+    assert (await recv(channel))["code"] == "unknown_op"
+    (info,) = await network.connections()
+    assert info.state == "pairing"
+    await channel.close()
+
+
+async def test_new_ops_plug_into_the_table(network) -> None:
+    seen: list[tuple[int, Frame]] = []
+
+    async def echo(conn: Connection, frame: Frame) -> None:
+        seen.append((conn.id, frame))
+        await conn.send({"ev": "echo", "text": frame.get("text")})
+
+    network.register_op("echo", echo)
+    channel = network.open_channel()
+    await channel.send(hello())
+    await recv(channel)  # the first QR
+    await channel.send({"op": "echo", "text": "hi"})
+    assert await recv(channel) == {"ev": "echo", "text": "hi"}
+    assert [frame for _, frame in seen] == [{"op": "echo", "text": "hi"}]
+    await channel.close()
+
+
+async def test_connections_list_sessions_clients_and_phones(network) -> None:
+    channel = network.open_channel()
+    await channel.send(hello(pair_phone=PHONE))
+    qr = await recv(channel)
+    assert (await recv(channel))["ev"] == "pair_code"
+    (before,) = await network.connections()
+    assert (before.session, before.client, before.phone, before.state) == (
+        "s1",
+        "gw-1",
+        None,
+        "pairing",
+    )
+    await network.scan(qr["code"], PHONE)
+    paired = await recv(channel)
+    connected = await recv(channel)
+    assert paired["ev"] == "paired" and set(paired["creds"]) >= {"phone", "device_id", "secret"}
+    assert connected["ev"] == "connected"
+    (after,) = await network.connections()
+    assert (after.phone, after.state, after.jid) == (PHONE, "connected", connected["jid"])
+    (account,) = await network.accounts()
+    assert account.devices[0].online and account.devices[0].name == "wagate"
+    await channel.close()
+
+
+async def test_a_peer_that_vanishes_is_forgotten(network) -> None:
+    channel = network.open_channel()
+    await channel.send(hello())
+    await recv(channel)
+    await channel.close()
+    async with asyncio.timeout(2):  # the network notices the close on its own task
+        await network.wait_connections(lambda live: not live)
+
+
+async def test_closing_the_network_drops_everyone(network) -> None:
+    channel = network.open_channel()
+    await channel.send(hello())
+    await recv(channel)
+    await network.aclose()
+    await closed(channel)
+    assert await network.connections() == []
+
+
+async def test_memory_channels_carry_json_only() -> None:
+    left, right = memory_pair()
+    payload = {"ev": "x", "nested": [1, {"a": None}]}
+    await left.send(payload)
+    received = await right.recv()
+    assert received == payload and received is not payload
+    with pytest.raises(TypeError):
+        await left.send({"bad": object()})
+    await right._outbox.put("[1, 2]")  # what a misbehaving peer could send
+    with pytest.raises(BadFrame):
+        await left.recv()
+    await left.close()
+    with pytest.raises(ChannelClosed):
+        await right.recv()
+    with pytest.raises(ChannelClosed):
+        await left.send({"ev": "late"})
+
+
+async def test_an_outage_refuses_with_unavailable(network) -> None:
+    await network.set_outage(True)
+    assert network.is_down
+    channel = network.open_channel()
+    answer = await recv(channel)
+    assert answer["code"] == "unavailable"
+    await closed(channel)
+
+
+async def test_serving_a_network_of_its_own_default_timings() -> None:
+    timings = SandboxNetwork().timings
+    assert (timings.qr_first_s, timings.qr_next_s, timings.qr_count) == (60.0, 20.0, 6)
+
+
+async def test_drop_closes_without_any_frame(network) -> None:
+    channel = network.open_channel()
+    await channel.send(hello())
+    await recv(channel)
+    assert await network.fault("drop", session="s1") == 1
+    await closed(channel)
+
+
+async def test_other_faults_say_why_before_closing(network) -> None:
+    channel = network.open_channel()
+    await channel.send(hello())
+    await recv(channel)
+    await network.fault("replaced", session="s1")
+    answer = await recv(channel)
+    assert answer["ev"] == "disconnected" and answer["kind"] == "replaced" and answer["reason"]
+    await closed(channel)
+
+
+async def test_wait_connections_wakes_on_changes(network) -> None:
+    waiter = asyncio.create_task(network.wait_connections(lambda live: len(live) == 2))
+    channels = [network.open_channel() for _ in range(2)]
+    for index, channel in enumerate(channels):
+        await channel.send(hello(session=f"s{index}"))
+    async with asyncio.timeout(2):
+        live = await waiter
+    assert sorted(info.session for info in live) == ["s0", "s1"]
+    for channel in channels:
+        await channel.close()
