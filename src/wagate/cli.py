@@ -25,8 +25,8 @@ sessions_app = typer.Typer(help="Manage sessions on a running gateway.", no_args
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(sessions_app, name="sessions")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
 def _fail(message: str) -> NoReturn:

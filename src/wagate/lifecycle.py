@@ -104,6 +104,7 @@ class Gateway:
             state_path=s.sandbox_state_file,
         )
         self.sandbox_network = network
+        self._stack.push_async_callback(network.aclose)
         return SandboxEngine(network=network)
 
 

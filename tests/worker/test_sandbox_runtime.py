@@ -1,0 +1,153 @@
+"""The runtime against the sandbox network: QR rotation and each fault, end to end in-process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from wagate.domain.session import DisconnectKind, Session, SessionState
+from wagate.lifecycle import Gateway
+from wagate.settings import Settings, load_settings
+from wagate.worker.runner import SessionChange
+
+PHONE = "6281234567890"
+
+
+@pytest.fixture
+def fast(tmp_path: Path, database_url: str) -> Settings:
+    return load_settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        api_key="k",
+        sandbox_qr_first_ms=150,
+        sandbox_qr_next_ms=60,
+        backoff_base_ms=10,
+        backoff_max_ms=40,
+        backoff_jitter_ms=5,
+    )
+
+
+@pytest.fixture
+async def gw(fast: Settings) -> AsyncIterator[Gateway]:
+    async with Gateway(fast) as gateway:
+        yield gateway
+
+
+async def _wait(
+    gw: Gateway, sid: str, ok: Callable[[Session], bool], limit_s: float = 10
+) -> Session:
+    found: list[Session] = []
+
+    async def check() -> bool:
+        s = await gw.sessions.get(sid)
+        if s is not None and ok(s):
+            found.append(s)
+            return True
+        return False
+
+    assert await gw.worker.wait_for(check, limit_s), await gw.sessions.get(sid)
+    return found[-1]
+
+
+async def _linked(gw: Gateway, sid: str = "s1") -> Session:
+    await gw.service.provision(sid)
+    s = await _wait(gw, sid, lambda s: s.qr is not None)
+    assert gw.sandbox_network is not None
+    await gw.sandbox_network.scan(s.qr or "", PHONE, "Shop")
+    return await _wait(gw, sid, lambda s: s.status is SessionState.CONNECTED)
+
+
+async def test_six_distinct_qrs_then_qr_timeout(gw: Gateway) -> None:
+    qrs: list[SessionChange] = []
+    rows: list[Session] = []
+
+    async def on_change(change: SessionChange) -> None:
+        if change.event == "qr":
+            qrs.append(change)
+            row = await gw.sessions.get(change.session_id)
+            assert row is not None
+            rows.append(row)
+
+    gw.worker.subscribe(on_change)
+    await gw.service.provision("s1")
+    s = await _wait(gw, "s1", lambda s: s.status is SessionState.STOPPED)
+    codes = [c.data["qr"] for c in qrs]
+    assert len(codes) == 6 and len(set(codes)) == 6
+    assert all(code.startswith("2@") and code.count(",") == 3 for code in codes)
+    for change, row in zip(qrs, rows, strict=True):  # the qr* columns follow each code
+        assert row.qr == change.data["qr"] and row.status is SessionState.QR
+        assert row.qr_generated_at is not None and row.qr_expires_at is not None
+        assert row.qr_expires_at > row.qr_generated_at
+    first_ttl = rows[0].qr_expires_at - rows[0].qr_generated_at  # type: ignore[operator]
+    later_ttl = rows[1].qr_expires_at - rows[1].qr_generated_at  # type: ignore[operator]
+    assert first_ttl.total_seconds() == pytest.approx(0.15)
+    assert later_ttl.total_seconds() == pytest.approx(0.06)
+    assert (s.disconnect_kind, s.qr, s.qr_expires_at) == (DisconnectKind.QR_TIMEOUT, None, None)
+    audit = await gw.audit.recent("s1", event="qr_generated")
+    assert len(audit) == 6
+
+
+async def test_scan_links_and_writes_credentials(gw: Gateway, fast: Settings) -> None:
+    s = await _linked(gw)
+    assert (s.phone_number, s.wa_name, s.is_ready, s.is_connected) == (PHONE, "Shop", True, True)
+    assert s.jid is not None and s.jid.startswith(PHONE) and s.lid is not None
+    assert s.qr is None and s.last_connected_at is not None
+    assert (fast.auth_root / "s1" / "creds.json").is_file()
+
+
+async def test_drop_reconnects_without_a_new_qr(gw: Gateway) -> None:
+    await _linked(gw)
+    assert gw.sandbox_network is not None
+    await gw.sandbox_network.fault("drop", session="s1")
+    await _wait(gw, "s1", lambda s: s.disconnect_kind is DisconnectKind.CONNECTION_LOST)
+    s = await _wait(gw, "s1", lambda s: s.status is SessionState.CONNECTED)
+    assert s.phone_number == PHONE
+    assert len(await gw.audit.recent("s1", event="qr_generated")) == 1
+    assert len(await gw.audit.recent("s1", event="reconnect")) >= 1
+
+
+async def test_proxy_error_reconnects(gw: Gateway) -> None:
+    await _linked(gw)
+    assert gw.sandbox_network is not None
+    await gw.sandbox_network.fault("proxy_error", session="s1")
+    await _wait(gw, "s1", lambda s: s.disconnect_kind is DisconnectKind.PROXY_ERROR)
+    await _wait(gw, "s1", lambda s: s.status is SessionState.CONNECTED)
+
+
+async def test_logout_deletes_auth_and_asks_for_a_new_qr(gw: Gateway, fast: Settings) -> None:
+    await _linked(gw)
+    assert gw.sandbox_network is not None
+    await gw.sandbox_network.fault("logout", session="s1")
+    s = await _wait(gw, "s1", lambda s: s.status is SessionState.LOGGED_OUT)
+    assert s.disconnect_kind is DisconnectKind.LOGGED_OUT
+    folder = fast.auth_root / "s1"
+    assert not folder.exists() or not any(folder.iterdir())
+    await gw.service.restart("s1")
+    s = await _wait(gw, "s1", lambda s: s.qr is not None)
+    assert s.status is SessionState.QR
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind"), [("ban", DisconnectKind.BANNED), ("replaced", DisconnectKind.REPLACED)]
+)
+async def test_ban_and_replaced_end_failed(gw: Gateway, fault: str, kind: DisconnectKind) -> None:
+    await _linked(gw)
+    assert gw.sandbox_network is not None
+    await gw.sandbox_network.fault(fault, session="s1")
+    s = await _wait(gw, "s1", lambda s: s.status is SessionState.FAILED)
+    assert s.disconnect_kind is kind and s.disconnect_reason
+    await asyncio.sleep(0.1)  # a failed session must stay down, not retry
+    assert not gw.worker.is_running("s1")
+    assert (await gw.sessions.get("s1")).status is SessionState.FAILED  # type: ignore[union-attr]
+
+
+async def test_restart_of_the_gateway_resumes_linked_sessions(fast: Settings) -> None:
+    async with Gateway(fast) as gw:
+        await _linked(gw)
+    async with Gateway(fast) as gw:
+        s = await _wait(gw, "s1", lambda s: s.status is SessionState.CONNECTED)
+        assert s.phone_number == PHONE
+        assert len(await gw.audit.recent("s1", event="qr_generated")) == 1
