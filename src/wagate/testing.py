@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from datetime import UTC, datetime
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -24,6 +25,7 @@ from wagate.engine.base import (
     EngineEvent,
     LinkOptions,
 )
+from wagate.engine.messages import GroupInfo, MediaRef, Outgoing, SendResult
 
 Script = Sequence[EngineEvent] | BaseException
 
@@ -59,6 +61,11 @@ class ScriptedLink:
     options: LinkOptions
     closed: bool = False
     logged_out: bool = False
+    sent: list[Outgoing] = field(default_factory=list)
+    send_error: BaseException | None = None
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    group_list: list[GroupInfo] = field(default_factory=list)
+    presence: list[bool] = field(default_factory=list)
     _queue: asyncio.Queue[EngineEvent | None] = field(default_factory=asyncio.Queue)
 
     async def __aenter__(self) -> Self:
@@ -92,6 +99,23 @@ class ScriptedLink:
     async def logout(self) -> None:
         self.logged_out = True
         self.end(DisconnectKind.LOGGED_OUT, "logged out by request")
+
+    async def send(self, message: Outgoing) -> SendResult:
+        if self.send_error is not None:
+            raise self.send_error
+        self.sent.append(message)
+        return SendResult(message.id or f"SCRIPTED{len(self.sent):06d}", datetime.now(UTC))
+
+    async def download(self, media: MediaRef) -> AsyncIterator[bytes]:
+        data = self.blobs[str(media.handle.get("blob"))]
+        for start in range(0, len(data), 64 * 1024):
+            yield data[start : start + 64 * 1024]
+
+    async def groups(self) -> list[GroupInfo]:
+        return list(self.group_list)
+
+    async def set_presence(self, available: bool) -> None:
+        self.presence.append(available)
 
 
 class ScriptedEngine:

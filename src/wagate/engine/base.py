@@ -8,10 +8,14 @@ above this module is engine-agnostic.
 
 Engines translate their own failures into :mod:`wagate.errors`:
 opening a link may raise :class:`~wagate.errors.TransientError` (including
-:class:`~wagate.errors.ProxyFailure`) or :class:`~wagate.errors.RelinkRequired`.
+:class:`~wagate.errors.ProxyFailure`).
 
 Credentials live in an :class:`AuthStore` the runtime hands to the engine: a
 folder per session (``AUTH_DIR/<session_id>/``) by default.
+
+A device that is logged out or banned is reported as a one-event stream
+(``Disconnected(LOGGED_OUT | BANNED)``), not as an exception from opening.
+Message types live in :mod:`wagate.engine.messages`.
 """
 
 from __future__ import annotations
@@ -29,6 +33,16 @@ from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
 from wagate.domain.session import DisconnectKind
+from wagate.engine.messages import (
+    ContactCard,
+    GroupInfo,
+    Location,
+    MediaRef,
+    MessageKind,
+    Outgoing,
+    ReceiptStatus,
+    SendResult,
+)
 
 # --- events -------------------------------------------------------------------------
 
@@ -70,17 +84,35 @@ class Disconnected:
 
 @dataclass(frozen=True, slots=True)
 class MessageEvent:
-    """A message seen on the account (received, or sent from another device)."""
+    """A message seen on the account: received, or sent by us from another device.
+
+    ``sender`` is who sent it as WhatsApp addressed them (a phone JID or an
+    ``@lid``); ``sender_pn`` is their phone JID and ``sender_lid`` their LID when
+    the engine knows them. In a direct chat ``chat`` is the other party; in a
+    group it is the group JID.
+    """
 
     id: str
     chat: str
     sender: str
     timestamp: datetime
-    kind: str
-    text: str | None = None
+    kind: MessageKind
+    text: str | None = None  # the text, the caption, or the reaction emoji
     from_me: bool = False
     sender_pn: str | None = None
+    sender_lid: str | None = None
+    push_name: str | None = None
+    media: MediaRef | None = None
+    location: Location | None = None
+    contact: ContactCard | None = None
+    quoted_id: str | None = None
+    react_to: str | None = None
+    mentions: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_group(self) -> bool:
+        return self.chat.endswith("@g.us")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,17 +121,19 @@ class ReceiptEvent:
 
     chat: str
     message_ids: tuple[str, ...]
-    status: str
+    status: ReceiptStatus
     timestamp: datetime
+    by: str | None = None  # who read it (in a group)
 
 
 @dataclass(frozen=True, slots=True)
 class GroupEvent:
-    """A group was created, renamed or its participants changed."""
+    """A group we are in was created, renamed, or its participants changed."""
 
     jid: str
     name: str | None
-    change: str
+    change: str  # created | renamed | participants
+    by: str | None = None
 
 
 EngineEvent = (
@@ -221,6 +255,26 @@ class Link(Protocol):
 
     async def logout(self) -> None:
         """Unlink this device from the account; the stream then ends with ``logged_out``."""
+        ...
+
+    async def send(self, message: Outgoing) -> SendResult:
+        """Send one message; raises :class:`~wagate.errors.EngineError` subclasses on failure.
+
+        ``TransientError``: not sent, worth retrying once the link is back;
+        ``InvalidInput`` (a RequestError): the message can never be sent as is.
+        """
+        ...
+
+    def download(self, media: MediaRef) -> AsyncIterator[bytes]:
+        """The decrypted bytes of received media, in chunks."""
+        ...
+
+    async def groups(self) -> list[GroupInfo]:
+        """The groups this account is in (names only; members are not enumerated)."""
+        ...
+
+    async def set_presence(self, available: bool) -> None:
+        """``available`` makes the phone stop notifying; ``unavailable`` restores it."""
         ...
 
 
