@@ -76,6 +76,15 @@ class Settings(BaseSettings):
     connect_wait_ms: int = Field(5_000, ge=0, validation_alias=_env("CONNECT_WAIT_MS"))
     stop_timeout_ms: int = Field(10_000, ge=100, validation_alias=_env("STOP_TIMEOUT_MS"))
 
+    # --- messages (outbound) ------------------------------------------------------
+
+    # --- ingest (inbound, seed 003) -------------------------------------------------
+
+    # --- webhooks ----------------------------------------------------------------
+
+    # --- network guard -------------------------------------------------------------
+    allow_private_urls: bool = Field(False, validation_alias=_env("ALLOW_PRIVATE_URLS"))
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str | None) -> str | None:

@@ -113,3 +113,83 @@ runtime_flags = sa.Table(
     sa.Column("value", JSONType, nullable=False),
     _ts("updated_at", nullable=False),
 )
+
+# --- messaging (seed 003's groups, messages, media) ---------------------------------
+
+groups = sa.Table(
+    "groups",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("wa_group_id", sa.String(128), nullable=False),
+    sa.Column("name", sa.Text, nullable=True),
+    # the operator's choice: discovery never changes it (seed 003 §6)
+    sa.Column("monitor", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("participants", sa.Integer, nullable=True),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    sa.UniqueConstraint("session_id", "wa_group_id"),
+)
+
+media = sa.Table(
+    "media",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    # the lock across processes: two workers storing one file race on this constraint
+    sa.Column("sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("mime", sa.String(128), nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("width", sa.Integer, nullable=True),
+    sa.Column("height", sa.Integer, nullable=True),
+    sa.Column("duration_s", sa.Float, nullable=True),
+    sa.Column("storage_path", sa.Text, nullable=False),
+    _ts("created_at", nullable=False),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("wa_msg_id", sa.String(128), nullable=False),
+    sa.Column("direction", sa.String(3), nullable=False),  # in | out
+    sa.Column("chat_id", sa.String(128), nullable=False),
+    sa.Column("sender", sa.String(128), nullable=True),
+    sa.Column("sender_pn", sa.String(128), nullable=True),
+    sa.Column("sender_lid", sa.String(128), nullable=True),
+    sa.Column("push_name", sa.String(256), nullable=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("text", sa.Text, nullable=True),
+    sa.Column("raw", JSONType, nullable=True),
+    sa.Column("group_id", sa.ForeignKey("groups.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("media_id", sa.ForeignKey("media.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("parent_id", sa.ForeignKey("messages.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("quoted_id", sa.String(128), nullable=True),
+    # received | queued | sent | delivered | read | played | failed
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("idempotency_key", sa.String(256), nullable=True),
+    sa.Column("payload", JSONType, nullable=True),  # an outbound request, kept until sent
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    _ts("ts", nullable=False),
+    _ts("sent_at", nullable=True),
+    _ts("delivered_at", nullable=True),
+    _ts("read_at", nullable=True),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    # dedupe by id only: a distinct message is never dropped as a duplicate
+    sa.UniqueConstraint("session_id", "wa_msg_id"),
+    sa.UniqueConstraint("session_id", "idempotency_key"),
+)
+sa.Index(
+    "ix_messages_session_id_chat_id_ts", messages.c.session_id, messages.c.chat_id, messages.c.ts
+)
+sa.Index("ix_messages_session_id_ts", messages.c.session_id, messages.c.ts)
+sa.Index(
+    "ix_messages_session_id_direction_status_id",
+    messages.c.session_id,
+    messages.c.direction,
+    messages.c.status,
+    messages.c.id,
+)
+sa.Index("ix_messages_media_id", messages.c.media_id)

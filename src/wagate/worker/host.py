@@ -19,7 +19,7 @@ from typing import Self
 
 from wagate.clock import Clock
 from wagate.domain.session import Session, SessionState
-from wagate.engine.base import AuthStore, Engine, FileAuthStore
+from wagate.engine.base import AuthStore, Engine, FileAuthStore, Link
 from wagate.errors import Conflict, NotFound
 from wagate.settings import Settings
 from wagate.storage.repos.audit import AuditEvent, AuditRepo
@@ -128,6 +128,11 @@ class Worker:
 
     def running(self) -> list[str]:
         return list(self._tasks)
+
+    def link(self, session_id: str) -> Link | None:
+        """The session's live link when it is connected here, else None."""
+        runner = self._runners.get(session_id)
+        return runner.link if runner else None
 
     def runner_state(self, session_id: str) -> SessionState | None:
         runner = self._runners.get(session_id)

@@ -185,6 +185,11 @@ class SessionRunner:
 
     # --- verbs from the host -------------------------------------------------------
 
+    @property
+    def link(self) -> Link | None:
+        """The live link while the session is connected, else None."""
+        return self._link if self.state is SessionState.CONNECTED else None
+
     async def logout(self) -> bool:
         """Ask WhatsApp to unlink this device; False when there is no live link."""
         link = self._link

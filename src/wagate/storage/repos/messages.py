@@ -1,0 +1,134 @@
+"""``messages``: one row per message, both directions, unique by ``(session_id, wa_msg_id)``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+
+from wagate.clock import Clock
+from wagate.storage.db import Database
+from wagate.storage.tables import messages as t
+from wagate.storage.upsert import insert_ignore
+
+IN = "in"
+OUT = "out"
+MEDIA_KINDS = ("image", "video", "audio", "voice", "document", "sticker")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: int
+    session_id: str
+    wa_msg_id: str
+    direction: str
+    chat_id: str
+    sender: str | None
+    sender_pn: str | None
+    sender_lid: str | None
+    push_name: str | None
+    kind: str
+    text: str | None
+    raw: dict[str, Any] | None
+    group_id: int | None
+    media_id: int | None
+    parent_id: int | None
+    quoted_id: str | None
+    status: str
+    error: str | None
+    idempotency_key: str | None
+    payload: dict[str, Any] | None
+    attempts: int
+    ts: datetime
+    sent_at: datetime | None
+    delivered_at: datetime | None
+    read_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def is_media(self) -> bool:
+        return self.kind in MEDIA_KINDS
+
+
+_FIELDS = frozenset(f.name for f in fields(Message))
+
+
+def to_message(row: RowMapping) -> Message:
+    return Message(**{k: v for k, v in row.items() if k in _FIELDS})
+
+
+class MessageRepo:
+    """Inbound persistence and the lookups the ingest pipeline needs."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def insert_inbound(self, values: dict[str, Any]) -> int | None:
+        """Insert unless ``(session_id, wa_msg_id)`` exists; the new id, or None if it did."""
+        now = self._clock.now()
+        row = {"direction": IN, "status": "received", "created_at": now, "updated_at": now}
+        row.update(values)
+        async with self._db.begin() as conn:
+            return await insert_ignore(conn, t, row, ["session_id", "wa_msg_id"])
+
+    async def get(self, message_id: int) -> Message | None:
+        async with self._db.begin() as conn:
+            row = (await conn.execute(t.select().where(t.c.id == message_id))).mappings().first()
+        return to_message(row) if row else None
+
+    async def by_wa_id(self, session_id: str, wa_msg_id: str) -> Message | None:
+        query = t.select().where(t.c.session_id == session_id, t.c.wa_msg_id == wa_msg_id)
+        async with self._db.begin() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return to_message(row) if row else None
+
+    async def set_media(self, message_id: int, media_id: int) -> None:
+        await self._set(message_id, media_id=media_id)
+
+    async def set_parent(self, message_id: int, parent_id: int) -> None:
+        await self._set(message_id, parent_id=parent_id)
+
+    async def _set(self, message_id: int, **values: Any) -> None:
+        values["updated_at"] = self._clock.now()
+        async with self._db.begin() as conn:
+            await conn.execute(t.update().where(t.c.id == message_id).values(**values))
+
+    async def link_partner(self, message: Message, window: timedelta) -> Message | None:
+        """The unlinked text↔media partner of ``message`` within ``window``, same chat and sender.
+
+        Seed 003's heuristic, both directions: a text pairs with a media message
+        and a media message with a text; a message is in one pair at most. The
+        caller stores the link on whichever of the two is later.
+        """
+        partner_kinds = ["text"] if message.is_media else list(MEDIA_KINDS)
+        if message.kind != "text" and not message.is_media:
+            return None
+        parents = sa.select(t.c.parent_id).where(
+            t.c.session_id == message.session_id, t.c.parent_id.is_not(None)
+        )
+        query = (
+            t.select()
+            .where(
+                t.c.session_id == message.session_id,
+                t.c.chat_id == message.chat_id,
+                t.c.sender == message.sender,
+                t.c.direction == message.direction,
+                t.c.id != message.id,
+                t.c.kind.in_(partner_kinds),
+                t.c.ts >= message.ts - window,
+                t.c.ts <= message.ts + window,
+                t.c.parent_id.is_(None),
+                t.c.id.not_in(parents),
+            )
+            .order_by(t.c.ts.desc())
+            .limit(10)
+        )
+        async with self._db.begin() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        candidates = [to_message(r) for r in rows]
+        return min(candidates, key=lambda m: abs(m.ts - message.ts), default=None)
