@@ -19,7 +19,10 @@ from wagate.clock import Clock, SystemClock
 from wagate.control.sessions import SessionService
 from wagate.engine.base import Engine
 from wagate.errors import ConfigError
+from wagate.events import EventSink, NullSink
+from wagate.ingest.service import Ingest
 from wagate.settings import Settings
+from wagate.storage.blobs import BlobStore, S3BlobStore, blob_store
 from wagate.storage.db import Database, create_engine, migrate
 from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.sessions import SessionRepo
@@ -72,9 +75,22 @@ class Gateway:
         self.audit = AuditRepo(self.db, self.clock)
         self.engine = self._given_engine or self._build_engine()
         self._stack.push_async_callback(self.engine.aclose)
+        self.sink: EventSink = NullSink()
+        self.blobs = await self._open_blobs()
         self.worker = Worker(
             s, engine=self.engine, sessions=self.sessions, audit=self.audit, clock=self.clock
         )
+        self.ingest = Ingest(
+            s,
+            db=self.db,
+            clock=self.clock,
+            worker=self.worker,
+            audit=self.audit,
+            sink=self.sink,
+            blobs=self.blobs,
+        )
+        # the worker resumes sessions on entry: their events must already have a route
+        await self._stack.enter_async_context(self.ingest)
         await self._stack.enter_async_context(self.worker)
         self.service = SessionService(
             self.sessions,
@@ -84,6 +100,12 @@ class Gateway:
             worker_id=s.worker_id,
             connect_wait_s=s.connect_wait_ms / 1000,
         )
+
+    async def _open_blobs(self) -> BlobStore:
+        store = blob_store(self.settings)
+        if isinstance(store, S3BlobStore):
+            await self._stack.enter_async_context(store)
+        return store
 
     def _build_engine(self) -> Engine:
         s = self.settings

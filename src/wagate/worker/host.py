@@ -177,6 +177,10 @@ class Worker:
 
     # --- listening -----------------------------------------------------------------
 
+    def route_events(self, handler: EventSink) -> None:
+        """Where message, receipt and group events of every session go."""
+        self._deps.on_event = handler
+
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 

@@ -1,0 +1,57 @@
+"""Group discovery (seed 003 §6): upsert names and counts, never touch ``monitor``, audit."""
+
+from __future__ import annotations
+
+import logging
+
+from wagate.engine.base import GroupEvent, Link
+from wagate.events import Event, EventSink
+from wagate.storage.repos.audit import AuditEvent, AuditRepo
+from wagate.storage.repos.groups import GroupRepo, Upserted
+
+log = logging.getLogger(__name__)
+
+
+class GroupSync:
+    def __init__(self, groups: GroupRepo, audit: AuditRepo, sink: EventSink) -> None:
+        self.groups = groups
+        self.audit = audit
+        self.sink = sink
+
+    async def discover(self, session_id: str, link: Link) -> int:
+        """Fetch the account's groups (names only, no member lists) and upsert them."""
+        found = await link.groups()
+        for info in found:
+            await self._record(
+                session_id,
+                await self.groups.upsert(session_id, info.jid, info.name, info.participants),
+            )
+        await self.audit.add(session_id, AuditEvent.DISCOVERY, {"count": len(found)})
+        log.info("session %s: discovered %d group(s)", session_id, len(found))
+        return len(found)
+
+    async def on_event(self, session_id: str, event: GroupEvent) -> None:
+        """A live group change: a new group, or a rename."""
+        if event.change not in ("created", "renamed") or event.name is None:
+            return
+        await self._record(session_id, await self.groups.upsert(session_id, event.jid, event.name))
+
+    async def _record(self, session_id: str, result: Upserted) -> None:
+        group = result.group
+        data = {
+            "id": group.id,
+            "waGroupId": group.wa_group_id,
+            "name": group.name,
+            "monitor": group.monitor,
+        }
+        if result.created:
+            await self.sink.emit(Event.GROUP_DISCOVERED, session_id, data)
+        if result.renamed_from is not None:
+            await self.audit.add(
+                session_id,
+                AuditEvent.GROUP_RENAME,
+                {"from": result.renamed_from, "to": group.name, "wa_group_id": group.wa_group_id},
+            )
+            await self.sink.emit(
+                Event.GROUP_RENAMED, session_id, {**data, "previousName": result.renamed_from}
+            )
