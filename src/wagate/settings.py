@@ -77,10 +77,82 @@ class Settings(BaseSettings):
     stop_timeout_ms: int = Field(10_000, ge=100, validation_alias=_env("STOP_TIMEOUT_MS"))
 
     # --- messages (outbound) ------------------------------------------------------
+    # per-session pacing (anti-ban): at least this long between two sends, plus 0..jitter
+    send_interval_ms: int = Field(1_000, ge=0, validation_alias=_env("SEND_INTERVAL_MS"))
+    send_jitter_ms: int = Field(250, ge=0, validation_alias=_env("SEND_JITTER_MS"))
+    # sends that failed transiently are retried; after this many attempts the message fails
+    send_max_attempts: int = Field(10, ge=1, le=1000, validation_alias=_env("SEND_MAX_ATTEMPTS"))
+    send_retry_max_ms: int = Field(60_000, ge=1, validation_alias=_env("SEND_RETRY_MAX_MS"))
+    # media to send, however it arrives (URL, base64, upload)
+    send_media_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1, validation_alias=_env("SEND_MEDIA_MAX_BYTES")
+    )
+    media_fetch_timeout_ms: int = Field(
+        30_000, ge=100, validation_alias=_env("MEDIA_FETCH_TIMEOUT_MS")
+    )
+    media_fetch_max_redirects: int = Field(
+        5, ge=0, le=20, validation_alias=_env("MEDIA_FETCH_MAX_REDIRECTS")
+    )
+    # queued media up to this size rides base64 in the row; larger goes to <data>/outbox/
+    outbox_inline_max_bytes: int = Field(
+        256 * 1024, ge=0, validation_alias=_env("OUTBOX_INLINE_MAX_BYTES")
+    )
 
     # --- ingest (inbound, seed 003) -------------------------------------------------
+    max_media_mb: float = Field(
+        25, gt=0, validation_alias=_env("MAX_MEDIA_MB", "WORKER_MAX_MEDIA_MB")
+    )
+    other_media_max_mb: float = Field(5, ge=0, validation_alias=_env("OTHER_MEDIA_MAX_MB"))
+    worker_poll_ms: int = Field(2_000, ge=10, validation_alias=_env("POLL_MS", "WORKER_POLL_MS"))
+    live_window_ms: int = Field(30_000, ge=0, validation_alias=_env("LIVE_WINDOW_MS"))
+    link_window_ms: int = Field(90_000, ge=0, validation_alias=_env("LINK_WINDOW_MS"))
+    ingest_direct: bool = Field(True, validation_alias=_env("INGEST_DIRECT"))
+    ingest_from_me: bool = Field(True, validation_alias=_env("INGEST_FROM_ME"))
+    retry_min_ms: int = Field(500, ge=0, validation_alias=_env("RETRY_MIN_MS"))
+    retry_max_ms: int = Field(1_000, ge=0, validation_alias=_env("RETRY_MAX_MS"))
+
+    # --- object storage ------------------------------------------------------------
+    storage: Literal["local", "s3"] | None = Field(None, validation_alias=_env("STORAGE"))
+    media_dir: Path | None = Field(None, validation_alias=_env("MEDIA_DIR"))
+    media_prefix: str = Field("wa-media", validation_alias=_env("MEDIA_PREFIX"))
+    s3_endpoint: str | None = Field(
+        None, validation_alias=_env("S3_ENDPOINT", "MINIO_ENDPOINT", "S3_ENDPOINT_URL")
+    )
+    s3_access_key: str | None = Field(
+        None, validation_alias=_env("S3_ACCESS_KEY", "MINIO_ACCESS_KEY", "AWS_ACCESS_KEY_ID")
+    )
+    s3_secret_key: str | None = Field(
+        None, validation_alias=_env("S3_SECRET_KEY", "MINIO_SECRET_KEY", "AWS_SECRET_ACCESS_KEY")
+    )
+    s3_bucket: str = Field("wagate", validation_alias=_env("S3_BUCKET", "MINIO_BUCKET_NAME"))
+    s3_use_ssl: bool = Field(False, validation_alias=_env("S3_USE_SSL", "MINIO_USE_SSL"))
+    s3_region: str | None = Field(None, validation_alias=_env("S3_REGION", "AWS_REGION"))
 
     # --- webhooks ----------------------------------------------------------------
+    webhook_timeout_ms: int = Field(10_000, ge=100, validation_alias=_env("WEBHOOK_TIMEOUT_MS"))
+    # 12 attempts, 1 min doubling up to 8 h between tries: the last one ~24.5 h after the first
+    webhook_max_attempts: int = Field(
+        12, ge=1, le=100, validation_alias=_env("WEBHOOK_MAX_ATTEMPTS")
+    )
+    webhook_backoff_base_ms: int = Field(
+        60_000, ge=1, validation_alias=_env("WEBHOOK_BACKOFF_BASE_MS")
+    )
+    webhook_backoff_max_ms: int = Field(
+        28_800_000, ge=1, validation_alias=_env("WEBHOOK_BACKOFF_MAX_MS")
+    )
+    # jitter added to each delay: a random fraction (0..ratio) of it
+    webhook_jitter_ratio: float = Field(
+        0.1, ge=0.0, le=1.0, validation_alias=_env("WEBHOOK_JITTER_RATIO")
+    )
+    webhook_concurrency: int = Field(
+        16, ge=1, le=1000, validation_alias=_env("WEBHOOK_CONCURRENCY")
+    )
+    webhook_poll_ms: int = Field(1_000, ge=10, validation_alias=_env("WEBHOOK_POLL_MS"))
+    # seed 004's shared secret: the default for subscriptions created without one
+    # (an empty value counts as unset)
+    webhook_secret: str | None = Field(
+        None, validation_alias=_env("WEBHOOK_SECRET", "WEBHOOK_SECRET")
+    )
 
     # --- network guard -------------------------------------------------------------
     allow_private_urls: bool = Field(False, validation_alias=_env("ALLOW_PRIVATE_URLS"))
@@ -110,6 +182,25 @@ class Settings(BaseSettings):
         if self.database_url is None:
             return f"sqlite+aiosqlite:///{self.data_dir / 'wagate.db'}"
         return to_async_url(self.database_url)
+
+    @property
+    def blob_backend(self) -> Literal["local", "s3"]:
+        """``s3`` when chosen, or when an S3/MinIO endpoint is configured; else ``local``."""
+        if self.storage is not None:
+            return self.storage
+        return "s3" if self.s3_endpoint else "local"
+
+    @property
+    def media_root(self) -> Path:
+        return self.media_dir if self.media_dir is not None else self.data_dir / "media"
+
+    @property
+    def s3_endpoint_url(self) -> str | None:
+        """MinIO's ``host:port`` form gets a scheme from ``MINIO_USE_SSL``."""
+        endpoint = self.s3_endpoint
+        if endpoint and "://" not in endpoint:
+            return ("https://" if self.s3_use_ssl else "http://") + endpoint
+        return endpoint
 
     @property
     def api_key_file(self) -> Path:
