@@ -16,13 +16,17 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
+from wagate.api.app import create_app
 from wagate.clock import ManualClock
+from wagate.lifecycle import Gateway
 from wagate.settings import Settings, load_settings
 from wagate.storage.db import Database, create_engine, migrate_sync
 from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.sessions import SessionRepo
+from wagate.testing import ScriptedEngine
 
 PG_URL = os.environ.get("WAGATE_TEST_DATABASE_URL")
 
@@ -127,3 +131,32 @@ def session_repo(db: Database, clock: ManualClock) -> SessionRepo:
 @pytest.fixture
 def audit_repo(db: Database, clock: ManualClock) -> AuditRepo:
     return AuditRepo(db, clock)
+
+
+# --- the in-process gateway with a scripted engine, and API clients ---------------
+
+
+@pytest.fixture
+def engine() -> ScriptedEngine:
+    return ScriptedEngine()
+
+
+@pytest.fixture
+async def gateway(settings: Settings, engine: ScriptedEngine) -> AsyncIterator[Gateway]:
+    async with Gateway(settings, engine=engine) as gw:  # type: ignore[arg-type]
+        yield gw
+
+
+@pytest.fixture
+async def anon(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(gateway))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        yield client
+
+
+@pytest.fixture
+async def api(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(gateway))
+    headers = {"X-Api-Key": "test-key"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw", headers=headers) as c:
+        yield c

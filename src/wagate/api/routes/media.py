@@ -1,0 +1,58 @@
+"""``GET /api/media/{id}``: a stored media object, streamed to an authorised caller."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import StreamingResponse
+
+from wagate.api import deps
+from wagate.errors import NotFound
+from wagate.lifecycle import Gateway
+
+router = APIRouter(prefix="/api/media", tags=["media"])
+
+
+@router.get(
+    "/{media_id}",
+    summary="Download a stored media file",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def get_media(
+    media_id: int, gw: Annotated[Gateway, Depends(deps.gateway)]
+) -> StreamingResponse:
+    media = await gw.ingest.media_repo.get(media_id)
+    if media is None:
+        raise NotFound(f"media {media_id} not found")
+    chunks = gw.blobs.open(media.storage_path)
+    first = await _first(chunks)  # a missing object is a 404 before any byte is sent
+    name = media.storage_path.rsplit("/", 1)[-1]
+    return StreamingResponse(
+        _prepend(first, chunks),
+        media_type=media.mime,
+        headers={
+            "Content-Length": str(media.bytes),
+            "Content-Disposition": f'inline; filename="{media.sha256[:16]}-{name}"',
+            "ETag": f'"{media.sha256}"',
+            "Cache-Control": "private, max-age=31536000, immutable",
+        },
+    )
+
+
+async def _first(chunks: AsyncIterator[bytes]) -> bytes:
+    try:
+        return await anext(chunks)
+    except StopAsyncIteration:
+        return b""
+    except NotFound:
+        raise NotFound("the media's object is missing from storage") from None
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    async for chunk in rest:
+        yield chunk
