@@ -12,6 +12,10 @@ import asyncio
 import os
 import secrets
 import shutil
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -160,3 +164,43 @@ async def api(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
     headers = {"X-Api-Key": "test-key"}
     async with httpx.AsyncClient(transport=transport, base_url="http://gw", headers=headers) as c:
         yield c
+
+
+# --- a real S3-compatible server -------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_url() -> Iterator[str]:
+    """CI's S3 server (``WAGATE_TEST_S3_URL``), or a moto server started for this run."""
+    given = os.environ.get("WAGATE_TEST_S3_URL")
+    if given:
+        yield given
+        return
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = Path(sys.executable).parent / "moto_server"
+    proc = subprocess.Popen(
+        [str(server), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(url)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _wait(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with httpx.Client(timeout=1) as client:
+                client.get(url)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError(f"S3 server at {url} did not start")

@@ -210,6 +210,79 @@ def sandbox_fault(
     out.print_json(json.dumps(gw.sandbox_control("/fault", body)))
 
 
+@sandbox_app.command("send")
+def sandbox_send(
+    from_phone: Annotated[str, typer.Option("--from", help="The phone that sends")],
+    to: Annotated[str, typer.Option("--to", help="A phone, a @lid or a group JID")],
+    text: Annotated[str | None, typer.Option(help="The text to send")] = None,
+    media: Annotated[
+        Path | None, typer.Option(help="A file to send", exists=True, dir_okay=False)
+    ] = None,
+    caption: Annotated[str | None, typer.Option(help="The caption of --media")] = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+) -> None:
+    """Act as a phone: send a text or a file to a phone or a group; prints the message id."""
+    if (text is None) == (media is None) or (caption is not None and media is None):
+        _fail("give either --text, or --media with an optional --caption")
+    body: dict[str, Any] = {"from": from_phone, "to": to, "text": text}
+    if media is not None:
+        import base64
+        import mimetypes
+
+        body["mediaBase64"] = base64.b64encode(media.read_bytes()).decode("ascii")
+        body["mimetype"] = mimetypes.guess_type(media.name)[0] or "application/octet-stream"
+        body |= {"filename": media.name, "caption": caption}
+    sent = _Gateway(url, api_key).sandbox_control("/send", body)
+    typer.echo(sent["id"])
+
+
+@sandbox_app.command("inbox")
+def sandbox_inbox(phone: str, url: UrlOpt = None, api_key: KeyOpt = None) -> None:
+    """Act as a phone: print what PHONE received, one JSON object a line, oldest first."""
+    from urllib.parse import quote
+
+    gw = _Gateway(url, api_key)
+    # The GET twin of _Gateway.sandbox_control: the same base URL and key.
+    s = gw.settings
+    base = s.sandbox_url.rstrip("/") if s.sandbox_url else gw.url + "/sandbox"
+    key = s.sandbox_key if s.sandbox_url else gw.key
+    headers = {"X-Api-Key": key} if key else {}
+    try:
+        resp = httpx.get(f"{base}/control/inbox/{quote(phone)}", headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach the sandbox at {base}: {exc}")
+    for message in _json_or_fail(resp)["messages"]:
+        typer.echo(json.dumps(message, ensure_ascii=False))
+
+
+sandbox_group_app = typer.Typer(help="Act as a phone: create and rename groups.")
+sandbox_app.add_typer(sandbox_group_app, name="group")
+
+
+@sandbox_group_app.command("create")
+def sandbox_group_create(
+    name: str,
+    owner: Annotated[str, typer.Option(help="The phone that creates the group")],
+    member: Annotated[list[str], typer.Option(help="A member's phone (repeat the option)")],
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+) -> None:
+    """Create a group NAME owned by --owner with each --member; prints the group JID."""
+    body = {"name": name, "owner": owner, "members": member}
+    created = _Gateway(url, api_key).sandbox_control("/groups", body)
+    typer.echo(created["jid"])
+
+
+@sandbox_group_app.command("rename")
+def sandbox_group_rename(jid: str, name: str, url: UrlOpt = None, api_key: KeyOpt = None) -> None:
+    """Rename the group JID to NAME (its members' sessions see a group update)."""
+    from urllib.parse import quote
+
+    _Gateway(url, api_key).sandbox_control(f"/groups/{quote(jid, safe='@')}/rename", {"name": name})
+    typer.echo(f"renamed {jid} to {name}")
+
+
 # --- sessions -------------------------------------------------------------------------
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 
 import pytest
 
@@ -187,3 +189,78 @@ async def test_wait_connections_wakes_on_changes(network) -> None:
     assert sorted(info.session for info in live) == ["s0", "s1"]
     for channel in channels:
         await channel.close()
+
+
+# --- messaging frames -------------------------------------------------------------------
+
+
+async def logged_in(network) -> MemoryChannel:
+    """A raw channel, linked to PHONE by a scan and past its ``connected`` frame."""
+    channel = network.open_channel()
+    await channel.send(hello())
+    await network.scan((await recv(channel))["code"], PHONE)
+    assert (await recv(channel))["ev"] == "paired"
+    assert (await recv(channel))["ev"] == "connected"
+    return channel
+
+
+async def test_requests_before_login_are_refused_with_their_rid(network) -> None:
+    channel = network.open_channel()
+    await channel.send(hello())
+    await recv(channel)  # a QR
+    await channel.send({"op": "groups", "rid": "r1"})
+    answer = await recv(channel)
+    assert (answer["ev"], answer["rid"], answer["code"]) == ("error", "r1", "not_logged_in")
+    await channel.close()
+
+
+async def test_answers_carry_the_rid_and_refusals_name_the_field(network) -> None:
+    channel = await logged_in(network)
+    await channel.send({"op": "groups", "rid": "a"})
+    assert await recv(channel) == {"ev": "ack", "rid": "a", "groups": []}
+    await channel.send({"op": "send", "rid": "b", "to": PHONE, "kind": "gif", "text": "x"})
+    refused = await recv(channel)
+    assert (refused["rid"], refused["code"], refused["field"]) == ("b", "invalid_input", "kind")
+    await channel.send({"op": "send", "rid": "c", "to": "15559990000", "kind": "text", "text": "x"})
+    assert (await recv(channel))["code"] == "not_found"
+    await channel.send({"op": "download", "rid": "d", "blob": "../../x", "offset": 0})
+    assert (await recv(channel))["code"] == "not_found"
+    await channel.send({"op": "upload", "rid": "e", "upload": "u1", "data": "%%%", "last": True})
+    assert (await recv(channel))["field"] == "data"
+    await channel.close()
+
+
+async def test_an_upload_then_a_send_then_the_events_with_queue_numbers(network) -> None:
+    channel = await logged_in(network)
+    await network.phone_send("15550002222", PHONE, text="first")
+    event = await recv(channel)
+    assert (event["ev"], event["q"], event["text"]) == ("message", 1, "first")
+    await channel.send({"op": "handled", "q": 1})
+    data = base64.b64encode(b"0123456789").decode()
+    for rid, chunk, last in (("u1", data[:8], False), ("u2", data[8:], True)):
+        await channel.send(
+            {"op": "upload", "rid": rid, "upload": "up", "data": chunk, "last": last}
+        )
+    assert (await recv(channel))["received"] == 6
+    stored = await recv(channel)
+    assert stored["handle"] == hashlib.sha256(b"0123456789").hexdigest() and stored["size"] == 10
+    media = {"blob": stored["handle"], "mimetype": "application/pdf", "filename": "d.pdf"}
+    send = {"op": "send", "rid": "s", "to": "15550002222", "kind": "document", "media": media}
+    await channel.send(send)
+    ack = await recv(channel)
+    receipt = await recv(channel)
+    assert ack["rid"] == "s" and receipt == {
+        "ev": "receipt",
+        "q": 2,
+        "chat": "15550002222@s.whatsapp.net",
+        "ids": [ack["id"]],
+        "status": "delivered",
+        "ts": receipt["ts"],
+        "by": None,
+    }
+    await channel.send(
+        {"op": "download", "rid": "d", "blob": stored["handle"], "offset": 4, "size": 3}
+    )
+    chunk = await recv(channel)
+    assert (base64.b64decode(chunk["data"]), chunk["total"]) == (b"456", 10)
+    await channel.close()

@@ -4,56 +4,14 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from wagate.errors import NotFound
 from wagate.settings import load_settings
 from wagate.storage.blobs import BlobStore, LocalBlobStore, S3BlobStore, blob_store, check_key
-
-
-@pytest.fixture(scope="session")
-def s3_url() -> Iterator[str]:
-    """CI's S3 server (``WAGATE_TEST_S3_URL``), or a moto server started for this run."""
-    given = os.environ.get("WAGATE_TEST_S3_URL")
-    if given:
-        yield given
-        return
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = Path(sys.executable).parent / "moto_server"
-    proc = subprocess.Popen(
-        [str(server), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait(url)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def _wait(url: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with httpx.Client(timeout=1) as client:
-                client.get(url)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise AssertionError(f"S3 server at {url} did not start")
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -2,9 +2,11 @@
 
 An :class:`AccountBook` is what a phone number knows about itself on the
 simulated WhatsApp: its push name, its stable ``@lid`` identity and the
-companion devices linked to it. It is saved atomically on every change when
-given a path, so a restarted network still recognises linked devices (a
-gateway restart must reconnect without a new QR).
+companion devices linked to it. It is the ``accounts`` section of the
+network's :class:`~wagate.engine.sandbox.state.StateFile`, saved at once on
+every link change, so a restarted network still recognises linked devices (a
+gateway restart must reconnect without a new QR). An account with no linked
+device is a simulated phone: it sends and receives through the control API.
 
 Device secrets are stored only as SHA-256 digests: the state file alone cannot
 be used to impersonate a device.
@@ -12,23 +14,18 @@ be used to impersonate a device.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
-import json
-import os
 import re
 import secrets
-import tempfile
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from wagate.errors import ConfigError, InvalidInput, NotFound
+from wagate.engine.sandbox.state import StateFile
+from wagate.errors import InvalidInput, NotFound
 
-_STATE_VERSION = 1
 _PHONE_RE = re.compile(r"[0-9]{6,15}")
 
 
@@ -38,6 +35,18 @@ def normalize_phone(raw: str, *, field_name: str = "phone") -> str:
     if not _PHONE_RE.fullmatch(digits):
         raise InvalidInput(field_name, f"{field_name} must be 6 to 15 digits, got {raw!r}")
     return digits
+
+
+def phone_of(raw: str, *, field_name: str = "phone") -> str:
+    """Digits of a phone given as digits, ``+…``, or a phone JID (``…:7@s.whatsapp.net`` too)."""
+    user, at, server = raw.strip().partition("@")
+    if at and server != "s.whatsapp.net":
+        raise InvalidInput(field_name, f"{field_name} must be a phone number, got {raw!r}")
+    return normalize_phone(user.split(":", 1)[0] if at else raw, field_name=field_name)
+
+
+def phone_jid(phone: str) -> str:
+    return f"{phone}@s.whatsapp.net"
 
 
 def _digest(secret: str) -> str:
@@ -135,13 +144,15 @@ class Creds:
 
 
 class AccountBook:
-    """Accounts keyed by phone, persisted to ``state_path`` when one is given."""
+    """Accounts keyed by phone: the ``accounts`` section of the state file."""
 
-    def __init__(self, state_path: Path | None = None) -> None:
-        self._path = state_path
-        self._accounts: dict[str, Account] = {}
-        if state_path is not None and state_path.exists():
-            self._accounts = _load(state_path)
+    def __init__(self, state: StateFile | None = None) -> None:
+        self._state = state or StateFile(None)
+        self._accounts: dict[str, Account] = self._state.load("accounts", _accounts, {})
+        self._by_lid = {account.lid: account for account in self._accounts.values()}
+        self._state.register("accounts", self._dump)
+        # Called with each device id that stops being linked (its queued mail goes too).
+        self.on_unlink: Callable[[str], None] = lambda device_id: None
 
     def get(self, phone: str) -> Account | None:
         return self._accounts.get(phone)
@@ -152,17 +163,28 @@ class AccountBook:
             raise NotFound(f"no account with phone {phone}")
         return account
 
+    def by_lid(self, lid: str) -> Account | None:
+        """The account whose LID JID is ``lid`` (``<digits>@lid``)."""
+        return self._by_lid.get(lid)
+
     def all(self) -> list[Account]:
         return list(self._accounts.values())
 
-    def link(self, phone: str, device_name: str, push_name: str | None) -> tuple[Account, Creds]:
-        """Create a device on the account (creating the account if new); return its creds."""
+    def ensure(self, phone: str, push_name: str | None = None) -> Account:
+        """The account of ``phone``, created (with no linked device) if new."""
         account = self._accounts.get(phone)
         if account is None:
             account = Account(phone, push_name or f"Sandbox {phone[-4:]}", _new_lid())
             self._accounts[phone] = account
+            self._by_lid[account.lid] = account
+            self._state.save_soon()
         elif push_name:
             account.push_name = push_name
+        return account
+
+    def link(self, phone: str, device_name: str, push_name: str | None) -> tuple[Account, Creds]:
+        """Create a device on the account (creating the account if new); return its creds."""
+        account = self.ensure(phone, push_name)
         secret = secrets.token_urlsafe(32)
         device = Device(
             device_id=secrets.token_hex(8),
@@ -189,10 +211,10 @@ class AccountBook:
     def unlink(self, phone: str, device_id: str | None = None) -> None:
         """Remove one device, or every device of the account when ``device_id`` is None."""
         account = self.require(phone)
-        if device_id is None:
-            account.devices.clear()
-        else:
-            account.devices.pop(device_id, None)
+        gone = list(account.devices) if device_id is None else [device_id]
+        for each in gone:
+            if account.devices.pop(each, None) is not None:
+                self.on_unlink(each)
         self.save()
 
     def set_banned(self, phone: str, banned: bool) -> Account:
@@ -202,48 +224,15 @@ class AccountBook:
         return account
 
     def save(self) -> None:
-        """Write the whole book atomically; a crash leaves the old or the new file, never half."""
-        if self._path is None:
-            return
-        payload = {
-            "version": _STATE_VERSION,
-            "accounts": {phone: asdict(account) for phone, account in self._accounts.items()},
-        }
-        _write_atomic(self._path, json.dumps(payload, indent=1))
+        """Write the state file now (a link change must survive a crash)."""
+        self._state.save_now()
+
+    def _dump(self) -> dict[str, Any]:
+        return {phone: asdict(account) for phone, account in self._accounts.items()}
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)  # the rename itself must survive a crash
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _load(path: Path) -> dict[str, Account]:
-    try:
-        payload = json.loads(path.read_text("utf-8"))
-        if payload.get("version") != _STATE_VERSION:
-            raise ValueError(f"unsupported version {payload.get('version')!r}")
-        return {phone: _account(raw) for phone, raw in payload["accounts"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"sandbox state file {path} is unreadable: {exc}") from exc
+def _accounts(raw: dict[str, Any]) -> dict[str, Account]:
+    return {phone: _account(dict(value)) for phone, value in raw.items()}
 
 
 def _account(raw: dict[str, Any]) -> Account:

@@ -18,6 +18,7 @@ from typing import Any
 
 from wagate.domain.session import DisconnectKind
 from wagate.engine.sandbox.accounts import Creds, normalize_phone
+from wagate.engine.sandbox.blobs import Upload
 from wagate.engine.sandbox.transport import Channel, ChannelClosed, Frame
 from wagate.errors import InvalidInput
 
@@ -77,6 +78,7 @@ class ConnectionInfo:
     jid: str | None
     state: str
     delay_ms: int
+    presence: str | None = None  # "available" or "unavailable" once the session said
 
 
 def error_frame(code: str, message: str) -> Frame:
@@ -98,6 +100,8 @@ class Connection:
         self.linked: Creds | None = None  # set by a scan or a confirmed pair code
         self.qr_code: str | None = None  # the QR currently shown
         self.pair_code: str | None = None
+        self.presence: str | None = None
+        self.uploads: dict[str, Upload] = {}  # media on its way in, by the client's upload id
         # wake: something happened the lifecycle waits for (a scan, or the end).
         self.wake = asyncio.Event()
         self.done = asyncio.Event()
@@ -120,13 +124,14 @@ class Connection:
             jid=self.jid,
             state=self.state.value,
             delay_ms=round(self.delay_s * 1000),
+            presence=self.presence,
         )
 
-    async def send(self, frame: Frame) -> None:
-        """Send a frame after the simulated latency; a vanished peer ends the connection."""
+    async def send(self, frame: Frame) -> bool:
+        """Send a frame after the simulated latency; False if the connection has ended."""
         if self.ended:
-            return
-        await self._send(frame)
+            return False
+        return await self._send(frame)
 
     async def end(self, kind: DisconnectKind, reason: str, **extra: Any) -> None:
         """Tell the peer why, then close. Later calls do nothing."""
@@ -151,7 +156,7 @@ class Connection:
         self.done.set()
         self.wake.set()
 
-    async def _send(self, frame: Frame) -> None:
+    async def _send(self, frame: Frame) -> bool:
         async with self._send_lock:
             if self.delay_s > 0:
                 await asyncio.sleep(self.delay_s)
@@ -159,6 +164,8 @@ class Connection:
                 await self.channel.send(frame)
             except ChannelClosed:
                 self._mark_closed()
+                return False
+            return True
 
     async def wait_wake(self, within_s: float) -> bool:
         """True if woken (scanned or ended) within ``within_s`` seconds."""

@@ -44,7 +44,14 @@ an outage a new connection gets ``error`` ``unavailable`` and is closed. An
 connection. A connection that just closes, with no ``disconnected`` frame, was
 lost.
 
-New ops are added to the table with :meth:`SandboxNetwork.register_op`.
+New ops are added to the table with :meth:`SandboxNetwork.register_op`. The
+messaging ops and events (``send``, ``upload``, ``download``, ``groups``,
+``presence``, ``handled``; ``message``, ``receipt``, ``group``) are described in
+:mod:`wagate.engine.sandbox.messaging`. A logged-in connection first gets
+``connected``, then the events its device has not confirmed yet, oldest first.
+
+State (accounts, groups, inboxes, device queues) lives in one JSON file when
+``state_path`` is given, media blobs in a folder beside it.
 """
 
 from __future__ import annotations
@@ -52,65 +59,62 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from wagate.domain.session import DisconnectKind
-from wagate.engine.sandbox.accounts import (
-    Account,
-    AccountBook,
-    AccountInfo,
-    Device,
-    DeviceInfo,
-    normalize_phone,
-)
-from wagate.engine.sandbox.codes import QRKeys, new_pair_code, new_ref, normalize_pair_code, ref_of
-from wagate.engine.sandbox.connection import (
-    Connection,
-    ConnectionInfo,
-    ConnState,
-    Hello,
-    error_frame,
-)
+from wagate.engine.sandbox.accounts import AccountBook, AccountInfo, DeviceInfo
+from wagate.engine.sandbox.blobs import BlobStore
+from wagate.engine.sandbox.connection import Connection, ConnectionInfo, Hello, error_frame
 from wagate.engine.sandbox.faults import FaultKind, FaultsMixin
+from wagate.engine.sandbox.groups import GroupBook
+from wagate.engine.sandbox.limits import SandboxLimits
+from wagate.engine.sandbox.linking import LinkingMixin, SandboxTimings
+from wagate.engine.sandbox.mail import Mail
+from wagate.engine.sandbox.messaging import MessagingMixin, OpHandler
+from wagate.engine.sandbox.office import PostOffice
+from wagate.engine.sandbox.state import StateFile
 from wagate.engine.sandbox.transport import BadFrame, Channel, ChannelClosed, Frame, memory_pair
-from wagate.errors import Conflict, NotFound, WagateError
+from wagate.errors import EngineError, InvalidInput, WagateError
 
 log = logging.getLogger(__name__)
-
-OpHandler = Callable[[Connection, Frame], Awaitable[None]]
 
 __all__ = [
     "AccountInfo",
     "DeviceInfo",
     "FaultKind",
     "OpHandler",
+    "SandboxLimits",
     "SandboxNetwork",
     "SandboxTimings",
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class SandboxTimings:
-    """How long things take on the simulated network (WhatsApp's real values by default)."""
-
-    qr_first_s: float = 60.0
-    qr_next_s: float = 20.0
-    qr_count: int = 6
-    hello_timeout_s: float = 10.0
-
-
-class SandboxNetwork(FaultsMixin):
+class SandboxNetwork(LinkingMixin, FaultsMixin, MessagingMixin):
     """The simulated WhatsApp network: state, connection handling and control operations."""
 
     def __init__(
-        self, *, timings: SandboxTimings | None = None, state_path: Path | None = None
+        self,
+        *,
+        timings: SandboxTimings | None = None,
+        state_path: Path | None = None,
+        limits: SandboxLimits | None = None,
     ) -> None:
         self.timings = timings or SandboxTimings()
-        self._book = AccountBook(state_path)
+        self.limits = limits or SandboxLimits()
+        self._state = StateFile(state_path, delay_s=self.limits.save_delay_s)
+        self._book = AccountBook(self._state)
+        self._groups = GroupBook(self._state)
+        self._mail = Mail(self._state, self.limits)
+        self._book.on_unlink = self._mail.forget_device
+        self._blobs = BlobStore(
+            self._state.blob_folder,
+            memory_bytes=self.limits.blob_memory_bytes,
+            max_bytes=self.limits.max_media_bytes,
+        )
+        self._office = PostOffice(self._book, self._groups, self._mail, self._state)
         self._conns: dict[int, Connection] = {}
         self._by_device: dict[str, Connection] = {}
         self._qr_refs: dict[str, Connection] = {}
@@ -118,7 +122,7 @@ class SandboxNetwork(FaultsMixin):
         self._ids = itertools.count(1)
         self._down = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self._ops: dict[str, OpHandler] = {"logout": self._op_logout}
+        self._ops: dict[str, OpHandler] = {"logout": self._op_logout, **self._messaging_ops()}
         # Replaced on every change of the live connections; waiters hold the old one.
         self._changed = asyncio.Event()
 
@@ -134,12 +138,13 @@ class SandboxNetwork(FaultsMixin):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Drop every connection and stop the in-process serving tasks."""
+        """Drop every connection, stop the in-process serving tasks, write pending state."""
         for conn in list(self._conns.values()):
             await conn.drop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._state.aclose()
 
     def register_op(self, op: str, handler: OpHandler) -> None:
         """Handle client frames ``{"op": op, ...}`` of live connections with ``handler``."""
@@ -210,17 +215,27 @@ class SandboxNetwork(FaultsMixin):
         self._conns[conn.id] = conn
         self._touch()
         log.debug("connection %d opened by session %s", conn.id, conn.session)
-        reader = asyncio.create_task(self._read_loop(conn), name=f"sandbox-read-{conn.id}")
+        tasks = [asyncio.create_task(self._read_loop(conn), name=f"sandbox-read-{conn.id}")]
         try:
             await self._login(conn)
+            if conn.device_id is not None and not conn.ended:
+                pump = self._pump(conn, conn.device_id)
+                tasks.append(asyncio.create_task(pump, name=f"sandbox-pump-{conn.id}"))
             await conn.done.wait()
         finally:
-            reader.cancel()
-            await asyncio.wait([reader])
-            if not reader.cancelled() and reader.exception() is not None:
-                log.error("sandbox reader %d failed", conn.id, exc_info=reader.exception())
+            await _reap(conn, tasks)
             self._forget(conn)
             log.debug("connection %d closed", conn.id)
+
+    async def _pump(self, conn: Connection, device_id: str) -> None:
+        """Stream the device's queue to the connection; the client confirms with ``handled``."""
+        queue = self._mail.queue(device_id)
+        cursor = 0
+        while not conn.ended:
+            seq, frame = await queue.next_after(cursor)
+            if not await conn.send({**frame, "q": seq}):
+                return  # unconfirmed events stay queued for the next connection
+            cursor = seq
 
     def _forget(self, conn: Connection) -> None:
         conn.peer_gone()
@@ -229,12 +244,6 @@ class SandboxNetwork(FaultsMixin):
             del self._by_device[conn.device_id]
         self._withdraw_codes(conn)
         self._touch()
-
-    def _withdraw_codes(self, conn: Connection) -> None:
-        if conn.qr_code is not None:
-            self._qr_refs.pop(ref_of(conn.qr_code), None)
-        if conn.pair_code is not None:
-            self._pair_codes.pop(conn.pair_code, None)
 
     async def _read_loop(self, conn: Connection) -> None:
         while not conn.ended:
@@ -257,106 +266,11 @@ class SandboxNetwork(FaultsMixin):
         try:
             await handler(conn, frame)
         except WagateError as exc:
-            await conn.send(error_frame(exc.code, exc.message))
-
-    # --- logging in --------------------------------------------------------------------
-
-    async def _login(self, conn: Connection) -> None:
-        creds = conn.hello.creds
-        if creds is None:
-            await self._pairing(conn)
-            return
-        account, device = self._book.find(creds) or (None, None)
-        if account is None:
-            await conn.end(DisconnectKind.LOGGED_OUT, "no such account")
-        elif account.banned:
-            await conn.end(DisconnectKind.BANNED, "this account is banned")
-        elif device is None:
-            await conn.end(DisconnectKind.LOGGED_OUT, "this device is no longer linked")
-        else:
-            await self._go_online(conn, account, device)
-
-    async def _go_online(self, conn: Connection, account: Account, device: Device) -> None:
-        older = self._by_device.get(device.device_id)
-        self._by_device[device.device_id] = conn
-        conn.state = ConnState.CONNECTED
-        conn.phone, conn.device_id, conn.jid = account.phone, device.device_id, account.jid(device)
-        self._touch()
-        if older is not None and older is not conn:
-            await older.end(DisconnectKind.REPLACED, "another connection logged in as this device")
-        await conn.send(
-            {
-                "ev": "connected",
-                "jid": conn.jid,
-                "phone": account.phone,
-                "lid": account.lid,
-                "push_name": account.push_name,
-                "device_name": device.name,
-            }
-        )
-
-    async def _pairing(self, conn: Connection) -> None:
-        keys = QRKeys.generate()
-        timings = self.timings
-        for index in range(timings.qr_count):
-            ttl = timings.qr_first_s if index == 0 else timings.qr_next_s
-            self._withdraw_codes(conn)  # the previous QR expires as the next is shown
-            conn.qr_code = keys.code(new_ref())
-            self._qr_refs[ref_of(conn.qr_code)] = conn
-            await conn.send({"ev": "qr", "code": conn.qr_code, "ttl": ttl})
-            if index == 0 and conn.hello.pair_phone is not None:
-                await self._offer_pair_code(conn)
-            if await conn.wait_wake(ttl):
-                break
-        self._withdraw_codes(conn)
-        if conn.ended:
-            return
-        if conn.linked is None:
-            await conn.end(DisconnectKind.QR_TIMEOUT, f"no scan after {timings.qr_count} QR codes")
-            return
-        account, device = self._book.find(conn.linked) or (None, None)
-        if account is None or device is None:  # unlinked again between scan and now
-            await conn.end(DisconnectKind.LOGGED_OUT, "this device is no longer linked")
-            return
-        await conn.send({"ev": "paired", "creds": conn.linked.to_json(account, device)})
-        await self._go_online(conn, account, device)
-
-    async def _offer_pair_code(self, conn: Connection) -> None:
-        conn.pair_code = new_pair_code()
-        self._pair_codes[conn.pair_code] = conn
-        await conn.send({"ev": "pair_code", "code": conn.pair_code})
-
-    # --- the phone's side ------------------------------------------------------------
-
-    async def scan(self, qr: str, phone: str, push_name: str | None = None) -> dict[str, str]:
-        """The phone ``phone`` scans a displayed QR (its full code, or just its ref)."""
-        digits = normalize_phone(phone)
-        conn = self._qr_refs.get(ref_of(qr))
-        if conn is None or ("," in qr and qr.strip() != conn.qr_code):
-            raise NotFound("unknown or expired QR code")
-        return self._link(conn, digits, push_name)
-
-    async def pair(self, code: str) -> dict[str, str]:
-        """The phone confirms a pairing code shown to the user."""
-        conn = self._pair_codes.get(normalize_pair_code(code))
-        if conn is None or conn.hello.pair_phone is None:
-            raise NotFound("unknown or expired pairing code")
-        return self._link(conn, conn.hello.pair_phone, None)
-
-    def _link(self, conn: Connection, phone: str, push_name: str | None) -> dict[str, str]:
-        # No await in here: the check and the link happen atomically on the loop.
-        if conn.linked is not None or conn.state is not ConnState.PAIRING:
-            raise Conflict("this connection is already linked")
-        existing = self._book.get(phone)
-        if existing is not None and existing.banned:
-            raise Conflict(f"account {phone} is banned")
-        account, creds = self._book.link(phone, conn.hello.device_name, push_name)
-        conn.linked = creds
-        self._withdraw_codes(conn)
-        conn.wake.set()
-        device = account.devices[creds.device_id]
-        log.info("session %s linked to %s as device %d", conn.session, phone, device.number)
-        return {"session": conn.session, "phone": phone, "jid": account.jid(device)}
+            await conn.send(_refusal(frame, exc))
+        except Exception:
+            # A bug in one op must not kill the connection's reader (it would hang).
+            log.exception("sandbox op %r failed on connection %d", op, conn.id)
+            await conn.send(_refusal(frame, EngineError(f"op {op!r} failed", code="internal")))
 
     # --- listing and outages ---------------------------------------------------------
 
@@ -374,6 +288,25 @@ class SandboxNetwork(FaultsMixin):
         if conn.phone is not None and conn.device_id is not None:
             self._book.unlink(conn.phone, conn.device_id)
         await conn.end(DisconnectKind.LOGGED_OUT, "logged out by the client")
+
+
+def _refusal(frame: Frame, exc: WagateError) -> Frame:
+    """The error answer to one request; ``rid`` lets the client match it."""
+    refusal = error_frame(exc.code, exc.message)
+    if "rid" in frame:
+        refusal["rid"] = frame["rid"]
+    if isinstance(exc, InvalidInput):
+        refusal["field"] = exc.field
+    return refusal
+
+
+async def _reap(conn: Connection, tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.wait(tasks)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("sandbox task of connection %d failed", conn.id, exc_info=task.exception())
 
 
 async def _refuse(channel: Channel, code: str, message: str) -> None:

@@ -12,6 +12,9 @@ Routes (relative, so the app can be mounted under a prefix such as ``/sandbox``)
     GET  /control/accounts      accounts and their linked devices (never secrets)
     GET  /healthz               {"ok": true}
 
+plus the messaging routes of :mod:`wagate.engine.sandbox.server_mail` (send as a
+phone, read an inbox, mark read, groups, media blobs).
+
 Errors are JSON, ``{"error": {"code", "message", "field"?}}``, with 401, 404,
 409 or 422; never a 500 for bad input. With a ``control_token`` the control API
 wants ``Authorization: Bearer <token>`` or ``X-Api-Key: <token>``.
@@ -22,10 +25,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hmac
-import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -35,14 +36,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from wagate.engine.sandbox.bodies import Body, body_of, integer, optional, required
 from wagate.engine.sandbox.network import SandboxNetwork
+from wagate.engine.sandbox.server_mail import JSON_FIELDS, mail_routes
 from wagate.engine.sandbox.transport import StarletteChannel
 from wagate.errors import Conflict, InvalidInput, NotFound, Unauthorized, WagateError
 
 log = logging.getLogger(__name__)
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-Body = dict[str, Any]
 
 _STATUS: dict[type[WagateError], int] = {
     InvalidInput: 422,
@@ -53,7 +55,7 @@ _STATUS: dict[type[WagateError], int] = {
 
 
 # The network names fields as Python does; the control API's JSON spells some in camelCase.
-_JSON_FIELDS = {"delay_ms": "delayMs", "push_name": "pushName"}
+_JSON_FIELDS = {"delay_ms": "delayMs", "push_name": "pushName", **JSON_FIELDS}
 
 
 def _status_of(exc: WagateError) -> int:
@@ -77,34 +79,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": error}, status_code=exc.status_code, headers=exc.headers)
 
 
-async def _body(request: Request) -> Body:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError as exc:
-        raise InvalidInput("body", f"body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise InvalidInput("body", "body must be a JSON object")
-    return body
-
-
-def _required(body: Body, key: str) -> str:
-    value = body.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInput(key, f"{key} must be a non-empty string")
-    return value
-
-
-def _optional(body: Body, key: str) -> str | None:
-    return None if body.get(key) is None else _required(body, key)
-
-
-def _int(body: Body, key: str, default: int) -> int:
-    value = body.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(key, f"{key} must be an integer")
-    return value
-
-
 class _Control:
     """The control endpoints over one network."""
 
@@ -112,32 +86,32 @@ class _Control:
         self.network = network
 
     async def scan(self, request: Request) -> Response:
-        body = await _body(request)
-        push_name = _optional(body, "pushName")
-        linked = await self.network.scan(_required(body, "qr"), _required(body, "phone"), push_name)
+        body = await body_of(request)
+        push_name = optional(body, "pushName")
+        linked = await self.network.scan(required(body, "qr"), required(body, "phone"), push_name)
         return JSONResponse({"ok": True, **linked})
 
     async def pair(self, request: Request) -> Response:
-        code = _required(await _body(request), "code")
+        code = required(await body_of(request), "code")
         return JSONResponse({"ok": True, **await self.network.pair(code)})
 
     async def fault(self, request: Request) -> Response:
-        body = await _body(request)
+        body = await body_of(request)
         affected = await self.network.fault(
-            _required(body, "kind"),
-            session=_optional(body, "session"),
-            phone=_optional(body, "phone"),
-            delay_ms=_int(body, "delayMs", 500),
+            required(body, "kind"),
+            session=optional(body, "session"),
+            phone=optional(body, "phone"),
+            delay_ms=integer(body, "delayMs", 500),
         )
         return JSONResponse({"ok": True, "affected": affected})
 
     async def unban(self, request: Request) -> Response:
-        phone = _required(await _body(request), "phone")
+        phone = required(await body_of(request), "phone")
         await self.network.unban(phone)
         return JSONResponse({"ok": True})
 
     async def outage(self, request: Request) -> Response:
-        down = (await _body(request)).get("down")
+        down = (await body_of(request)).get("down")
         if not isinstance(down, bool):
             raise InvalidInput("down", "down must be true or false")
         await self.network.set_outage(down)
@@ -187,15 +161,20 @@ def create_app(network: SandboxNetwork, *, control_token: str | None = None) -> 
         "outage": control.outage,
     }
     get = {"connections": control.connections, "accounts": control.accounts}
+
+    def guard(endpoint: Endpoint) -> Endpoint:
+        return _guarded(endpoint, control_token)
+
     routes: list[Route | WebSocketRoute] = [
         WebSocketRoute("/ws", websocket),
         Route("/healthz", healthz, methods=["GET"]),
     ]
     for methods, table in ((["POST"], post), (["GET"], get)):
         routes += [
-            Route(f"/control/{name}", _guarded(endpoint, control_token), methods=methods)
+            Route(f"/control/{name}", guard(endpoint), methods=methods)
             for name, endpoint in table.items()
         ]
+    routes += mail_routes(network, guard)
     return Starlette(
         routes=routes,
         exception_handlers={WagateError: _wagate_error, HTTPException: _http_error},

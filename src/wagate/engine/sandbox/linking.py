@@ -1,0 +1,146 @@
+"""Linking devices on the sandbox network: QR codes, pairing codes, logging in.
+
+Mixed into :class:`~wagate.engine.sandbox.network.SandboxNetwork`. A
+connection without creds is shown rotating QR codes (and a pairing code when
+it asked for one) until a phone scans or confirms; one with creds logs in, or
+is told why not (logged out, banned). See the network's docstring for frames.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from wagate.domain.session import DisconnectKind
+from wagate.engine.sandbox.accounts import Account, AccountBook, Device, normalize_phone
+from wagate.engine.sandbox.codes import QRKeys, new_pair_code, new_ref, normalize_pair_code, ref_of
+from wagate.engine.sandbox.connection import Connection, ConnState
+from wagate.errors import Conflict, NotFound
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxTimings:
+    """How long things take on the simulated network (WhatsApp's real values by default)."""
+
+    qr_first_s: float = 60.0
+    qr_next_s: float = 20.0
+    qr_count: int = 6
+    hello_timeout_s: float = 10.0
+
+
+class LinkingMixin:
+    """QR and pair-code linking, and logging linked devices in."""
+
+    timings: SandboxTimings
+    _book: AccountBook
+    _by_device: dict[str, Connection]
+    _qr_refs: dict[str, Connection]
+    _pair_codes: dict[str, Connection]
+
+    def _touch(self) -> None:
+        raise NotImplementedError
+
+    async def _login(self, conn: Connection) -> None:
+        creds = conn.hello.creds
+        if creds is None:
+            await self._pairing(conn)
+            return
+        account, device = self._book.find(creds) or (None, None)
+        if account is None:
+            await conn.end(DisconnectKind.LOGGED_OUT, "no such account")
+        elif account.banned:
+            await conn.end(DisconnectKind.BANNED, "this account is banned")
+        elif device is None:
+            await conn.end(DisconnectKind.LOGGED_OUT, "this device is no longer linked")
+        else:
+            await self._go_online(conn, account, device)
+
+    async def _go_online(self, conn: Connection, account: Account, device: Device) -> None:
+        older = self._by_device.get(device.device_id)
+        self._by_device[device.device_id] = conn
+        conn.state = ConnState.CONNECTED
+        conn.phone, conn.device_id, conn.jid = account.phone, device.device_id, account.jid(device)
+        self._touch()
+        if older is not None and older is not conn:
+            await older.end(DisconnectKind.REPLACED, "another connection logged in as this device")
+        await conn.send(
+            {
+                "ev": "connected",
+                "jid": conn.jid,
+                "phone": account.phone,
+                "lid": account.lid,
+                "push_name": account.push_name,
+                "device_name": device.name,
+            }
+        )
+
+    async def _pairing(self, conn: Connection) -> None:
+        keys = QRKeys.generate()
+        timings = self.timings
+        for index in range(timings.qr_count):
+            ttl = timings.qr_first_s if index == 0 else timings.qr_next_s
+            self._withdraw_codes(conn)  # the previous QR expires as the next is shown
+            conn.qr_code = keys.code(new_ref())
+            self._qr_refs[ref_of(conn.qr_code)] = conn
+            await conn.send({"ev": "qr", "code": conn.qr_code, "ttl": ttl})
+            if index == 0 and conn.hello.pair_phone is not None:
+                await self._offer_pair_code(conn)
+            if await conn.wait_wake(ttl):
+                break
+        self._withdraw_codes(conn)
+        if conn.ended:
+            return
+        if conn.linked is None:
+            await conn.end(DisconnectKind.QR_TIMEOUT, f"no scan after {timings.qr_count} QR codes")
+            return
+        account, device = self._book.find(conn.linked) or (None, None)
+        if account is None or device is None:  # unlinked again between scan and now
+            await conn.end(DisconnectKind.LOGGED_OUT, "this device is no longer linked")
+            return
+        await conn.send({"ev": "paired", "creds": conn.linked.to_json(account, device)})
+        await self._go_online(conn, account, device)
+
+    async def _offer_pair_code(self, conn: Connection) -> None:
+        conn.pair_code = new_pair_code()
+        self._pair_codes[conn.pair_code] = conn
+        await conn.send({"ev": "pair_code", "code": conn.pair_code})
+
+    # --- the phone's side ------------------------------------------------------------
+
+    async def scan(self, qr: str, phone: str, push_name: str | None = None) -> dict[str, str]:
+        """The phone ``phone`` scans a displayed QR (its full code, or just its ref)."""
+        digits = normalize_phone(phone)
+        conn = self._qr_refs.get(ref_of(qr))
+        if conn is None or ("," in qr and qr.strip() != conn.qr_code):
+            raise NotFound("unknown or expired QR code")
+        return self._link(conn, digits, push_name)
+
+    async def pair(self, code: str) -> dict[str, str]:
+        """The phone confirms a pairing code shown to the user."""
+        conn = self._pair_codes.get(normalize_pair_code(code))
+        if conn is None or conn.hello.pair_phone is None:
+            raise NotFound("unknown or expired pairing code")
+        return self._link(conn, conn.hello.pair_phone, None)
+
+    def _link(self, conn: Connection, phone: str, push_name: str | None) -> dict[str, str]:
+        # No await in here: the check and the link happen atomically on the loop.
+        if conn.linked is not None or conn.state is not ConnState.PAIRING:
+            raise Conflict("this connection is already linked")
+        existing = self._book.get(phone)
+        if existing is not None and existing.banned:
+            raise Conflict(f"account {phone} is banned")
+        account, creds = self._book.link(phone, conn.hello.device_name, push_name)
+        conn.linked = creds
+        self._withdraw_codes(conn)
+        conn.wake.set()
+        device = account.devices[creds.device_id]
+        log.info("session %s linked to %s as device %d", conn.session, phone, device.number)
+        return {"session": conn.session, "phone": phone, "jid": account.jid(device)}
+
+    def _withdraw_codes(self, conn: Connection) -> None:
+        if conn.qr_code is not None:
+            self._qr_refs.pop(ref_of(conn.qr_code), None)
+        if conn.pair_code is not None:
+            self._pair_codes.pop(conn.pair_code, None)
