@@ -97,21 +97,20 @@ class IngestPipeline:
             return None
         values = _row(session_id, event, group_id)
         ctx = {"session_id": session_id, "wa_msg_id": event.id}
-        new_id = await self._step("DB_INSERT_FAILED", ctx, self.messages.insert_inbound, values)
-        message = await self._step(
-            "DB_READ_FAILED", ctx, self.messages.by_wa_id, session_id, event.id
-        )
+        message = await self._step("DB_INSERT_FAILED", ctx, self.messages.insert_inbound, values)
+        new = message is not None
         if message is None:
-            return None
-        if new_id is None:
             self.count(session_id, "duplicates")
-            if not (message.is_media and message.media_id is None):
+            message = await self._step(
+                "DB_READ_FAILED", ctx, self.messages.by_wa_id, session_id, event.id
+            )
+            if message is None or not (message.is_media and message.media_id is None):
                 return message  # seen before: nothing is stored twice
         else:
             self.count(session_id, "stored")
         if event.media is not None and message.media_id is None:
             message = await self._attach_media(session_id, event, message)
-        if new_id is not None:
+        if new:
             await self._link_parent(message)
             await self._emit(session_id, message, event)
         return message

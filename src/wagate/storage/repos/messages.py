@@ -12,7 +12,7 @@ from sqlalchemy.engine import RowMapping
 from wagate.clock import Clock
 from wagate.storage.db import Database
 from wagate.storage.tables import messages as t
-from wagate.storage.upsert import insert_ignore
+from wagate.storage.upsert import insert_for
 
 IN = "in"
 OUT = "out"
@@ -68,13 +68,19 @@ class MessageRepo:
         self._db = db
         self._clock = clock
 
-    async def insert_inbound(self, values: dict[str, Any]) -> int | None:
-        """Insert unless ``(session_id, wa_msg_id)`` exists; the new id, or None if it did."""
+    async def insert_inbound(self, values: dict[str, Any]) -> Message | None:
+        """Insert unless ``(session_id, wa_msg_id)`` exists; the new row, or None if it did."""
         now = self._clock.now()
         row = {"direction": IN, "status": "received", "created_at": now, "updated_at": now}
         row.update(values)
         async with self._db.begin() as conn:
-            return await insert_ignore(conn, t, row, ["session_id", "wa_msg_id"])
+            stmt = (
+                insert_for(conn, t)
+                .values(**row)
+                .on_conflict_do_nothing(index_elements=["session_id", "wa_msg_id"])
+            )
+            found = (await conn.execute(stmt.returning(*t.c))).mappings().first()
+        return to_message(found) if found else None
 
     async def get(self, message_id: int) -> Message | None:
         async with self._db.begin() as conn:
@@ -108,9 +114,8 @@ class MessageRepo:
         partner_kinds = ["text"] if message.is_media else list(MEDIA_KINDS)
         if message.kind != "text" and not message.is_media:
             return None
-        parents = sa.select(t.c.parent_id).where(
-            t.c.session_id == message.session_id, t.c.parent_id.is_not(None)
-        )
+        child = t.alias("child")
+        has_child = sa.exists().where(child.c.parent_id == t.c.id)
         query = (
             t.select()
             .where(
@@ -123,7 +128,7 @@ class MessageRepo:
                 t.c.ts >= message.ts - window,
                 t.c.ts <= message.ts + window,
                 t.c.parent_id.is_(None),
-                t.c.id.not_in(parents),
+                ~has_child,
             )
             .order_by(t.c.ts.desc())
             .limit(10)

@@ -34,10 +34,11 @@ SELECT id,
 FROM sessions
 """
 _DETAIL = {
-    "postgresql": "CASE WHEN qr IS NULL THEN '{}'::jsonb "
-    "ELSE jsonb_build_object('qr', qr, 'expiresAt', qr_expires_at) END",
-    "sqlite": "CASE WHEN qr IS NULL THEN json_object() "
-    "ELSE json_object('qr', qr, 'expiresAt', qr_expires_at) END",
+    "postgresql": "CASE WHEN qr IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('qr', qr, "
+    "'expiresAt', to_char(qr_expires_at AT TIME ZONE 'UTC', "
+    "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')) END",
+    "sqlite": "CASE WHEN qr IS NULL THEN json_object() ELSE json_object('qr', qr, "
+    "'expiresAt', strftime('%Y-%m-%dT%H:%M:%fZ', qr_expires_at)) END",
 }
 
 
@@ -133,6 +134,7 @@ def upgrade() -> None:
         ["session_id", "direction", "status", "id"],
     )
     op.create_index("ix_messages_media_id", "messages", ["media_id"])
+    op.create_index("ix_messages_parent_id", "messages", ["parent_id"])
     dialect = op.get_bind().dialect.name
     op.execute(_WA_SESSIONS.format(detail=_DETAIL.get(dialect, _DETAIL["sqlite"])))
 
