@@ -97,13 +97,6 @@ async def test_direct_messages_are_stored_and_can_be_turned_off(bench: Bench) ->
     direct = msg(bench, "D1", chat=ALICE)
     stored = await bench.pipeline.handle("s1", direct)
     assert stored is not None and stored.group_id is None and stored.direction == "in"
-    bench.pipeline.policy = (
-        type(bench.pipeline.policy)(**{**bench.pipeline.policy.__dict__, "ingest_direct": False})
-        if hasattr(bench.pipeline.policy, "__dict__")
-        else bench.pipeline.policy
-    )
-    from dataclasses import replace
-
     bench.pipeline.policy = replace(bench.pipeline.policy, ingest_direct=False)
     assert await bench.pipeline.handle("s1", msg(bench, "D2", chat=ALICE)) is None
 
