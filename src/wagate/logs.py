@@ -21,3 +21,5 @@ def configure(level: str = "info") -> None:
     # uvicorn's access log repeats every health probe; keep it at warning unless debugging
     if level != "debug":
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # httpx logs every request URL at info, and webhook URLs may carry tokens
+    logging.getLogger("httpx").setLevel(logging.WARNING)

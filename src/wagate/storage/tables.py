@@ -193,3 +193,55 @@ sa.Index(
     messages.c.id,
 )
 sa.Index("ix_messages_media_id", messages.c.media_id)
+sa.Index("ix_messages_parent_id", messages.c.parent_id)
+
+# --- webhooks ---------------------------------------------------------------------
+
+webhook_subscriptions = sa.Table(
+    "webhook_subscriptions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("events", JSONType, nullable=False),  # event names, or ["*"]
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("session_id", sa.String(64), nullable=True),  # null: every session
+    sa.Column("headers", JSONType, nullable=False),  # extra request headers
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("description", sa.Text, nullable=True),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+)
+
+# the outbox: one row per (event, subscription), kept after delivery as the log
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column(
+        "subscription_id",
+        sa.ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("session_id", sa.String(64), nullable=True),
+    sa.Column("payload", JSONType, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | delivered | dead
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    # when pending: due time; while an attempt is in flight, the end of its lease
+    _ts("next_attempt_at", nullable=False),
+    _ts("last_attempt_at", nullable=True),
+    sa.Column("last_status", sa.Integer, nullable=True),  # the receiver's HTTP status
+    sa.Column("last_error", sa.Text, nullable=True),
+    _ts("created_at", nullable=False),
+    _ts("delivered_at", nullable=True),
+)
+sa.Index(
+    "ix_webhook_deliveries_status_next_attempt_at",
+    webhook_deliveries.c.status,
+    webhook_deliveries.c.next_attempt_at,
+)
+sa.Index(
+    "ix_webhook_deliveries_subscription_id_id",
+    webhook_deliveries.c.subscription_id,
+    webhook_deliveries.c.id,
+)

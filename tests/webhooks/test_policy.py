@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import enum
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from wagate.ingest.webhook_policy import (
+    RetryPolicy,
+    Verdict,
+    encode,
+    envelope,
+    parse_retry_after,
+    verdict,
+)
+from wagate.settings import load_settings
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (200, Verdict.DELIVERED),
+        (204, Verdict.DELIVERED),
+        (500, Verdict.RETRY),
+        (503, Verdict.RETRY),
+        (408, Verdict.RETRY),
+        (429, Verdict.RETRY),
+        (302, Verdict.RETRY),
+        (400, Verdict.DEAD),
+        (401, Verdict.DEAD),
+        (404, Verdict.DEAD),
+        (410, Verdict.DEAD),
+    ],
+)
+def test_what_a_status_means(status: int, expected: Verdict) -> None:
+    assert verdict(status) is expected
+
+
+def test_delays_double_up_to_the_maximum_with_bounded_jitter() -> None:
+    policy = RetryPolicy(base_s=10, max_s=100, max_attempts=10, jitter_ratio=0.1)
+    rng = random.Random(7)
+    for attempts, core in [(1, 10), (2, 20), (3, 40), (4, 80), (5, 100), (9, 100)]:
+        delay = policy.delay(attempts, rng)
+        assert core <= delay <= core * 1.1
+    assert policy.schedule() == [10, 20, 40, 80, 100, 100, 100, 100, 100]
+
+
+def test_the_budget_counts_every_try_and_retry_after_is_capped() -> None:
+    policy = RetryPolicy(base_s=10, max_s=100, max_attempts=3, jitter_ratio=0)
+    rng = random.Random(1)
+    assert policy.next_delay(1, rng) == 10
+    assert policy.next_delay(2, rng) == 20
+    assert policy.next_delay(3, rng) is None
+    assert policy.next_delay(1, rng, retry_after_s=42) == 42
+    assert policy.next_delay(1, rng, retry_after_s=4200) == 100
+
+
+def test_the_default_schedule_spans_about_a_day() -> None:
+    s = load_settings()
+    policy = RetryPolicy(
+        s.webhook_backoff_base_ms / 1000, s.webhook_backoff_max_ms / 1000, s.webhook_max_attempts
+    )
+    total_h = sum(policy.schedule()) / 3600
+    assert 20 <= total_h <= 30
+    assert 8 <= s.webhook_max_attempts <= 15
+
+
+def test_retry_after_in_seconds_or_as_a_date() -> None:
+    assert parse_retry_after("120", NOW) == 120
+    date = (NOW + timedelta(seconds=90)).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    assert parse_retry_after(date, NOW) == 90
+    assert parse_retry_after("yesterday-ish", NOW) is None
+    assert parse_retry_after(None, NOW) is None
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+def test_the_envelope() -> None:
+    data = {"at": NOW, "color": Color.RED, "tags": ("a",), "n": 1}
+    payload = envelope("message.received", "s1", data, NOW)
+    assert set(payload) == {"id", "event", "sessionId", "timestamp", "data"}
+    assert payload["event"] == "message.received"
+    assert payload["sessionId"] == "s1"
+    assert payload["timestamp"] == "2026-01-01T00:00:00.000Z"
+    assert payload["data"] == {
+        "at": "2026-01-01T00:00:00.000Z",
+        "color": "red",
+        "tags": ["a"],
+        "n": 1,
+    }
+    assert len(payload["id"]) == 36
+    assert encode({"t": "שלום"}) == '{"t":"שלום"}'.encode()
