@@ -27,11 +27,22 @@ class EventSink(Protocol):
         """Record the event durably (or raise); delivery happens later, with retries."""
         ...
 
+    async def emit_in(
+        self, conn: Any, event: Event, session_id: str | None, data: dict[str, Any]
+    ) -> object:
+        """Record the event inside ``conn``, an open storage transaction of the caller's."""
+        ...
+
 
 class NullSink:
     """Drops every event: for processes with no webhooks wired (tools, some tests)."""
 
     async def emit(self, event: Event, session_id: str | None, data: dict[str, Any]) -> None:
+        return None
+
+    async def emit_in(
+        self, conn: Any, event: Event, session_id: str | None, data: dict[str, Any]
+    ) -> object:
         return None
 
 
@@ -43,6 +54,12 @@ class RecordingSink:
 
     async def emit(self, event: Event, session_id: str | None, data: dict[str, Any]) -> None:
         self.events.append((event, session_id, data))
+
+    async def emit_in(
+        self, conn: Any, event: Event, session_id: str | None, data: dict[str, Any]
+    ) -> object:
+        self.events.append((event, session_id, data))
+        return None
 
     def of(self, event: Event) -> list[dict[str, Any]]:
         return [data for name, _, data in self.events if name is event]

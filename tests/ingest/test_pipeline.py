@@ -292,3 +292,28 @@ async def test_a_second_failure_is_audited_and_the_stream_goes_on(bench: Bench) 
 async def test_from_me_messages_are_stored_as_outbound(bench: Bench) -> None:
     stored = await bench.pipeline.handle("s1", msg(bench, "ME1", chat=ALICE, from_me=True))
     assert stored is not None and (stored.direction, stored.status) == ("out", "sent")
+
+
+async def test_a_message_whose_event_was_lost_is_notified_on_redelivery(bench: Bench) -> None:
+    await monitored(bench)
+    original = bench.sink.emit_in
+    calls = {"n": 0}
+
+    async def dies_once(conn: Any, *args: Any) -> object:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("process died here")
+        return await original(conn, *args)
+
+    bench.sink.emit_in = dies_once  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        await bench.pipeline.handle("s1", msg(bench, "CRASH", text="important"))
+    stored = await bench.messages.by_wa_id("s1", "CRASH")
+    assert stored is not None and stored.notified_at is None  # the row, not the event
+    assert bench.sink.of(Event.MESSAGE_RECEIVED) == []
+
+    again = await bench.pipeline.handle("s1", msg(bench, "CRASH", text="important"))
+    assert again is not None and again.id == stored.id
+    assert [d["waMessageId"] for d in bench.sink.of(Event.MESSAGE_RECEIVED)] == ["CRASH"]
+    await bench.pipeline.handle("s1", msg(bench, "CRASH", text="important"))
+    assert len(bench.sink.of(Event.MESSAGE_RECEIVED)) == 1  # and only once

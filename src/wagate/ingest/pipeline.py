@@ -98,21 +98,21 @@ class IngestPipeline:
         values = _row(session_id, event, group_id)
         ctx = {"session_id": session_id, "wa_msg_id": event.id}
         message = await self._step("DB_INSERT_FAILED", ctx, self.messages.insert_inbound, values)
-        new = message is not None
         if message is None:
             self.count(session_id, "duplicates")
             message = await self._step(
                 "DB_READ_FAILED", ctx, self.messages.by_wa_id, session_id, event.id
             )
-            if message is None or not (message.is_media and message.media_id is None):
-                return message  # seen before: nothing is stored twice
+            if message is None or not _unfinished(message):
+                return message  # seen and fully handled before: nothing is stored twice
         else:
             self.count(session_id, "stored")
         if event.media is not None and message.media_id is None:
             message = await self._attach_media(session_id, event, message)
-        if new:
+        if message.parent_id is None:
             await self._link_parent(message)
-            await self._emit(session_id, message, event)
+        if message.notified_at is None:
+            await self._notify(session_id, message, event)
         return message
 
     def _wanted(self, session_id: str, event: MessageEvent) -> bool:
@@ -177,12 +177,16 @@ class IngestPipeline:
         earlier, later = (partner, message) if partner.ts <= message.ts else (message, partner)
         await self._step("DB_UPDATE_FAILED", ctx, self.messages.set_parent, later.id, earlier.id)
 
-    async def _emit(self, session_id: str, message: Message, event: MessageEvent) -> None:
-        data = message_payload(message, event)
+    async def _notify(self, session_id: str, message: Message, event: MessageEvent) -> None:
+        """``message.received`` into the outbox, atomically with the row's ``notified_at``."""
+        stored = await self.messages.get(message.id) or message
+        data = message_payload(stored, event)
+
+        async def record(conn: Any) -> None:
+            await self.sink.emit_in(conn, Event.MESSAGE_RECEIVED, session_id, data)
+
         ctx = {"session_id": session_id, "wa_msg_id": message.wa_msg_id}
-        await self._step(
-            "WEBHOOK_EMIT_FAILED", ctx, self.sink.emit, Event.MESSAGE_RECEIVED, session_id, data
-        )
+        await self._step("WEBHOOK_EMIT_FAILED", ctx, self.messages.notify, message.id, record)
 
     async def _step(
         self, code: str, ctx: dict[str, Any], fn: Callable[..., Awaitable[T]], *args: Any
@@ -206,6 +210,12 @@ class IngestPipeline:
             await self.audit.add(ctx.get("session_id"), AuditEvent.ERROR, data)
         except Exception:
             log.exception("could not write audit_log error %s", code)
+
+
+def _unfinished(message: Message) -> bool:
+    """A received row whose media or event did not make it (the process died midway)."""
+    missing_media = message.is_media and message.media_id is None
+    return message.direction == "in" and (missing_media or message.notified_at is None)
 
 
 def _row(session_id: str, event: MessageEvent, group_id: int | None) -> dict[str, Any]:

@@ -175,6 +175,8 @@ messages = sa.Table(
     _ts("sent_at", nullable=True),
     _ts("delivered_at", nullable=True),
     _ts("read_at", nullable=True),
+    # when message.received was recorded in the webhook outbox (inbound rows)
+    _ts("notified_at", nullable=True),
     _ts("created_at", nullable=False),
     _ts("updated_at", nullable=False),
     # dedupe by id only: a distinct message is never dropped as a duplicate

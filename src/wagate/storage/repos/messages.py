@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,6 +47,7 @@ class Message:
     sent_at: datetime | None
     delivered_at: datetime | None
     read_at: datetime | None
+    notified_at: datetime | None
     created_at: datetime
     updated_at: datetime
 
@@ -93,6 +95,19 @@ class MessageRepo:
             row = (await conn.execute(query)).mappings().first()
         return to_message(row) if row else None
 
+    async def notify(self, message_id: int, record: Callable[[Any], Awaitable[object]]) -> None:
+        """Run ``record(conn)`` and stamp ``notified_at`` in one transaction.
+
+        ``record`` writes the message's event to the webhook outbox: the event
+        and the mark commit together, so a crash leaves neither or both.
+        """
+        now = self._clock.now()
+        async with self._db.begin() as conn:
+            await record(conn)
+            await conn.execute(
+                t.update().where(t.c.id == message_id).values(notified_at=now, updated_at=now)
+            )
+
     async def set_media(self, message_id: int, media_id: int) -> None:
         await self._set(message_id, media_id=media_id)
 
@@ -134,6 +149,8 @@ class MessageRepo:
             .limit(10)
         )
         async with self._db.begin() as conn:
+            if await conn.scalar(sa.select(sa.exists().where(t.c.parent_id == message.id))):
+                return None  # already the earlier half of a pair
             rows = (await conn.execute(query)).mappings().all()
         candidates = [to_message(r) for r in rows]
         return min(candidates, key=lambda m: abs(m.ts - message.ts), default=None)

@@ -36,7 +36,7 @@ FROM sessions
 _DETAIL = {
     "postgresql": "CASE WHEN qr IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('qr', qr, "
     "'expiresAt', to_char(qr_expires_at AT TIME ZONE 'UTC', "
-    "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')) END",
+    '\'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"\')) END',
     "sqlite": "CASE WHEN qr IS NULL THEN json_object() ELSE json_object('qr', qr, "
     "'expiresAt', strftime('%Y-%m-%dT%H:%M:%fZ', qr_expires_at)) END",
 }
@@ -99,6 +99,7 @@ def upgrade() -> None:
         sa.Column("sent_at", UTCDateTime(), nullable=True),
         sa.Column("delivered_at", UTCDateTime(), nullable=True),
         sa.Column("read_at", UTCDateTime(), nullable=True),
+        sa.Column("notified_at", UTCDateTime(), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
