@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Query, Request
 
 from wagate.api.deps import Sessions
+from wagate.api.message_body import read_send_body
+from wagate.api.message_schemas import Seed002SendIn, iso_z
+from wagate.api.routes.messages import IdempotencyKey, Outbound, inline_schema, max_media_bytes
 from wagate.api.schemas import Seed002CreateIn, ok, phone_plus, qr_data_url
 from wagate.domain.session import SEED_002, Session
+from wagate.errors import InvalidInput
+from wagate.ids import user_jid
+from wagate.storage.repos.messages import Message
 
 router = APIRouter(prefix="/session", tags=["seed 002 worker API"])
 
@@ -65,3 +71,75 @@ async def status(session_id: str, service: Sessions) -> dict[str, Any]:
 async def delete(session_id: str, service: Sessions) -> dict[str, Any]:
     await service.delete(session_id)
     return {"success": True, "message": "Session deleted successfully"}
+
+
+# --- messages ---------------------------------------------------------------------------
+
+
+_SEND_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": inline_schema(Seed002SendIn.model_json_schema()),
+                "example": {"to": "6281234567890@s.whatsapp.net", "type": "text", "message": "Hi"},
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/{session_id}/send", summary="Send a message (queued durably)", openapi_extra=_SEND_DOC
+)
+async def send(
+    session_id: str,
+    request: Request,
+    outbound: Outbound,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    body, upload = await read_send_body(request, Seed002SendIn, max_media_bytes(request))
+    try:
+        message, _ = await outbound.send(session_id, body.to_request(upload, idempotency_key))
+    except InvalidInput as exc:
+        if exc.field in ("text", "caption"):  # seed 002 calls both of them "message"
+            raise InvalidInput("message", exc.message.replace(exc.field, "message")) from None
+        raise
+    return ok(
+        {"messageId": message.wa_msg_id, "status": message.status, "timestamp": iso_z(message.ts)}
+    )
+
+
+@router.get("/{session_id}/messages", summary="Message history, newest first")
+async def messages(
+    session_id: str,
+    outbound: Outbound,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    session, found, total = await outbound.page(session_id, limit, offset)
+    me = user_jid(session.phone_number) if session.phone_number else None
+    return ok(
+        {
+            "messages": [_seed002_message(m, me) for m in found],
+            "pagination": {"total": total, "limit": limit, "offset": offset},
+        }
+    )
+
+
+def _seed002_message(m: Message, me: str | None) -> dict[str, Any]:
+    sender: str | None
+    recipient: str | None
+    if m.direction == "out":
+        sender, recipient = m.sender or me, m.chat_id
+    else:
+        sender, recipient = m.sender or m.chat_id, me
+    return {
+        "id": m.wa_msg_id,
+        "from": sender,
+        "to": recipient,
+        "type": m.kind,
+        "content": m.text,
+        "timestamp": iso_z(m.ts),
+        "status": m.status,
+    }

@@ -1,0 +1,264 @@
+"""Outbound messages in ``messages`` (``direction = 'out'``): the durable send queue.
+
+A message is written ``queued`` before the API answers, and moves forward
+only::
+
+    queued ─► sent ─► delivered ─► read ─► played
+       └────► failed (permanent error, or too many attempts)
+
+Receipts may overtake the sender's own ``sent`` write (the engine sends, the
+phone acknowledges, then we record): a receipt moves any earlier status
+forward, and ``sent`` never moves a later status back. History queries (both
+directions) live here too, since they read the same rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from wagate.clock import Clock
+from wagate.storage.db import Database
+from wagate.storage.repos.messages import OUT, Message, to_message
+from wagate.storage.tables import messages as t
+from wagate.storage.upsert import insert_for
+
+QUEUED, SENT, FAILED = "queued", "sent", "failed"
+STATUSES = ("received", "queued", "sent", "delivered", "read", "played", "failed")
+# how far along a sent message is; a receipt never moves a message to a lower rank
+_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "played": 4}
+_MAX_ID = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class NewOutbound:
+    """A message to queue, as the control layer validated it."""
+
+    session_id: str
+    wa_msg_id: str
+    chat_id: str
+    kind: str
+    text: str | None
+    payload: dict[str, Any]
+    sender: str | None = None
+    quoted_id: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """Filters of a history page; ``before_id`` is the cursor (newest first)."""
+
+    chat: str | None = None
+    direction: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    before_id: int | None = None
+    limit: int = 50
+
+
+class OutboundRepo:
+    """The send queue, receipts, and message history."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    # --- enqueue -------------------------------------------------------------------
+
+    async def enqueue(self, new: NewOutbound) -> tuple[Message, bool]:
+        """Queue ``new``; ``(message, True)``, or ``(existing, False)`` if its key was taken."""
+        now = self._clock.now()
+        row = {
+            "session_id": new.session_id,
+            "wa_msg_id": new.wa_msg_id,
+            "direction": OUT,
+            "chat_id": new.chat_id,
+            "sender": new.sender,
+            "kind": new.kind,
+            "text": new.text,
+            "quoted_id": new.quoted_id,
+            "status": QUEUED,
+            "idempotency_key": new.idempotency_key,
+            "payload": new.payload,
+            "attempts": 0,
+            "ts": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        async with self._db.begin() as conn:
+            stmt = (
+                insert_for(conn, t)
+                .values(**row)
+                .on_conflict_do_nothing(index_elements=["session_id", "idempotency_key"])
+                .returning(*t.c)
+            )
+            created = (await conn.execute(stmt)).mappings().first()
+        if created is not None:
+            return to_message(created), True
+        assert new.idempotency_key is not None  # only that key can be ignored
+        existing = await self.by_idempotency_key(new.session_id, new.idempotency_key)
+        assert existing is not None
+        return existing, False
+
+    async def by_idempotency_key(self, session_id: str, key: str) -> Message | None:
+        return await self._one(t.c.session_id == session_id, t.c.idempotency_key == key)
+
+    # --- the sender's side ---------------------------------------------------------
+
+    async def next_queued(self, session_id: str) -> Message | None:
+        """The oldest queued message of the session: messages go out in the order queued."""
+        query = (
+            t.select()
+            .where(t.c.session_id == session_id, t.c.direction == OUT, t.c.status == QUEUED)
+            .order_by(t.c.id)
+            .limit(1)
+        )
+        async with self._db.begin() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return to_message(row) if row else None
+
+    async def sessions_with_queue(self) -> list[str]:
+        query = (
+            sa.select(t.c.session_id)
+            .where(t.c.direction == OUT, t.c.status == QUEUED)
+            .group_by(t.c.session_id)
+        )
+        async with self._db.begin() as conn:
+            return list((await conn.execute(query)).scalars())
+
+    async def is_queued(self, session_id: str, wa_msg_id: str) -> bool:
+        found = await self._one(
+            t.c.session_id == session_id, t.c.wa_msg_id == wa_msg_id, t.c.status == QUEUED
+        )
+        return found is not None
+
+    async def begin_attempt(self, message_id: int) -> None:
+        """Count an attempt before it is made, so a message that kills the process runs out."""
+        await self._update(t.c.id == message_id, attempts=t.c.attempts + 1)
+
+    async def requeue(self, message_id: int, error: str) -> None:
+        """A transient failure: the message stays queued; the error is kept for the operator."""
+        await self._update(t.c.id == message_id, t.c.status == QUEUED, error=error[:1000])
+
+    async def mark_sent(
+        self, message_id: int, *, wa_msg_id: str, at: datetime, payload: dict[str, Any] | None
+    ) -> Message | None:
+        """Record the send; a receipt that got here first keeps its (later) status."""
+        status = sa.case((t.c.status == QUEUED, SENT), else_=t.c.status)
+        return await self._update(
+            t.c.id == message_id,
+            status=status,
+            wa_msg_id=wa_msg_id,
+            sent_at=sa.func.coalesce(t.c.sent_at, at),
+            payload=payload,
+            error=None,
+        )
+
+    async def mark_failed(
+        self, message_id: int, error: str, payload: dict[str, Any] | None
+    ) -> Message | None:
+        return await self._update(
+            t.c.id == message_id,
+            t.c.status == QUEUED,
+            status=FAILED,
+            error=error[:1000],
+            payload=payload,
+        )
+
+    async def apply_receipt(
+        self, session_id: str, wa_msg_ids: list[str], status: str, at: datetime
+    ) -> list[Message]:
+        """Move our messages forward to ``status``; the ones that moved (none move back)."""
+        rank = _RANK[status]
+        # a receipt is proof the message arrived, even if our send call reported a failure
+        earlier = [name for name, r in _RANK.items() if r < rank] + [FAILED]
+        values: dict[str, Any] = {
+            "status": status,
+            "delivered_at": sa.func.coalesce(t.c.delivered_at, at),
+            "updated_at": self._clock.now(),
+        }
+        if rank >= _RANK["read"]:
+            values["read_at"] = sa.func.coalesce(t.c.read_at, at)
+        stmt = (
+            t.update()
+            .where(
+                t.c.session_id == session_id,
+                t.c.direction == OUT,
+                t.c.wa_msg_id.in_(wa_msg_ids),
+                t.c.status.in_(earlier),
+            )
+            .values(**values)
+            .returning(*t.c)
+        )
+        async with self._db.begin() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [to_message(row) for row in rows]
+
+    # --- history -------------------------------------------------------------------
+
+    async def find(self, session_id: str, ident: str) -> Message | None:
+        """A message of the session by our id (digits) or its WhatsApp id."""
+        if ident.isdigit() and int(ident) <= _MAX_ID:
+            found = await self._one(t.c.session_id == session_id, t.c.id == int(ident))
+            if found is not None:
+                return found
+        return await self._one(t.c.session_id == session_id, t.c.wa_msg_id == ident)
+
+    async def history(self, session_id: str, query: HistoryQuery) -> list[Message]:
+        """One page, newest first; pass the last id back as ``before_id`` for the next."""
+        where = [t.c.session_id == session_id, *_filters(query)]
+        select = t.select().where(*where).order_by(t.c.id.desc()).limit(query.limit)
+        async with self._db.begin() as conn:
+            rows = (await conn.execute(select)).mappings().all()
+        return [to_message(row) for row in rows]
+
+    async def page(self, session_id: str, limit: int, offset: int) -> tuple[list[Message], int]:
+        """Seed 002's pages: ``limit`` messages after ``offset``, newest first, and the total."""
+        select = (
+            t.select()
+            .where(t.c.session_id == session_id)
+            .order_by(t.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        count = sa.select(sa.func.count()).select_from(t).where(t.c.session_id == session_id)
+        async with self._db.begin() as conn:
+            rows = (await conn.execute(select)).mappings().all()
+            total = (await conn.execute(count)).scalar_one()
+        return [to_message(row) for row in rows], int(total)
+
+    # --- helpers -------------------------------------------------------------------
+
+    async def _one(self, *where: sa.ColumnElement[bool]) -> Message | None:
+        async with self._db.begin() as conn:
+            row = (await conn.execute(t.select().where(*where).limit(1))).mappings().first()
+        return to_message(row) if row else None
+
+    async def _update(self, *where: sa.ColumnElement[bool], **values: Any) -> Message | None:
+        values["updated_at"] = self._clock.now()
+        stmt = t.update().where(*where).values(**values).returning(*t.c)
+        async with self._db.begin() as conn:
+            row = (await conn.execute(stmt)).mappings().first()
+        return to_message(row) if row else None
+
+
+def _filters(query: HistoryQuery) -> list[sa.ColumnElement[bool]]:
+    where: list[sa.ColumnElement[bool]] = []
+    if query.chat is not None:
+        where.append(t.c.chat_id == query.chat)
+    if query.direction is not None:
+        where.append(t.c.direction == query.direction)
+    if query.status is not None:
+        where.append(t.c.status == query.status)
+    if query.since is not None:
+        where.append(t.c.ts >= query.since)
+    if query.until is not None:
+        where.append(t.c.ts < query.until)
+    if query.before_id is not None:
+        where.append(t.c.id < query.before_id)
+    return where

@@ -1,0 +1,321 @@
+"""The outbound side of a worker: drains each connected session's send queue, in order, paced.
+
+One drain task per session with work, started by :meth:`Sender.wake` (the API
+rings after it queues a message) or by the session's ``connected`` change, and
+ending when the session is not connected (its next ``connected`` starts it
+again). A drain sends the oldest queued message, waits out the session's
+pacing, and repeats until the queue is empty, then sleeps until woken.
+
+Every message carries the WhatsApp id chosen when it was queued, so sending it
+again after a crash between the send and our ``sent`` write is the same
+message to WhatsApp (which drops the duplicate): exactly once across kill -9.
+Outcomes:
+
+- sent → ``sent`` (``message.sent``); receipts then move it on (``message.ack``);
+- a transient failure (connection lost, timeout) → stays ``queued``, retried
+  after a backoff or as soon as the session reconnects;
+- a permanent one (the engine refuses the message, the media is gone, or
+  ``send_max_attempts`` attempts were made) → ``failed`` (``message.failed``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+from wagate.clock import Clock
+from wagate.engine import outgoing_codec
+from wagate.engine.base import Link, ReceiptEvent
+from wagate.engine.messages import Outgoing, SendResult
+from wagate.errors import RequestError
+from wagate.events import Event, EventSink
+from wagate.settings import Settings
+from wagate.storage.repos.messages import Message
+from wagate.storage.repos.outbound import OutboundRepo
+from wagate.storage.spool import MediaSpool, SpoolError
+from wagate.tasks import TaskSet
+from wagate.worker.runner import SessionChange
+
+log = logging.getLogger(__name__)
+
+LinkSource = Callable[[str], Link | None]
+LOOP_ERROR_PAUSE_S = 5.0
+ORPHAN_AGE_S = 3600.0  # spooled files older than this with no queued row are leftovers
+
+
+@dataclass(frozen=True, slots=True)
+class SendPolicy:
+    """Pacing and retries, per session."""
+
+    interval_s: float = 1.0
+    jitter_s: float = 0.25
+    max_attempts: int = 10
+    retry_max_s: float = 60.0
+    poll_s: float = 10.0  # an idle drain looks at its queue again after this long (0: never)
+
+    @classmethod
+    def of(cls, settings: Settings) -> SendPolicy:
+        return cls(
+            interval_s=settings.send_interval_ms / 1000,
+            jitter_s=settings.send_jitter_ms / 1000,
+            max_attempts=settings.send_max_attempts,
+            retry_max_s=settings.send_retry_max_ms / 1000,
+            poll_s=settings.send_poll_ms / 1000,
+        )
+
+    def gap(self, rng: random.Random) -> float:
+        """The pause between two sends of one session (none when the interval is 0)."""
+        if self.interval_s <= 0:
+            return 0.0
+        return self.interval_s + rng.uniform(0, self.jitter_s)
+
+    def retry_delay(self, attempts: int) -> float:
+        return float(min(self.retry_max_s, 2 ** max(0, attempts - 1)))
+
+
+@dataclass(slots=True)
+class _Drain:
+    bell: asyncio.Event = field(default_factory=asyncio.Event)  # anything new
+    connected: asyncio.Event = field(default_factory=asyncio.Event)  # the session came back
+    task: asyncio.Task[Any] | None = None
+    last_send: float | None = None
+
+
+class Sender:
+    """Sends queued messages for the sessions connected on this worker; see the module doc.
+
+    Wire it as: ``worker.subscribe(sender.on_change)`` before the worker starts,
+    ``OutboundService(..., wake=sender.wake)``, and receipt events to
+    :meth:`on_receipt`. Enter it before the worker, so it stops after it.
+    """
+
+    def __init__(
+        self,
+        outbound: OutboundRepo,
+        spool: MediaSpool,
+        *,
+        links: LinkSource,
+        sink: EventSink,
+        clock: Clock,
+        policy: SendPolicy | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.outbound = outbound
+        self.spool = spool
+        self.sink = sink
+        self.clock = clock
+        self.policy = policy or SendPolicy()
+        self._links = links
+        self._rng = rng or random.Random()
+        self._drains: dict[str, _Drain] = {}
+        self._tasks = TaskSet("sender")
+        self._open = False
+
+    async def __aenter__(self) -> Self:
+        self._open = True
+        for session_id in await self.outbound.sessions_with_queue():
+            self.wake(session_id)  # a drain ends at once for a session not connected yet
+        self._tasks.spawn(self._sweep_orphans(), "orphans")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._open = False  # a send in flight is cancelled: its message stays queued
+        await self._tasks.aclose()
+        self._drains.clear()
+
+    # --- doorbells -----------------------------------------------------------------
+
+    def wake(self, session_id: str) -> None:
+        """Something was queued for ``session_id``, or it came online: drain its queue."""
+        drain = self._drains.get(session_id)
+        if drain is None:
+            if not self._open:
+                return
+            drain = self._drains[session_id] = _Drain()
+            drain.task = self._tasks.spawn(self._drain(session_id, drain), session_id)
+        drain.bell.set()
+
+    async def on_change(self, change: SessionChange) -> None:
+        """A worker listener: a session that connects gets its queue drained."""
+        if change.event != "connected":
+            return
+        drain = self._drains.get(change.session_id)
+        if drain is not None:
+            drain.connected.set()
+        self.wake(change.session_id)
+
+    def draining(self) -> list[str]:
+        """Sessions with a drain task right now (for health and tests)."""
+        return list(self._drains)
+
+    # --- the drain loop ------------------------------------------------------------
+
+    async def _drain(self, session_id: str, drain: _Drain) -> None:
+        try:
+            while await self._step(session_id, drain):
+                pass
+        finally:
+            if self._drains.get(session_id) is drain:
+                del self._drains[session_id]
+
+    async def _step(self, session_id: str, drain: _Drain) -> bool:
+        """One message, or one wait; False when the session is not connected."""
+        drain.bell.clear()  # cleared before looking, so a ring after the look is not lost
+        if self._links(session_id) is None:
+            return False
+        try:
+            message = await self.outbound.next_queued(session_id)
+            if message is None:
+                await self._idle(drain)
+                return True
+            await self._pace(drain)
+            link = self._links(session_id)
+            if link is None:
+                return False
+            drain.last_send = self.clock.monotonic()
+            if not await self._send(link, message):
+                await self._nap(drain, self.policy.retry_delay(message.attempts + 1))
+        except Exception:  # a storage outage or a bug: keep the loop, slow down
+            log.exception("session %s: send loop failed", session_id)
+            await self._nap(drain, min(LOOP_ERROR_PAUSE_S, self.policy.retry_max_s))
+        return True
+
+    async def _pace(self, drain: _Drain) -> None:
+        if drain.last_send is None:
+            return
+        wait = self.policy.gap(self._rng) - (self.clock.monotonic() - drain.last_send)
+        if wait > 0:
+            await self.clock.sleep(wait)
+
+    async def _nap(self, drain: _Drain, seconds: float) -> None:
+        """Sleep ``seconds``, or less if the session reconnects meanwhile."""
+        drain.connected.clear()
+        await self._until(drain.connected, seconds)
+
+    async def _idle(self, drain: _Drain) -> None:
+        """Wait to be rung; look again anyway after ``poll_s`` (a row another process queued)."""
+        if self.policy.poll_s <= 0:
+            await drain.bell.wait()
+        else:
+            await self._until(drain.bell, self.policy.poll_s)
+
+    async def _until(self, event: asyncio.Event, seconds: float) -> None:
+        sleep = asyncio.ensure_future(self.clock.sleep(seconds))
+        wait = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait({sleep, wait}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (sleep, wait):
+                waiter.cancel()
+            await asyncio.gather(sleep, wait, return_exceptions=True)
+
+    # --- one message ---------------------------------------------------------------
+
+    async def _send(self, link: Link, message: Message) -> bool:
+        """Try to send ``message``; False if it stays queued for a later try."""
+        slog = log.getChild(message.session_id)
+        if message.attempts >= self.policy.max_attempts:
+            await self._fail(message, f"gave up after {message.attempts} attempts: {message.error}")
+            return True
+        try:
+            outgoing = await self._outgoing(message)
+        except (SpoolError, ValueError, KeyError, TypeError) as exc:
+            await self._fail(message, f"the queued message cannot be read: {exc}")
+            return True
+        await self.outbound.begin_attempt(message.id)
+        try:
+            result = await link.send(outgoing)
+        except RequestError as exc:  # the engine says this message can never be sent
+            await self._fail(message, exc.message)
+            return True
+        except Exception as exc:  # every other failure is worth a retry
+            reason = getattr(exc, "message", None) or type(exc).__name__
+            slog.warning("message %s not sent (%s); it stays queued", message.id, reason)
+            await self.outbound.requeue(message.id, str(reason))
+            return False
+        await self._sent(message, result)
+        return True
+
+    async def _outgoing(self, message: Message) -> Outgoing:
+        payload = message.payload or {}
+        ref = payload.get("media")
+        data = await self.spool.load(ref) if ref else None
+        return outgoing_codec.from_json(payload["message"], id=message.wa_msg_id, media_data=data)
+
+    async def _sent(self, message: Message, result: SendResult) -> None:
+        updated = await self.outbound.mark_sent(
+            message.id, wa_msg_id=result.id, at=result.timestamp, payload=_stripped(message)
+        )
+        await self._drop_media(message)
+        if updated is not None:
+            await self._emit(Event.MESSAGE_SENT, updated)
+
+    async def _fail(self, message: Message, error: str) -> None:
+        log.getChild(message.session_id).warning("message %s failed: %s", message.id, error)
+        updated = await self.outbound.mark_failed(message.id, error, _stripped(message))
+        await self._drop_media(message)
+        if updated is not None:
+            await self._emit(Event.MESSAGE_FAILED, updated, error=error, attempts=updated.attempts)
+
+    async def _drop_media(self, message: Message) -> None:
+        ref = (message.payload or {}).get("media")
+        if ref:
+            await self.spool.discard(ref)
+
+    # --- receipts ------------------------------------------------------------------
+
+    async def on_receipt(self, session_id: str, event: ReceiptEvent) -> None:
+        """Move our messages forward (never back) and tell the webhooks."""
+        moved = await self.outbound.apply_receipt(
+            session_id, list(event.message_ids), event.status.value, event.timestamp
+        )
+        for message in moved:
+            await self._emit(
+                Event.MESSAGE_ACK, message, at=event.timestamp.isoformat(), by=event.by
+            )
+
+    async def _emit(self, event: Event, message: Message, **extra: Any) -> None:
+        data = message_event(message) | extra
+        try:
+            await self.sink.emit(event, message.session_id, data)
+        except Exception:
+            log.exception("could not record %s for message %s", event, message.id)
+
+    async def _sweep_orphans(self) -> None:
+        for session_id, wa_id, path in self.spool.files_older_than(ORPHAN_AGE_S):
+            if not await self.outbound.is_queued(session_id, wa_id):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                log.info("removed a leftover outbox file of session %s", session_id)
+
+
+def message_event(message: Message) -> dict[str, Any]:
+    """The ``data`` of ``message.sent|ack|failed`` events."""
+    return {
+        "id": message.id,
+        "messageId": message.wa_msg_id,
+        "chat": message.chat_id,
+        "type": message.kind,
+        "status": message.status,
+        "idempotencyKey": message.idempotency_key,
+        "sentAt": message.sent_at.isoformat() if message.sent_at else None,
+    }
+
+
+def _stripped(message: Message) -> dict[str, Any] | None:
+    """The payload without media bytes: what the row keeps once the send is settled."""
+    payload = message.payload
+    if not payload or not payload.get("media"):
+        return payload
+    return {**payload, "media": MediaSpool.stripped(payload["media"])}
