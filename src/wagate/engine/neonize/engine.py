@@ -1,0 +1,207 @@
+"""The neonize engine: wagate's :class:`~wagate.engine.base.Engine` over neonize's ``aioze`` client.
+
+One engine per process (neonize's Go side is process-global). It owns the
+gate and executor every client shares (:class:`~.calls.Runtime`), one
+:class:`~.session.SessionClient` per session for the life of the process,
+and the background work of stopping clients set aside earlier.
+
+Health: :meth:`NeonizeEngine.health` reports what a supervisor needs to
+recycle the process in time: open descriptors against a bound (every
+connect leaks one in Go), stops that never returned, clients whose Go
+goroutine could not be stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from wagate.engine.base import AuthStore, LinkOptions
+from wagate.engine.neonize import _loader as nz
+from wagate.engine.neonize.calls import Runtime
+from wagate.engine.neonize.link import NeonizeLink
+from wagate.engine.neonize.session import SessionClient
+
+if TYPE_CHECKING:
+    from wagate.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EXECUTOR_HEADROOM = 32  # ordinary calls beyond one per session (uploads, downloads, queries)
+
+
+@dataclass(frozen=True, slots=True)
+class NeonizeConfig:
+    """How the neonize engine behaves; :meth:`from_settings` reads wagate's settings."""
+
+    database_url: str | None = None  # PostgreSQL for whatsmeow's stores; None: SQLite per session
+    device_name: str = "wagate"  # shown in the phone's list of linked devices
+    max_sessions: int = 500
+    start_window_s: float = 2.0
+    stop_timeout_s: float = 10.0
+    call_timeout_s: float = 120.0
+    connect_backoff_base_s: float = 2.0
+    connect_backoff_max_s: float = 300.0
+    reconnect_grace_s: float = 15.0
+    max_open_files: int = 0  # 0: 80% of the process's soft RLIMIT_NOFILE
+    log_level: str = "warning"
+    capture_stdout: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NeonizeConfig:
+        s = settings
+        return cls(
+            database_url=s.neonize_database_url,
+            device_name=s.neonize_device_name,
+            max_sessions=s.worker_max_sessions,
+            start_window_s=s.neonize_start_window_ms / 1000,
+            stop_timeout_s=s.neonize_stop_timeout_ms / 1000,
+            call_timeout_s=s.neonize_call_timeout_ms / 1000,
+            connect_backoff_base_s=s.neonize_connect_backoff_base_ms / 1000,
+            connect_backoff_max_s=s.neonize_connect_backoff_max_ms / 1000,
+            reconnect_grace_s=s.neonize_reconnect_grace_ms / 1000,
+            max_open_files=s.neonize_max_open_files,
+            log_level=s.neonize_log_level,
+            capture_stdout=s.neonize_capture_stdout,
+        )
+
+    def fd_bound(self) -> int:
+        if self.max_open_files > 0:
+            return self.max_open_files
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return int(soft * 0.8) if soft > 0 else 8192
+
+
+class NeonizeEngine:
+    """Links sessions to WhatsApp through neonize (whatsmeow in a Go shared library)."""
+
+    name = "neonize"
+
+    def __init__(self, config: NeonizeConfig | None = None) -> None:
+        self.config = config or NeonizeConfig()
+        self.device_name = self.config.device_name
+        self.database_url = self.config.database_url
+        self.stop_timeout_s = self.config.stop_timeout_s
+        self.connect_backoff = (
+            self.config.connect_backoff_base_s,
+            self.config.connect_backoff_max_s,
+        )
+        self.sessions: dict[str, SessionClient] = {}
+        self._runtime: Runtime | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._fd_bound = self.config.fd_bound()
+        self._over_bound = False
+        self._process = psutil.Process()
+        nz.set_log_level(self.config.log_level)
+
+    @property
+    def runtime(self) -> Runtime:
+        """The loop-bound shared state, made on first use inside the running loop."""
+        loop = asyncio.get_running_loop()
+        if self._runtime is None:
+            self._runtime = self._start_runtime(loop)
+        elif self._runtime.loop is not loop:
+            raise RuntimeError("a NeonizeEngine serves one event loop")
+        return self._runtime
+
+    def _start_runtime(self, loop: asyncio.AbstractEventLoop) -> Runtime:
+        c = self.config
+        runtime = Runtime(
+            loop,
+            executor_size=c.max_sessions + EXECUTOR_HEADROOM,
+            start_window_s=c.start_window_s,
+            stop_timeout_s=c.stop_timeout_s,
+            call_timeout_s=c.call_timeout_s,
+        )
+        # neonize dispatches Go's callbacks to a module-global loop it sets only once;
+        # make it this one. And any to_thread of neonize's gets threads enough.
+        nz.aioze_events.event_global_loop = loop
+        loop.set_default_executor(runtime.executor)
+        if c.capture_stdout:
+            nz.capture_go_stdout()
+        return runtime
+
+    def link(self, auth: AuthStore, options: LinkOptions) -> NeonizeLink:
+        self._check_descriptors()
+        session = self.sessions.get(auth.session_id)
+        if session is None:
+            session = self.sessions[auth.session_id] = SessionClient(auth.session_id, self)
+        return NeonizeLink(
+            session,
+            auth,
+            options,
+            device_name=self.device_name,
+            reconnect_grace_s=self.config.reconnect_grace_s,
+        )
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "neonize background task %s failed", task.get_name(), exc_info=task.exception()
+            )
+
+    async def aclose(self) -> None:
+        """Stop every client that can be stopped safely; report those that cannot."""
+        if self._runtime is None:
+            return
+        for session in list(self.sessions.values()):
+            try:
+                await session.aclose()
+            except Exception:
+                log.exception("could not stop neonize session %s", session.session_id)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self.config.stop_timeout_s)
+        left = sum(session.running() for session in self.sessions.values())
+        if left:
+            log.warning("%d neonize client(s) still run in Go; they end with the process", left)
+
+    # --- health -------------------------------------------------------------------------
+
+    def open_files(self) -> int:
+        return int(self._process.num_fds())
+
+    def _check_descriptors(self) -> None:
+        fds = self.open_files()
+        over = fds > self._fd_bound
+        if over and not self._over_bound:
+            log.error(
+                "this process holds %d open descriptors, past its bound of %d: neonize leaks "
+                "one per connect; restart this worker (its sessions resume)",
+                fds,
+                self._fd_bound,
+            )
+        self._over_bound = over
+
+    def health(self) -> dict[str, Any]:
+        """Figures for ``/health`` and for a supervisor deciding to recycle the process."""
+        self._check_descriptors()
+        stats = self._runtime.stats if self._runtime is not None else None
+        stuck = stats.stuck_stops if stats is not None else 0
+        abandoned = sum(len(s.abandoned) for s in self.sessions.values())
+        stuck_sessions = sorted(sid for sid, s in self.sessions.items() if s.stuck())
+        return {
+            "engine": self.name,
+            "sessions": len(self.sessions),
+            "clientsRunning": sum(s.running() for s in self.sessions.values()),
+            "clientsSetAside": abandoned,
+            "stuckStops": stuck,
+            "stuckSessions": stuck_sessions[:50],
+            "openFiles": self.open_files(),
+            "maxOpenFiles": self._fd_bound,
+            "overOpenFilesBound": self._over_bound,
+            "needsRestart": self._over_bound or stuck > 0,
+            "executorThreads": self._runtime.executor_size if self._runtime else 0,
+            "gateWaiting": self._runtime.gate.waiting if self._runtime else 0,
+        }
