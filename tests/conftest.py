@@ -107,6 +107,7 @@ def database_url(databases: DatabaseFactory) -> str:
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     return load_settings(
+        engine="sandbox",
         data_dir=tmp_path / "data",
         database_url=database_url,
         api_key="test-key",

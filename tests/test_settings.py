@@ -12,6 +12,7 @@ def test_defaults_are_the_embedded_gateway(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.delenv("DATABASE_URL", raising=False)
     s = load_settings()
     assert s.port == 8080
+    assert s.engine == "neonize"
     assert s.sqlalchemy_url == "sqlite+aiosqlite:///data/wagate.db"
     assert s.auth_root == Path("data/auth")
     assert (s.backoff_base_ms, s.backoff_max_ms, s.qr_expiry_ms) == (1000, 30000, 300000)

@@ -16,17 +16,23 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from wagate.clock import Clock, SystemClock
+from wagate.control.media_fetch import MediaFetcher
+from wagate.control.messages import OutboundService
 from wagate.control.sessions import SessionService
 from wagate.engine.base import Engine
-from wagate.errors import ConfigError
-from wagate.events import EventSink, NullSink
+from wagate.events import EventSink
 from wagate.ingest.service import Ingest
+from wagate.ingest.webhooks import Webhooks
 from wagate.settings import Settings
 from wagate.storage.blobs import BlobStore, S3BlobStore, blob_store
 from wagate.storage.db import Database, create_engine, migrate
 from wagate.storage.repos.audit import AuditRepo
+from wagate.storage.repos.outbound import OutboundRepo
 from wagate.storage.repos.sessions import SessionRepo
+from wagate.storage.spool import MediaSpool
 from wagate.worker.host import Worker
+from wagate.worker.sender import Sender, SendPolicy
+from wagate.worker.status_events import StatusEvents
 
 if TYPE_CHECKING:
     from wagate.engine.sandbox import SandboxNetwork
@@ -75,7 +81,9 @@ class Gateway:
         self.audit = AuditRepo(self.db, self.clock)
         self.engine = self._given_engine or self._build_engine()
         self._stack.push_async_callback(self.engine.aclose)
-        self.sink: EventSink = NullSink()
+        # the outbox leaves after the worker, so the last lifecycle events are still recorded
+        self.webhooks = await self._stack.enter_async_context(Webhooks(s, self.db, self.clock))
+        self.sink: EventSink = self.webhooks.outbox
         self.blobs = await self._open_blobs()
         self.worker = Worker(
             s, engine=self.engine, sessions=self.sessions, audit=self.audit, clock=self.clock
@@ -89,8 +97,11 @@ class Gateway:
             sink=self.sink,
             blobs=self.blobs,
         )
+        self.worker.subscribe(StatusEvents(self.sink))
         # the worker resumes sessions on entry: their events must already have a route
         await self._stack.enter_async_context(self.ingest)
+        self._build_outbound()
+        await self._stack.enter_async_context(self.sender)
         await self._stack.enter_async_context(self.worker)
         self.service = SessionService(
             self.sessions,
@@ -99,6 +110,31 @@ class Gateway:
             engine=self.engine.name,
             worker_id=s.worker_id,
             connect_wait_s=s.connect_wait_ms / 1000,
+        )
+
+    def _build_outbound(self) -> None:
+        """The send queue: the API's service and the worker's sender (after ``self.ingest``)."""
+        s = self.settings
+        repo = OutboundRepo(self.db, self.clock)
+        spool = MediaSpool(s.data_dir / "outbox", inline_max_bytes=s.outbox_inline_max_bytes)
+        self.sender = Sender(
+            repo,
+            spool,
+            links=self.worker.link,
+            sink=self.sink,
+            clock=self.clock,
+            policy=SendPolicy.of(s),
+        )
+        self.worker.subscribe(self.sender.on_change)
+        self.ingest.on_receipt = self.sender.on_receipt
+        fetcher = MediaFetcher(
+            max_bytes=s.send_media_max_bytes,
+            timeout_s=s.media_fetch_timeout_ms / 1000,
+            max_redirects=s.media_fetch_max_redirects,
+            allow_private=s.allow_private_urls,
+        )
+        self.outbound = OutboundService(
+            repo, self.sessions, spool, fetcher, self.clock, wake=self.sender.wake
         )
 
     async def _open_blobs(self) -> BlobStore:
@@ -110,9 +146,10 @@ class Gateway:
     def _build_engine(self) -> Engine:
         s = self.settings
         if s.engine == "neonize":
-            raise ConfigError(
-                "engine 'neonize' is not available in this build yet; start with --engine sandbox"
-            )
+            # imported here: loading neonize loads its Go library, which sandbox runs never need
+            from wagate.engine.neonize import NeonizeConfig, NeonizeEngine
+
+            return NeonizeEngine(NeonizeConfig.from_settings(s))
         from wagate.engine.sandbox import SandboxEngine, SandboxNetwork, SandboxTimings
 
         if s.sandbox_url:

@@ -46,12 +46,50 @@ class Settings(BaseSettings):
     )
 
     # --- engine ------------------------------------------------------------------
-    engine: Literal["sandbox", "neonize"] = Field("sandbox", validation_alias=_env("ENGINE"))
+    engine: Literal["sandbox", "neonize"] = Field("neonize", validation_alias=_env("ENGINE"))
     sandbox_url: str | None = Field(None, validation_alias=_env("SANDBOX_URL", "SANDBOX_URL"))
     sandbox_key: str | None = Field(None, validation_alias=_env("SANDBOX_KEY"))
     sandbox_qr_first_ms: int = Field(60_000, ge=1, validation_alias=_env("SANDBOX_QR_FIRST_MS"))
     sandbox_qr_next_ms: int = Field(20_000, ge=1, validation_alias=_env("SANDBOX_QR_NEXT_MS"))
     sandbox_qr_count: int = Field(6, ge=1, le=100, validation_alias=_env("SANDBOX_QR_COUNT"))
+
+    # --- neonize -------------------------------------------------------------------
+    # whatsmeow's stores in one PostgreSQL database (default: a SQLite file per session
+    # under AUTH_DIR/<session>/); never logged.
+    neonize_database_url: str | None = Field(None, validation_alias=_env("NEONIZE_DATABASE_URL"))
+    neonize_device_name: str = Field(
+        "wagate", min_length=1, max_length=40, validation_alias=_env("NEONIZE_DEVICE_NAME")
+    )
+    # a client's start holds neonize's gate alone at most this long (see engine/neonize/gate.py)
+    neonize_start_window_ms: int = Field(
+        2_000, ge=50, le=60_000, validation_alias=_env("NEONIZE_START_WINDOW_MS")
+    )
+    neonize_stop_timeout_ms: int = Field(
+        10_000, ge=100, validation_alias=_env("NEONIZE_STOP_TIMEOUT_MS")
+    )
+    neonize_call_timeout_ms: int = Field(
+        120_000, ge=1_000, validation_alias=_env("NEONIZE_CALL_TIMEOUT_MS")
+    )
+    # every dial leaks a descriptor in Go: dials that fail at once are spaced up to minutes
+    neonize_connect_backoff_base_ms: int = Field(
+        2_000, ge=1, validation_alias=_env("NEONIZE_CONNECT_BACKOFF_BASE_MS")
+    )
+    neonize_connect_backoff_max_ms: int = Field(
+        300_000, ge=1, validation_alias=_env("NEONIZE_CONNECT_BACKOFF_MAX_MS")
+    )
+    # how long whatsmeow may reconnect by itself before the session counts as lost
+    neonize_reconnect_grace_ms: int = Field(
+        15_000, ge=0, validation_alias=_env("NEONIZE_RECONNECT_GRACE_MS")
+    )
+    # past this many open descriptors the engine asks for a restart (0: 80% of the rlimit)
+    neonize_max_open_files: int = Field(0, ge=0, validation_alias=_env("NEONIZE_MAX_OPEN_FILES"))
+    neonize_log_level: str = Field(
+        "warning",
+        pattern=r"(?i)^(debug|info|warning|error|critical)$",
+        validation_alias=_env("NEONIZE_LOG_LEVEL"),
+    )
+    # keep Go's prints to stdout ("Login event: …") out of the process's output
+    neonize_capture_stdout: bool = Field(True, validation_alias=_env("NEONIZE_CAPTURE_STDOUT"))
 
     # --- worker ------------------------------------------------------------------
     worker_id: str = Field("local", min_length=1, validation_alias=_env("WORKER_ID", "WORKER_ID"))
@@ -83,6 +121,8 @@ class Settings(BaseSettings):
     # sends that failed transiently are retried; after this many attempts the message fails
     send_max_attempts: int = Field(10, ge=1, le=1000, validation_alias=_env("SEND_MAX_ATTEMPTS"))
     send_retry_max_ms: int = Field(60_000, ge=1, validation_alias=_env("SEND_RETRY_MAX_MS"))
+    # an idle session re-checks its queue this often (rows queued by another process); 0: never
+    send_poll_ms: int = Field(10_000, ge=0, validation_alias=_env("SEND_POLL_MS"))
     # media to send, however it arrives (URL, base64, upload)
     send_media_max_bytes: int = Field(
         64 * 1024 * 1024, ge=1, validation_alias=_env("SEND_MEDIA_MAX_BYTES")

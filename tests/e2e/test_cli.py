@@ -54,15 +54,6 @@ def _ok(result: Any) -> Any:
     return result if result.returncode == 0 else None
 
 
-def test_neonize_engine_fails_with_one_clear_line(tmp_path: Path) -> None:
-    env = clean_env(WAGATE_DATA_DIR=tmp_path / "data", PORT=free_port())
-    result = run_cli(["serve", "--engine", "neonize"], env)
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: engine 'neonize' is not available")
-    assert "Traceback" not in result.stderr
-
-
 def test_a_bad_setting_stops_start_up_with_one_line(tmp_path: Path) -> None:
     env = clean_env(WAGATE_DATA_DIR=tmp_path / "data", WORKER_BACKOFF_MAX_MS="soon")
     result = run_cli(["serve"], env)

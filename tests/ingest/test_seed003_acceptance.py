@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from datetime import datetime, timedelta
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,6 +56,7 @@ def settings003(
             "s3_bucket": f"b-{tmp_path.name[-8:].lower()}",
         }
     return load_settings(
+        engine="sandbox",
         data_dir=tmp_path / "data",
         database_url=database_url,
         api_key="k",

@@ -19,6 +19,7 @@ PHONE = "6281234567890"
 @pytest.fixture
 def fast(tmp_path: Path, database_url: str) -> Settings:
     return load_settings(
+        engine="sandbox",
         data_dir=tmp_path / "data",
         database_url=database_url,
         api_key="k",

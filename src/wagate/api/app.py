@@ -7,7 +7,7 @@ from fastapi import Depends, FastAPI
 from wagate import __version__
 from wagate.api import errors
 from wagate.api.deps import require_key
-from wagate.api.routes import groups, health, media, seed002, sessions
+from wagate.api.routes import groups, health, media, messages, seed002, sessions, webhooks
 from wagate.lifecycle import Gateway
 
 
@@ -27,6 +27,8 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.include_router(seed002.router, dependencies=keyed)
     app.include_router(groups.router, dependencies=keyed)
     app.include_router(media.router, dependencies=keyed)
+    app.include_router(messages.router, dependencies=keyed)
+    app.include_router(webhooks.router, dependencies=keyed)
     network = gateway.sandbox_network
     if network is not None:
         from wagate.engine.sandbox.server import create_app as sandbox_app

@@ -41,8 +41,16 @@ def health_body(request: Request) -> dict[str, Any]:
             "maxSessions": gw.settings.worker_max_sessions,
             "openFiles": _process.num_fds(),
             "threads": _process.num_threads(),
+            "engine": _engine_health(gw.engine),
         },
     }
+
+
+def _engine_health(engine: object) -> dict[str, Any]:
+    """The engine's name, and its own figures when it reports any (neonize does)."""
+    report = getattr(engine, "health", None)
+    figures = report() if callable(report) else {}
+    return {"name": getattr(engine, "name", "unknown"), **(figures or {})}
 
 
 @router.get("/", summary="Health (seeds 001 + 002)")
