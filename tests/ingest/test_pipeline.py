@@ -217,6 +217,8 @@ async def test_text_then_image_links_the_image_to_the_text(bench: Bench) -> None
     assert text is not None and img is not None
     assert (await bench.messages.get(img.id)).parent_id == text.id  # type: ignore[union-attr]
     assert (await bench.messages.get(text.id)).parent_id is None  # type: ignore[union-attr]
+    payloads = {d["waMessageId"]: d for d in bench.sink.of(Event.MESSAGE_RECEIVED)}
+    assert payloads["I1"]["parentId"] == text.id and payloads["T1"]["parentId"] is None
 
 
 async def test_image_then_text_links_the_text_to_the_image(bench: Bench) -> None:

@@ -13,7 +13,7 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -110,7 +110,7 @@ class IngestPipeline:
         if event.media is not None and message.media_id is None:
             message = await self._attach_media(session_id, event, message)
         if message.parent_id is None:
-            await self._link_parent(message)
+            message = await self._link_parent(message)
         if message.notified_at is None:
             await self._notify(session_id, message, event)
         return message
@@ -167,20 +167,21 @@ class IngestPipeline:
         updated = await self.messages.get(message.id)
         return updated or message
 
-    async def _link_parent(self, message: Message) -> None:
+    async def _link_parent(self, message: Message) -> Message:
+        """Link ``message`` to its text↔media partner; returns it with its ``parent_id``."""
         ctx = {"session_id": message.session_id, "wa_msg_id": message.wa_msg_id}
         partner = await self._step(
             "DB_READ_FAILED", ctx, self.messages.link_partner, message, self.policy.link_window
         )
         if partner is None:
-            return
+            return message
         earlier, later = (partner, message) if partner.ts <= message.ts else (message, partner)
         await self._step("DB_UPDATE_FAILED", ctx, self.messages.set_parent, later.id, earlier.id)
+        return replace(message, parent_id=earlier.id) if later is message else message
 
     async def _notify(self, session_id: str, message: Message, event: MessageEvent) -> None:
         """``message.received`` into the outbox, atomically with the row's ``notified_at``."""
-        stored = await self.messages.get(message.id) or message
-        data = message_payload(stored, event)
+        data = message_payload(message, event)
 
         async def record(conn: Any) -> None:
             await self.sink.emit_in(conn, Event.MESSAGE_RECEIVED, session_id, data)
