@@ -82,6 +82,20 @@ def procs(tmp_path: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
+def sandbox_url(tmp_path: Path, procs: Any) -> str:
+    """A standalone ``wagate sandbox`` server (its state file in the test's folder)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    net = procs(
+        ["sandbox", "--port", str(port), "--state", str(tmp_path / "network.json")],
+        clean_env(WAGATE_DATA_DIR=tmp_path / "sandbox-data"),
+        "sandbox",
+    )
+    net.wait_http(f"{url}/healthz")
+    return url
+
+
+@pytest.fixture
 def clients() -> Iterator[Any]:
     """Register an httpx client to be closed when the test ends."""
     made: list[httpx.Client] = []

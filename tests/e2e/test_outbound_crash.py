@@ -29,16 +29,8 @@ TOTAL = 500
 
 
 def test_queued_messages_are_sent_exactly_once_across_kill_9(
-    databases: DatabaseFactory, tmp_path: Path, procs: Any, clients: Any
+    databases: DatabaseFactory, tmp_path: Path, procs: Any, clients: Any, sandbox_url: str
 ) -> None:
-    sandbox_port = free_port()
-    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-    net = procs(
-        ["sandbox", "--port", str(sandbox_port), "--state", str(tmp_path / "network.json")],
-        clean_env(WAGATE_DATA_DIR=tmp_path / "sandbox-data"),
-        "sandbox",
-    )
-    net.wait_http(f"{sandbox_url}/healthz")
     control = clients(httpx.Client(base_url=sandbox_url, timeout=30))
     for phone in CHATS:
         control.post("/control/phones", json={"phone": phone}).raise_for_status()

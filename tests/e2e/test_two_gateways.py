@@ -15,16 +15,8 @@ pytestmark = pytest.mark.e2e
 
 
 def test_two_gateways_share_one_sandbox_server(
-    databases: DatabaseFactory, tmp_path: Path, procs: Any, clients: Any
+    databases: DatabaseFactory, tmp_path: Path, procs: Any, clients: Any, sandbox_url: str
 ) -> None:
-    sandbox_port = free_port()
-    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-    net = procs(
-        ["sandbox", "--port", str(sandbox_port), "--state", str(tmp_path / "network.json")],
-        clean_env(WAGATE_DATA_DIR=tmp_path / "sandbox-data"),
-        "sandbox",
-    )
-    net.wait_http(f"{sandbox_url}/healthz")
 
     gateways = []
     for name, phone in (("a", "6281111111111"), ("b", "6282222222222")):
