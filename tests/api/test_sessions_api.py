@@ -65,6 +65,7 @@ async def test_provision_with_phone_proxy_and_id(
         ({"proxy": "http://h:8080"}, "proxy", "socks5h://"),
         ({"id": "../etc"}, "id", "should match pattern"),
         ({"colour": "red"}, "colour", "Extra inputs"),
+        ({"pairingCode": True}, "phone", "pairing code needs the phone"),
     ],
 )
 async def test_provision_rejects_bad_input(

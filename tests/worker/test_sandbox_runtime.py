@@ -152,3 +152,13 @@ async def test_restart_of_the_gateway_resumes_linked_sessions(fast: Settings) ->
         s = await _wait(gw, "s1", lambda s: s.status is SessionState.CONNECTED)
         assert s.phone_number == PHONE
         assert len(await gw.audit.recent("s1", event="qr_generated")) == 1
+
+
+async def test_pairing_code_links_by_phone_number(gw: Gateway) -> None:
+    await gw.service.provision("p1", phone="+" + PHONE, pair=True)
+    s = await _wait(gw, "p1", lambda s: s.pair_code is not None)
+    assert s.pair_code is not None and len(s.pair_code.replace("-", "")) == 8
+    assert gw.sandbox_network is not None
+    await gw.sandbox_network.pair(s.pair_code)
+    s = await _wait(gw, "p1", lambda s: s.status is SessionState.CONNECTED)
+    assert s.phone_number == PHONE and s.pair_code is None

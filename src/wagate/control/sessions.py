@@ -12,7 +12,7 @@ from wagate.clock import Clock
 from wagate.control.runtime import SessionRuntime
 from wagate.domain.proxy import parse_proxy
 from wagate.domain.session import Session, SessionState
-from wagate.errors import Conflict, NotFound
+from wagate.errors import Conflict, InvalidInput, NotFound
 from wagate.ids import check_session_id, new_session_id, normalize_phone
 from wagate.storage.repos.sessions import SessionRepo
 
@@ -87,6 +87,8 @@ class SessionService:
         pair: bool = False,
     ) -> Session:
         """Create and start at once (seed 004's ``/api/sessions/provision``)."""
+        if pair and not phone:
+            raise InvalidInput("phone", "a pairing code needs the phone number to pair")
         session = await self.create(session_id, phone=phone, proxy=proxy)
         await self.runtime.start(session.id, pair_phone=session.phone if pair else None)
         return await self.get(session.id)
