@@ -29,11 +29,11 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).parent / "results"
+from report import report
+
 SETTLE_S = 1.5
 
 
@@ -158,8 +158,8 @@ def measure(mode: str, count: int = 0) -> dict[str, Any]:
         timeout=600,
         check=True,
     )
-    report: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
-    return report
+    figures: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
+    return figures
 
 
 def run(sessions: int, dials: int) -> dict[str, Any]:
@@ -195,12 +195,7 @@ def main() -> None:
     parser.add_argument("--dials", type=int, default=100)
     args = parser.parse_args()
     result = run(args.sessions, args.dials)
-    for key, value in result.items():
-        print(f"{key:40} {value}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"engine-memory-{int(time.time())}.json"
-    out.write_text(json.dumps(result, indent=2))
-    print(f"written {out}")
+    report("engine-memory", result)
 
 
 if __name__ == "__main__":

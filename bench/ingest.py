@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
 import os
 import random
 import statistics
@@ -25,6 +24,8 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from report import report
 
 from wagate.clock import SystemClock
 from wagate.engine.base import MessageEvent
@@ -41,8 +42,6 @@ from wagate.storage.repos.groups import GroupRepo
 from wagate.storage.repos.media import MediaRepo
 from wagate.storage.repos.messages import MessageRepo
 from wagate.storage.tables import messages
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def _event(i: int, now: datetime) -> MessageEvent:
@@ -170,13 +169,7 @@ def main() -> None:
     args = parser.parse_args()
     random.seed(1)
     result = asyncio.run(run(args))
-    for key, value in result.items():
-        shown = f"{value:,.2f}" if isinstance(value, float) else value
-        print(f"{key:32} {shown}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"ingest-{int(time.time())}.json"
-    out.write_text(json.dumps(result, indent=2))
-    print(f"written {out}")
+    report("ingest", result)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import tempfile
@@ -33,6 +32,7 @@ from typing import Any
 
 import httpx
 from fastapi import Depends, FastAPI
+from report import report
 
 from wagate.api.app import create_app
 from wagate.api.deps import require_key
@@ -40,7 +40,6 @@ from wagate.lifecycle import Gateway
 from wagate.settings import load_settings
 from wagate.testing import ScriptedEngine
 
-RESULTS = Path(__file__).parent / "results"
 KEY = "bench-key"
 Call = Callable[[httpx.AsyncClient, int], Awaitable[httpx.Response]]
 
@@ -158,13 +157,7 @@ def main() -> None:
     parser.add_argument("--database-url", default=os.environ.get("WAGATE_BENCH_DATABASE_URL"))
     args = parser.parse_args()
     result = asyncio.run(run(args))
-    for key, value in result.items():
-        shown = f"{value:,.2f}" if isinstance(value, float) else value
-        print(f"{key:34} {shown}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"send-{int(time.time())}.json"
-    out.write_text(json.dumps(result, indent=2))
-    print(f"written {out}")
+    report("send", result)
 
 
 if __name__ == "__main__":
