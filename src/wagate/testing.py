@@ -127,7 +127,6 @@ class ScriptedEngine:
         self.scripts: deque[Script] = deque(scripts)
         self.links: list[ScriptedLink] = []
         self.options: list[LinkOptions] = []
-        self.opened = asyncio.Event()
 
     def add(self, *scripts: Script) -> None:
         self.scripts.extend(scripts)
@@ -139,7 +138,6 @@ class ScriptedEngine:
             return _Raising(script, auth, options)  # type: ignore[return-value]
         link = ScriptedLink(list(script), auth, options)
         self.links.append(link)
-        self.opened.set()
         return link
 
     async def aclose(self) -> None:

@@ -54,7 +54,6 @@ class Worker:
         rng: random.Random | None = None,
         auth_factory: AuthFactory | None = None,
         proxy_failover: ProxyFailover | None = None,
-        on_event: EventSink | None = None,
     ) -> None:
         self.settings = settings
         self.worker_id = settings.worker_id
@@ -86,8 +85,6 @@ class Worker:
             notify=self._publish,
             proxy_failover=proxy_failover,
         )
-        if on_event is not None:
-            self._deps.on_event = on_event
 
     # --- service lifecycle ---------------------------------------------------------
 

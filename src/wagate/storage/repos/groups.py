@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from wagate.clock import Clock
 from wagate.storage.db import Database
 from wagate.storage.tables import groups as t
@@ -104,8 +102,3 @@ class GroupRepo:
                 .values(monitor=monitor, updated_at=self._clock.now())
             )
         return await self.get(session_id, wa_group_id)
-
-    async def count(self, session_id: str) -> int:
-        query = sa.select(sa.func.count()).select_from(t).where(t.c.session_id == session_id)
-        async with self._db.begin() as conn:
-            return int(await conn.scalar(query) or 0)
