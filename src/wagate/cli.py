@@ -130,13 +130,18 @@ class _Gateway:
             _fail(f"cannot reach the gateway at {self.url}: {exc}")
         return _json_or_fail(resp)
 
-    def sandbox_control(self, path: str, body: dict[str, Any]) -> Any:
+    def sandbox_control(
+        self, path: str, body: dict[str, Any] | None = None, *, method: str = "POST"
+    ) -> Any:
+        """Call the sandbox's control API: ``SANDBOX_URL``'s, else the gateway's ``/sandbox``."""
         s = self.settings
         base = s.sandbox_url.rstrip("/") if s.sandbox_url else self.url + "/sandbox"
         key = s.sandbox_key if s.sandbox_url else self.key
         headers = {"X-Api-Key": key} if key else {}
         try:
-            resp = httpx.post(f"{base}/control{path}", json=body, headers=headers, timeout=30)
+            resp = httpx.request(
+                method, f"{base}/control{path}", json=body, headers=headers, timeout=30
+            )
         except httpx.HTTPError as exc:
             _fail(f"cannot reach the sandbox at {base}: {exc}")
         return _json_or_fail(resp)
@@ -242,17 +247,8 @@ def sandbox_inbox(phone: str, url: UrlOpt = None, api_key: KeyOpt = None) -> Non
     """Act as a phone: print what PHONE received, one JSON object a line, oldest first."""
     from urllib.parse import quote
 
-    gw = _Gateway(url, api_key)
-    # The GET twin of _Gateway.sandbox_control: the same base URL and key.
-    s = gw.settings
-    base = s.sandbox_url.rstrip("/") if s.sandbox_url else gw.url + "/sandbox"
-    key = s.sandbox_key if s.sandbox_url else gw.key
-    headers = {"X-Api-Key": key} if key else {}
-    try:
-        resp = httpx.get(f"{base}/control/inbox/{quote(phone)}", headers=headers, timeout=30)
-    except httpx.HTTPError as exc:
-        _fail(f"cannot reach the sandbox at {base}: {exc}")
-    for message in _json_or_fail(resp)["messages"]:
+    answer = _Gateway(url, api_key).sandbox_control(f"/inbox/{quote(phone)}", method="GET")
+    for message in answer["messages"]:
         typer.echo(json.dumps(message, ensure_ascii=False))
 
 
