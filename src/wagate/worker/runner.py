@@ -149,11 +149,12 @@ class SessionRunner:
         if self._healthy_long_enough():
             self.attempt = 0
         self._connected_since = None
-        await self._record_disconnect(state, disconnected)
         if recovery is Recovery.RELINK:
+            # the credential goes before the row says so: whoever reads "logged out"
+            # (an API caller, a restart) never finds a stale credential behind it
             self.auth.clear()
-            return state
-        if recovery in (Recovery.FAIL, Recovery.STOP):
+        await self._record_disconnect(state, disconnected)
+        if recovery in (Recovery.RELINK, Recovery.FAIL, Recovery.STOP):
             return state
         if recovery is Recovery.RECONNECT_NEW_PROXY:
             await self._swap_proxy(disconnected.reason)
