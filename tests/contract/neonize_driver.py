@@ -256,6 +256,7 @@ class NeonizeDriver:
             }
         if part == "contactMessage":
             entry["contact"] = {"name": sub.displayName, "vcard": sub.vcard}
+        entry["preview"] = _preview_entry(sub) if part == "extendedTextMessage" else None
         return entry
 
     async def blob(self, entry: dict[str, Any]) -> bytes:
@@ -338,6 +339,20 @@ def _text_of(part: str, sub: Any) -> str | None:
         if name in sub.DESCRIPTOR.fields_by_name and getattr(sub, name):
             return str(getattr(sub, name))
     return None
+
+
+def _preview_entry(sub: Any) -> dict[str, Any] | None:
+    """A link card as the sandbox's inbox shows it."""
+    if not sub.matchedText:
+        return None
+    thumbnail = bytes(sub.JPEGThumbnail)
+    return {
+        "url": sub.matchedText,
+        "title": sub.title or None,
+        "description": sub.description or None,
+        "thumbnail_sha256": hashlib.sha256(thumbnail).hexdigest() if thumbnail else None,
+        "thumbnail_size": len(thumbnail) or None,
+    }
 
 
 def _media_entry(part: str, sub: Any) -> dict[str, Any]:

@@ -24,13 +24,14 @@ from wagate.engine.base import (
 )
 from wagate.engine.messages import (
     ContactCard,
+    LinkPreview,
     Location,
     MessageKind,
     Outgoing,
     OutgoingMedia,
     Quote,
 )
-from wagate.errors import TransientError
+from wagate.errors import InvalidInput, TransientError
 
 PHONE, PEER, PEER2 = "15550001111", "15550002222", "15550003333"
 PEER_JID = f"{PEER}@s.whatsapp.net"
@@ -301,3 +302,48 @@ async def test_logout_ends_the_stream_with_logged_out(driver: Driver) -> None:
         await link.logout()
         ended = await events.first(Disconnected)
     assert ended.kind is DisconnectKind.LOGGED_OUT
+
+
+# --- what goes on the wire for media and links ------------------------------------------------
+
+
+async def test_outbound_link_preview_reaches_the_phone(driver: Driver) -> None:
+    thumbnail = b"\xff\xd8\xff\xe0" + bytes(64)
+    card = LinkPreview("https://e.example/a", "A title", "What it is about", thumbnail)
+    text = "read https://e.example/a"
+    async with online(driver) as (link, _, _):
+        with_card = await link.send(
+            Outgoing(to=PEER_JID, kind=MessageKind.TEXT, text=text, link_preview=True, preview=card)
+        )
+        without = await link.send(
+            Outgoing(to=PEER_JID, kind=MessageKind.TEXT, text=text, link_preview=True)
+        )
+    entry = await sent_to(driver, PEER, with_card.id)
+    assert entry["text"] == text
+    assert entry["preview"] == {
+        "url": "https://e.example/a",
+        "title": "A title",
+        "description": "What it is about",
+        "thumbnail_sha256": hashlib.sha256(thumbnail).hexdigest(),
+        "thumbnail_size": len(thumbnail),
+    }
+    assert (await sent_to(driver, PEER, without.id))["preview"] is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "mimetype", "words"),
+    [
+        (MessageKind.STICKER, "image/png", "image/webp"),
+        (MessageKind.VOICE, "audio/mpeg", "audio/ogg; codecs=opus"),
+    ],
+)
+async def test_media_whatsapp_cannot_show_is_refused(
+    driver: Driver, kind: MessageKind, mimetype: str, words: str
+) -> None:
+    media = OutgoingMedia(data=IMAGE, mimetype=mimetype)
+    async with online(driver) as (link, _, _):
+        with pytest.raises(InvalidInput, match=words):
+            await link.send(Outgoing(to=PEER_JID, kind=kind, media=media))
+        ok = await link.send(Outgoing(to=PEER_JID, kind=MessageKind.TEXT, text="still here"))
+    assert (await sent_to(driver, PEER, ok.id))["text"] == "still here"
+    assert [e for e in await driver.inbox(PEER) if e["kind"] == kind.value] == []

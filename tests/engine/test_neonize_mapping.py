@@ -11,6 +11,7 @@ import pytest
 from tests.contract import neonize_go as go
 from wagate.engine.messages import (
     ContactCard,
+    LinkPreview,
     Location,
     MessageKind,
     Outgoing,
@@ -176,6 +177,15 @@ def test_jids_are_checked_before_anything_is_built() -> None:
         (Outgoing(to=PN, kind=MessageKind.CONTACT), "contact"),
         (Outgoing(to=PN, kind=MessageKind.REACTION, text="x"), "react_to"),
         (Outgoing(to="nobody", kind=MessageKind.TEXT, text="x"), "to"),
+        # WhatsApp shows no sticker but WebP and plays no voice note but Ogg Opus
+        (
+            Outgoing(to=PN, kind=MessageKind.STICKER, media=OutgoingMedia(b"x", "image/png")),
+            "media.mimetype",
+        ),
+        (
+            Outgoing(to=PN, kind=MessageKind.VOICE, media=OutgoingMedia(b"x", "audio/mpeg")),
+            "media.mimetype",
+        ),
     ],
 )
 def test_unsendable_messages_name_their_field(message: Outgoing, field: str) -> None:
@@ -191,6 +201,37 @@ def test_a_reply_with_mentions_quotes_the_message_without_its_device() -> None:
     ctx = built.extendedTextMessage.contextInfo
     assert (ctx.stanzaID, ctx.participant, list(ctx.mentionedJID)) == ("Q1", PN, [PN])
     assert ctx.quotedMessage.conversation == "original"
+
+
+def test_a_link_preview_is_an_extended_text_with_the_card() -> None:
+    preview = LinkPreview("https://e.example/a", "Title", "About it", b"\xff\xd8\xffjpeg")
+    text = "read https://e.example/a now"
+    message = Outgoing(to=PN, kind=MessageKind.TEXT, text=text, link_preview=True, preview=preview)
+    built = outbound.build(message, own_user="1")
+    assert not built.HasField("conversation")
+    ext = built.extendedTextMessage
+    assert (ext.text, ext.matchedText, ext.title, ext.description) == (
+        text,
+        "https://e.example/a",
+        "Title",
+        "About it",
+    )
+    assert ext.JPEGThumbnail == b"\xff\xd8\xffjpeg"
+    assert ext.previewType == E.ExtendedTextMessage.PreviewType.NONE
+    assert not ext.HasField("contextInfo")
+    # with mentions too, and without a thumbnail or description
+    bare = LinkPreview("https://e.example/a", "Title")
+    mentioned = outbound.build(
+        Outgoing(to=PN, kind=MessageKind.TEXT, text=text, mentions=(PN,), preview=bare),
+        own_user="1",
+    ).extendedTextMessage
+    assert (mentioned.matchedText, list(mentioned.contextInfo.mentionedJID)) == (bare.url, [PN])
+    assert not mentioned.HasField("JPEGThumbnail") and not mentioned.HasField("description")
+    # asked for, but no card could be built: the plain conversation a phone sends
+    plain = outbound.build(
+        Outgoing(to=PN, kind=MessageKind.TEXT, text=text, link_preview=True), own_user="1"
+    )
+    assert plain.conversation == text and not plain.HasField("extendedTextMessage")
 
 
 def test_media_is_built_from_our_own_upload() -> None:
@@ -234,6 +275,12 @@ def test_contacts_and_locations() -> None:
         own_user=None,
     ).locationMessage
     assert card.displayName == "Bob" and "waid=15550100:+15550100" in card.vcard
+    # a name cannot break the card into lines of its own
+    odd = outbound.build(
+        Outgoing(to=PN, kind=MessageKind.CONTACT, contact=ContactCard("Eve\nTEL:+1999", "+1 5")),
+        own_user=None,
+    ).contactMessage
+    assert "FN:Eve TEL:+1999" in odd.vcard.splitlines()
     assert (place.degreesLatitude, place.degreesLongitude, place.address) == (1.0, 2.0, "Main St")
 
 

@@ -6,6 +6,7 @@ The helpers at the top are shared by the other messaging test modules.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +26,7 @@ from wagate.engine.base import (
 )
 from wagate.engine.messages import (
     ContactCard,
+    LinkPreview,
     Location,
     MessageKind,
     Outgoing,
@@ -343,6 +345,26 @@ async def test_each_kind_a_phone_sends_arrives_with_its_fields(
             ),
             {"kind": "document", "text": "the report", "filename": "r.pdf", "size": 8},
         ),
+        (
+            Outgoing(
+                BOB,
+                MessageKind.TEXT,
+                text="see https://e.example/a",
+                link_preview=True,
+                preview=LinkPreview("https://e.example/a", "A", "about a", b"\xff\xd8\xff"),
+            ),
+            {
+                "text": "see https://e.example/a",
+                "preview": {
+                    "url": "https://e.example/a",
+                    "title": "A",
+                    "description": "about a",
+                    "thumbnail_sha256": hashlib.sha256(b"\xff\xd8\xff").hexdigest(),
+                    "thumbnail_size": 3,
+                },
+            },
+        ),
+        (Outgoing(BOB, MessageKind.TEXT, text="no card", link_preview=True), {"preview": None}),
     ],
 )
 async def test_each_kind_a_session_sends_lands_with_its_fields(
@@ -387,6 +409,22 @@ async def test_a_naive_timestamp_is_taken_as_utc(network, alice) -> None:
         (Outgoing(BOB, MessageKind.REACTION, text="👍"), "react_to"),
         (Outgoing(BOB, MessageKind.TEXT, text="?", id="has spaces"), "id"),
         (Outgoing(BOB, MessageKind.LOCATION, location=Location(91, 0)), "location"),
+        (Outgoing(BOB, MessageKind.STICKER, media=OutgoingMedia(b"x", "image/png")), "mimetype"),
+        (Outgoing(BOB, MessageKind.VOICE, media=OutgoingMedia(b"x", "audio/mpeg")), "mimetype"),
+        (
+            Outgoing(BOB, MessageKind.TEXT, text="no link", preview=LinkPreview("https://e.x/")),
+            "preview",
+        ),
+        (
+            Outgoing(
+                BOB,
+                MessageKind.IMAGE,
+                text="https://e.x/",
+                media=OutgoingMedia(b"x", "image/png"),
+                preview=LinkPreview("https://e.x/"),
+            ),
+            "preview",
+        ),
     ],
 )
 async def test_bad_sends_are_invalid_input_and_the_link_lives_on(

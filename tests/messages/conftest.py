@@ -15,6 +15,8 @@ import pytest
 
 from wagate.api.app import create_app
 from wagate.clock import Clock
+from wagate.domain.session import Session
+from wagate.engine.sandbox import SandboxNetwork
 from wagate.events import RecordingSink
 from wagate.lifecycle import Gateway
 from wagate.settings import load_settings
@@ -117,3 +119,79 @@ async def make_rig(tmp_path: Path, database_url: str) -> AsyncIterator[RigFactor
 @pytest.fixture
 async def rig(make_rig: RigFactory) -> Rig:
     return await make_rig()
+
+
+@dataclass
+class SandboxRig:
+    """The gateway over its in-process sandbox network: what a session sends lands in inboxes."""
+
+    gateway: Gateway
+    api: httpx.AsyncClient
+
+    @property
+    def network(self) -> SandboxNetwork:
+        assert self.gateway.sandbox_network is not None
+        return self.gateway.sandbox_network
+
+    async def link(self, session_id: str = "s1", phone: str = PHONE) -> None:
+        """Provision the session, scan its QR from ``phone``, wait until it can send."""
+        r = await self.api.post("/api/sessions/provision", json={"id": session_id})
+        assert r.status_code in (200, 201), r.text
+        session = await self._until(session_id, lambda s: s.qr is not None)
+        assert session.qr is not None
+        await self.network.add_phone(ALICE)
+        await self.network.scan(session.qr, phone)
+        await self._until(session_id, lambda s: self.gateway.worker.link(session_id) is not None)
+
+    async def _until(self, session_id: str, check: Callable[[Session], bool]) -> Session:
+        deadline = time.monotonic() + 10
+        while True:
+            session = await self.gateway.sessions.get(session_id)
+            if session is not None and check(session):
+                return session
+            if time.monotonic() > deadline:
+                raise AssertionError(f"session {session_id} never got there: {session}")
+            await asyncio.sleep(0.01)
+
+    async def inbox_entry(self, phone: str, wa_id: str) -> dict[str, Any]:
+        """The entry of message ``wa_id`` in ``phone``'s inbox, once it arrived."""
+        deadline = time.monotonic() + 10
+        while True:
+            found = [e for e in await self.network.inbox(phone) if e["id"] == wa_id]
+            if found:
+                return found[0]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{phone} never received {wa_id}")
+            await asyncio.sleep(0.01)
+
+
+SandboxRigFactory = Callable[..., Awaitable[SandboxRig]]
+
+
+@pytest.fixture
+async def make_sandbox_rig(tmp_path: Path, database_url: str) -> AsyncIterator[SandboxRigFactory]:
+    """Build a gateway with the sandbox engine; keyword arguments override settings."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def make(**overrides: Any) -> SandboxRig:
+            values: dict[str, Any] = {
+                "engine": "sandbox",
+                "data_dir": tmp_path / "data",
+                "database_url": database_url,
+                "api_key": "test-key",
+                "backoff_base_ms": 10,
+                "backoff_jitter_ms": 0,
+                "send_interval_ms": 0,
+                "send_jitter_ms": 0,
+            }
+            values.update(overrides)
+            gateway = await stack.enter_async_context(Gateway(load_settings(**values)))
+            transport = httpx.ASGITransport(app=create_app(gateway))
+            api = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    transport=transport, base_url="http://gw", headers={"X-Api-Key": "test-key"}
+                )
+            )
+            return SandboxRig(gateway, api)
+
+        yield make

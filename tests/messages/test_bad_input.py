@@ -65,6 +65,20 @@ async def _refused(rig: Rig, body: dict[str, Any], field: str, status: int = 422
             "contact",
             "phone or a vcard",
         ),
+        (  # one of the two would be dropped on the way
+            {
+                "to": ALICE,
+                "type": "contact",
+                "contact": {"name": "Ann", "phone": ALICE, "vcard": "BEGIN:VCARD\nEND:VCARD"},
+            },
+            "contact",
+            "not both",
+        ),
+        (
+            {"to": ALICE, "type": "contact", "contact": {"name": "Ann", "vcard": "Ann, +62 811"}},
+            "contact.vcard",
+            "BEGIN:VCARD",
+        ),
         (
             {
                 "to": ALICE,

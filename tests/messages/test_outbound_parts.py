@@ -12,6 +12,7 @@ from wagate.clock import ManualClock
 from wagate.engine import outgoing_codec
 from wagate.engine.messages import (
     ContactCard,
+    LinkPreview,
     Location,
     MessageKind,
     Outgoing,
@@ -37,6 +38,7 @@ def test_codec_round_trips_every_field() -> None:
         quote=Quote("Q", "3@s.whatsapp.net", "quoted"),
         mentions=("4@s.whatsapp.net",),
         link_preview=True,
+        preview=LinkPreview("https://e.x/", "title", "description", b"\xff\xd8thumb"),
         id="ignored",
     )
     data = outgoing_codec.to_json(message)

@@ -31,7 +31,9 @@ class MediaIn(Strict):
         None, max_length=4096, description="http(s) URL wagate downloads (no internal addresses)"
     )
     base64: str | None = Field(None, description="Base64, or a data: URL")
-    mimetype: str | None = Field(None, max_length=128, description="Default: from the source")
+    mimetype: str | None = Field(
+        None, max_length=128, description="A claim: the bytes decide, except for documents"
+    )
     filename: str | None = Field(None, max_length=256, description="Shown for documents")
 
 

@@ -14,7 +14,6 @@ import asyncio
 import base64
 import binascii
 import ipaddress
-import mimetypes
 import posixpath
 import re
 from dataclasses import dataclass
@@ -37,11 +36,12 @@ class MediaTooLarge(InvalidInput):
 
 @dataclass(frozen=True, slots=True)
 class MediaBytes:
-    """Media in hand, with what its source said about it."""
+    """Media in hand, with what its source said about it (a claim: see :mod:`.media_types`)."""
 
     data: bytes
     mimetype: str | None = None
     filename: str | None = None
+    url: str | None = None  # where it came from, after redirects
 
 
 def too_large(field: str, max_bytes: int) -> MediaTooLarge:
@@ -69,12 +69,6 @@ def decode_base64(value: str, field: str, max_bytes: int) -> MediaBytes:
     return MediaBytes(data, mimetype)
 
 
-def guess_mimetype(filename: str | None) -> str | None:
-    if not filename:
-        return None
-    return mimetypes.guess_type(filename, strict=False)[0]
-
-
 class MediaFetcher:
     """Downloads media from caller-given URLs; see the module docstring for the guards."""
 
@@ -85,12 +79,14 @@ class MediaFetcher:
         timeout_s: float,
         max_redirects: int = 5,
         allow_private: bool = False,
+        truncate: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
         self.max_redirects = max_redirects
         self.allow_private = allow_private
+        self.truncate = truncate  # keep the first max_bytes (a page's head) instead of refusing
         self._transport = transport
 
     async def fetch(self, url: str, field: str) -> MediaBytes:
@@ -142,21 +138,25 @@ class MediaFetcher:
         if not response.is_success:
             raise InvalidInput(field, f"{field} answered HTTP {response.status_code}")
         declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
+        if declared.isdigit() and int(declared) > self.max_bytes and not self.truncate:
             raise too_large(field, self.max_bytes)
+        data = await self._read(response, field)
+        if not data:
+            raise InvalidInput(field, f"{field} answered with an empty body")
+        content_type = response.headers.get("content-type", "").split(";", 1)[0].strip()
+        return MediaBytes(data, content_type or None, _filename(url), url)
+
+    async def _read(self, response: httpx.Response, field: str) -> bytes:
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.aiter_bytes():
             size += len(chunk)
-            if size > self.max_bytes:
-                raise too_large(field, self.max_bytes)
             chunks.append(chunk)
-        if size == 0:
-            raise InvalidInput(field, f"{field} answered with an empty body")
-        content_type = response.headers.get("content-type", "").split(";", 1)[0].strip()
-        filename = _filename(url)
-        mimetype = content_type if content_type not in ("", "application/octet-stream") else None
-        return MediaBytes(b"".join(chunks), mimetype or guess_mimetype(filename), filename)
+            if size > self.max_bytes:
+                if not self.truncate:
+                    raise too_large(field, self.max_bytes)
+                break  # leaving the stream closes the connection: the rest is never read
+        return b"".join(chunks)[: self.max_bytes]
 
 
 def _filename(url: str) -> str | None:

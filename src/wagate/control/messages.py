@@ -18,20 +18,33 @@ from dataclasses import replace
 from typing import Any
 
 from wagate.clock import Clock
-from wagate.control.media_fetch import MediaBytes, MediaFetcher, decode_base64, guess_mimetype
+from wagate.control.media_fetch import MediaBytes, MediaFetcher, decode_base64
+from wagate.control.media_types import (
+    claimed,
+    default_filename,
+    guess_from_name,
+    sendable_mimetype,
+)
 from wagate.control.message_rules import (
     MediaInput,
     SendRequest,
     check_fields,
     check_media_source,
-    media_mimetype,
+    media_field,
     message_kind,
     new_wa_id,
     recipient_jid,
 )
 from wagate.domain.session import Session
 from wagate.engine import outgoing_codec
-from wagate.engine.messages import ContactCard, MessageKind, Outgoing, OutgoingMedia, Quote
+from wagate.engine.messages import (
+    ContactCard,
+    Location,
+    MessageKind,
+    Outgoing,
+    OutgoingMedia,
+    Quote,
+)
 from wagate.errors import Conflict, InvalidInput, NotFound
 from wagate.ids import check_session_id, phone_of_jid, user_jid
 from wagate.storage.repos.messages import Message
@@ -134,7 +147,7 @@ class OutboundService:
             to=to,
             kind=kind,
             text=request.text if request.text is not None else request.caption,
-            location=request.location,
+            location=_location(request.location),
             contact=_contact(request),
             mentions=mentions,
             link_preview=request.link_preview and kind is MessageKind.TEXT,
@@ -176,10 +189,12 @@ class OutboundService:
             assert media.url is not None
             got = await self.fetcher.fetch(media.url, "media.url")
         filename = media.filename or got.filename
+        claim = (
+            claimed(media.mimetype) or claimed(got.mimetype) or claimed(guess_from_name(filename))
+        )
+        mimetype = sendable_mimetype(kind, got.data, claim, media_field(media))
         if kind is MessageKind.DOCUMENT and not filename:
-            filename = "file"
-        found = got.mimetype or guess_mimetype(filename)
-        mimetype = media_mimetype(kind, media.mimetype, found)
+            filename = default_filename(mimetype)
         return replace(draft, media=OutgoingMedia(got.data, mimetype, filename))
 
     # --- reading -------------------------------------------------------------------
@@ -224,6 +239,14 @@ def _check_key(key: str | None) -> str | None:
     if not key or len(key) > MAX_KEY:
         raise InvalidInput("idempotencyKey", f"idempotencyKey must be 1-{MAX_KEY} characters")
     return key
+
+
+def _location(location: Location | None) -> Location | None:
+    # an empty name or address is no name or address, for every engine alike
+    if location is None:
+        return None
+    name, address = (v.strip() if v else None for v in (location.name, location.address))
+    return replace(location, name=name or None, address=address or None)
 
 
 def _contact(request: SendRequest) -> ContactCard | None:

@@ -39,6 +39,22 @@ MEDIA_KINDS = frozenset(
 )
 
 
+# the only formats WhatsApp shows as a sticker and plays as a voice note
+STICKER_MIMETYPE = "image/webp"
+VOICE_MIMETYPE = "audio/ogg; codecs=opus"
+
+
+def media_format_problem(kind: MessageKind, mimetype: str) -> str | None:
+    """Why media of ``mimetype`` cannot go out as ``kind``, or None if it can."""
+    base, _, params = (part.strip() for part in mimetype.lower().partition(";"))
+    if kind is MessageKind.STICKER and base != STICKER_MIMETYPE:
+        return f"a sticker must be {STICKER_MIMETYPE} (WhatsApp shows no other), not {base!r}"
+    opus = "codecs=" not in params or "opus" in params
+    if kind is MessageKind.VOICE and not (base == "audio/ogg" and opus):
+        return f"a voice note must be {VOICE_MIMETYPE} (WhatsApp plays no other), not {base!r}"
+    return None
+
+
 class ReceiptStatus(enum.StrEnum):
     DELIVERED = "delivered"
     READ = "read"
@@ -90,6 +106,20 @@ class OutgoingMedia:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkPreview:
+    """The card WhatsApp shows under a text's link; built by wagate (engines never fetch pages).
+
+    ``url`` is the link exactly as it appears in the text (WhatsApp's "matched
+    text"); ``thumbnail`` is a small JPEG, or None.
+    """
+
+    url: str
+    title: str | None = None
+    description: str | None = None
+    thumbnail: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Quote:
     """The message a reply quotes."""
 
@@ -112,7 +142,8 @@ class Outgoing:
     react_to_sender: str | None = None
     quote: Quote | None = None
     mentions: tuple[str, ...] = ()
-    link_preview: bool = False
+    link_preview: bool = False  # asked for: wagate fills ``preview`` when it can
+    preview: LinkPreview | None = None
     id: str | None = None  # a message id chosen by wagate, when the engine accepts one
 
 

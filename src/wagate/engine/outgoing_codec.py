@@ -8,10 +8,12 @@ after a crash. Media bytes are not part of this form: they are kept apart (see
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from wagate.engine.messages import (
     ContactCard,
+    LinkPreview,
     Location,
     MessageKind,
     Outgoing,
@@ -35,6 +37,7 @@ def to_json(message: Outgoing) -> Json:
         "contact": _contact(message.contact),
         "quote": _quote(message.quote),
         "media": _media_meta(message.media),
+        "preview": _preview(message.preview),
     }
     data.update({k: v for k, v in optional.items() if v is not None})
     return data
@@ -57,6 +60,7 @@ def from_json(data: Json, *, id: str | None, media_data: bytes | None = None) ->
         quote=Quote(**data["quote"]) if data.get("quote") else None,
         mentions=tuple(str(m) for m in data.get("mentions") or ()),
         link_preview=bool(data.get("link_preview", False)),
+        preview=_preview_of(data.get("preview")),
         id=id,
     )
 
@@ -82,6 +86,30 @@ def _quote(value: Quote | None) -> Json | None:
     if value is None:
         return None
     return {"id": value.id, "sender": value.sender, "text": value.text}
+
+
+def _preview(value: LinkPreview | None) -> Json | None:
+    if value is None:
+        return None
+    thumbnail = base64.b64encode(value.thumbnail).decode() if value.thumbnail else None
+    return {
+        "url": value.url,
+        "title": value.title,
+        "description": value.description,
+        "thumbnail": thumbnail,
+    }
+
+
+def _preview_of(data: Json | None) -> LinkPreview | None:
+    if not data:
+        return None
+    thumbnail = data.get("thumbnail")
+    return LinkPreview(
+        url=str(data["url"]),
+        title=data.get("title"),
+        description=data.get("description"),
+        thumbnail=base64.b64decode(thumbnail, validate=True) if thumbnail else None,
+    )
 
 
 def _media_meta(value: OutgoingMedia | None) -> Json | None:

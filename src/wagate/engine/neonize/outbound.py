@@ -12,7 +12,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from wagate.engine.messages import MEDIA_KINDS, MessageKind, Outgoing, Quote
+from wagate.engine.messages import (
+    MEDIA_KINDS,
+    LinkPreview,
+    MessageKind,
+    Outgoing,
+    Quote,
+    media_format_problem,
+)
 from wagate.engine.neonize import _loader as nz
 from wagate.errors import InvalidInput
 
@@ -58,6 +65,9 @@ def check(message: Outgoing) -> None:
         raise InvalidInput("text", "a text message needs text")
     if kind in MEDIA_KINDS and message.media is None:
         raise InvalidInput("media", f"a {kind} message needs media")
+    problem = media_format_problem(kind, message.media.mimetype) if message.media else None
+    if problem is not None:
+        raise InvalidInput("media.mimetype", problem)
     if kind is MessageKind.LOCATION and message.location is None:
         raise InvalidInput("location", "a location message needs a location")
     if kind is MessageKind.CONTACT and message.contact is None:
@@ -114,12 +124,25 @@ def non_ad(jid: str) -> str:
 
 def _text(message: Outgoing) -> Any:
     ctx = _context(message)
-    if ctx is None:
+    if ctx is None and message.preview is None:
         # A plain ``conversation``: exactly what a phone sends for unadorned text.
         return nz.wae2e.Message(conversation=message.text)
-    return nz.wae2e.Message(
-        extendedTextMessage=nz.wae2e.ExtendedTextMessage(text=message.text, contextInfo=ctx)
-    )
+    sub = nz.wae2e.ExtendedTextMessage(text=message.text, contextInfo=ctx)
+    if message.preview is not None:
+        _preview_into(sub, message.preview)
+    return nz.wae2e.Message(extendedTextMessage=sub)
+
+
+def _preview_into(sub: Any, preview: LinkPreview) -> None:
+    # what a phone sends for a link card; WhatsApp finds the link by matchedText
+    sub.matchedText = preview.url
+    sub.previewType = nz.wae2e.ExtendedTextMessage.PreviewType.NONE
+    if preview.title:
+        sub.title = preview.title
+    if preview.description:
+        sub.description = preview.description
+    if preview.thumbnail:
+        sub.JPEGThumbnail = preview.thumbnail
 
 
 def _media(message: Outgoing, upload: Any) -> Any:
@@ -185,12 +208,17 @@ def _contact(message: Outgoing) -> Any:
 
 
 def vcard_for(name: str, phone: str | None) -> str:
-    lines = ["BEGIN:VCARD", "VERSION:3.0", f"FN:{name}"]
+    lines = ["BEGIN:VCARD", "VERSION:3.0", f"FN:{_vcard_text(name)}"]
     if phone:
         digits = "".join(ch for ch in phone if ch.isdigit())
         lines.append(f"TEL;type=CELL;waid={digits}:+{digits}")
     lines.append("END:VCARD")
     return "\n".join(lines)
+
+
+def _vcard_text(value: str) -> str:
+    """A vCard value on one line: a newline in a name must not start a vCard line of its own."""
+    return " ".join(value.split())
 
 
 def _reaction(message: Outgoing, own_user: str | None) -> Any:

@@ -24,6 +24,7 @@ from wagate.engine.base import (
 from wagate.engine.messages import (
     ContactCard,
     GroupInfo,
+    LinkPreview,
     Location,
     MediaRef,
     MessageKind,
@@ -164,6 +165,18 @@ def handle(reply: Frame) -> str:
 # --- requests -----------------------------------------------------------------------
 
 
+def _preview(preview: LinkPreview | None) -> Frame | None:
+    if preview is None:
+        return None
+    thumbnail = preview.thumbnail
+    return {
+        "url": preview.url,
+        "title": preview.title,
+        "description": preview.description,
+        "thumbnail": base64.b64encode(thumbnail).decode("ascii") if thumbnail else None,
+    }
+
+
 def send_frame(out: Outgoing, blob: str | None) -> Frame:
     """The ``send`` request for ``out``, its media already uploaded as ``blob``."""
     media = out.media
@@ -178,6 +191,7 @@ def send_frame(out: Outgoing, blob: str | None) -> Frame:
         "mentions": list(out.mentions),
         "location": asdict(out.location) if out.location else None,
         "contact": asdict(out.contact) if out.contact else None,
+        "preview": _preview(out.preview),
     }
     if media is not None:
         frame["media"] = {

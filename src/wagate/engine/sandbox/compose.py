@@ -9,17 +9,20 @@ as an ``error`` frame and the control API as a 422.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import re
 from collections.abc import Callable
 from typing import Any
 
-from wagate.engine.messages import MEDIA_KINDS, MessageKind
+from wagate.engine.messages import MEDIA_KINDS, MessageKind, media_format_problem
 from wagate.engine.sandbox.envelope import Content, Json, Media
 from wagate.errors import InvalidInput
 
 MAX_TEXT = 65_536  # WhatsApp's own limit on a text or a caption
 MAX_MENTIONS = 1_024
+MAX_THUMBNAIL = 256 * 1024  # decoded bytes of a link card's inline thumbnail
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
@@ -122,6 +125,32 @@ def mentions(raw: object, field: str = "mentions") -> tuple[str, ...]:
     return tuple(optional_str(each, field, 64) or "" for each in raw)
 
 
+def preview(raw: object, field: str = "preview") -> Json | None:
+    """A text's link card: the link as written in the text, a title, a description, a JPEG."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("url"), str):
+        raise InvalidInput(field, f"{field} must be an object with the url it previews")
+    return {
+        "url": optional_str(raw["url"], f"{field}.url", 4_096),
+        "title": optional_str(raw.get("title"), f"{field}.title", MAX_TEXT),
+        "description": optional_str(raw.get("description"), f"{field}.description", MAX_TEXT),
+        "thumbnail": _thumbnail(raw.get("thumbnail"), f"{field}.thumbnail"),
+    }
+
+
+def _thumbnail(raw: object, field: str) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or len(raw) > MAX_THUMBNAIL * 4 // 3 + 4:
+        raise InvalidInput(field, f"{field} must be base64 of at most {MAX_THUMBNAIL} bytes")
+    try:
+        base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(field, f"{field} is not valid base64") from None
+    return raw
+
+
 def check_content(content: Content) -> Content:
     """Each kind carries what it needs: text, media, a location, a contact, a target."""
     kind = content.kind
@@ -129,6 +158,13 @@ def check_content(content: Content) -> Content:
         raise InvalidInput("text", "a text message needs text")
     if (kind in MEDIA_KINDS) != (content.media is not None):
         raise InvalidInput("media", f"media goes with the media kinds only, not with {kind}")
+    problem = media_format_problem(kind, content.media.mimetype) if content.media else None
+    if problem is not None:
+        raise InvalidInput("mimetype", problem)
+    if content.preview is not None and kind is not MessageKind.TEXT:
+        raise InvalidInput("preview", "only a text message has a link preview")
+    if content.preview is not None and content.preview["url"] not in (content.text or ""):
+        raise InvalidInput("preview", "a link preview's url must appear in the text")
     if (kind is MessageKind.LOCATION) != (content.location is not None):
         raise InvalidInput("location", "a location message needs a location (and only it)")
     if (kind is MessageKind.CONTACT) != (content.contact is not None):
@@ -159,6 +195,7 @@ def content_from_frame(frame: Json, media_of: MediaLookup) -> Content:
             quoted_id=message_id(quote.get("id") if quote else None, "quote"),
             react_to=message_id(frame.get("react_to"), "react_to"),
             mentions=mentions(frame.get("mentions")),
+            preview=preview(frame.get("preview")),
         )
     )
 

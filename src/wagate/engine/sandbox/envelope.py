@@ -12,6 +12,8 @@ their phone JID (with ``sender_lid`` beside it).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -69,6 +71,7 @@ class Content:
     quoted_id: str | None = None
     react_to: str | None = None
     mentions: tuple[str, ...] = ()
+    preview: Json | None = None  # a text's link card: {"url", "title", "description", "thumbnail"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +138,7 @@ class Envelope:
             "quoted_id": content.quoted_id,
             "react_to": content.react_to,
             "mentions": list(content.mentions),
+            "preview": preview_summary(content.preview),
             "timestamp": self.timestamp.isoformat(),
         }
         if media is not None:
@@ -152,7 +156,23 @@ class Envelope:
             "quoted_id": content.quoted_id,
             "react_to": content.react_to,
             "mentions": list(content.mentions),
+            "preview": content.preview,
         }
+
+
+def preview_summary(preview: Json | None) -> Json | None:
+    """A link card as an inbox shows it: its thumbnail by hash and size, not its bytes."""
+    if preview is None:
+        return None
+    thumbnail = preview.get("thumbnail")
+    data = base64.b64decode(thumbnail) if thumbnail else b""
+    return {
+        "url": preview["url"],
+        "title": preview.get("title"),
+        "description": preview.get("description"),
+        "thumbnail_sha256": hashlib.sha256(data).hexdigest() if data else None,
+        "thumbnail_size": len(data) if data else None,
+    }
 
 
 def receipt_frame(
