@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from wagate.clock import Clock, SystemClock
+from wagate.control.link_preview import LinkPreviewer
 from wagate.control.media_fetch import MediaFetcher
 from wagate.control.messages import OutboundService
 from wagate.control.sessions import SessionService
@@ -124,6 +125,7 @@ class Gateway:
             sink=self.sink,
             clock=self.clock,
             policy=SendPolicy.of(s),
+            prepare=LinkPreviewer.of(s).attach,  # at send time: the API never waits for a page
         )
         self.worker.subscribe(self.sender.on_change)
         self.ingest.on_receipt = self.sender.on_receipt

@@ -133,6 +133,16 @@ class Settings(BaseSettings):
     media_fetch_max_redirects: int = Field(
         5, ge=0, le=20, validation_alias=_env("MEDIA_FETCH_MAX_REDIRECTS")
     )
+    # link previews, fetched when a text with linkPreview is sent (best effort)
+    link_preview_timeout_ms: int = Field(
+        3_000, ge=100, validation_alias=_env("LINK_PREVIEW_TIMEOUT_MS")
+    )
+    link_preview_html_max_bytes: int = Field(
+        256 * 1024, ge=1024, validation_alias=_env("LINK_PREVIEW_HTML_MAX_BYTES")
+    )
+    link_preview_thumbnail_max_bytes: int = Field(
+        48 * 1024, ge=0, validation_alias=_env("LINK_PREVIEW_THUMBNAIL_MAX_BYTES")
+    )
     # queued media up to this size rides base64 in the row; larger goes to <data>/outbox/
     outbox_inline_max_bytes: int = Field(
         256 * 1024, ge=0, validation_alias=_env("OUTBOX_INLINE_MAX_BYTES")

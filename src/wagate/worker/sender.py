@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -45,6 +45,8 @@ from wagate.worker.runner import SessionChange
 log = logging.getLogger(__name__)
 
 LinkSource = Callable[[str], Link | None]
+# last touches before the engine gets a message (a text's link preview); must not raise
+Prepare = Callable[[Outgoing], Awaitable[Outgoing]]
 LOOP_ERROR_PAUSE_S = 5.0
 ORPHAN_AGE_S = 3600.0  # spooled files older than this with no queued row are leftovers
 
@@ -92,7 +94,9 @@ class Sender:
 
     Wire it as: ``worker.subscribe(sender.on_change)`` before the worker starts,
     ``OutboundService(..., wake=sender.wake)``, and receipt events to
-    :meth:`on_receipt`. Enter it before the worker, so it stops after it.
+    :meth:`on_receipt`. Enter it before the worker, so it stops after it. ``prepare``
+    gives each message its last touches just before the engine gets it (a text's
+    link preview, fetched at send time so the API never waits for a web page).
     """
 
     def __init__(
@@ -105,6 +109,7 @@ class Sender:
         clock: Clock,
         policy: SendPolicy | None = None,
         rng: random.Random | None = None,
+        prepare: Prepare | None = None,
     ) -> None:
         self.outbound = outbound
         self.spool = spool
@@ -112,6 +117,7 @@ class Sender:
         self.clock = clock
         self.policy = policy or SendPolicy()
         self._links = links
+        self._prepare = prepare
         self._rng = rng or random.Random()
         self._drains: dict[str, _Drain] = {}
         self._tasks = TaskSet("sender")
@@ -234,6 +240,8 @@ class Sender:
             await self._fail(message, f"the queued message cannot be read: {exc}")
             return True
         await self.outbound.begin_attempt(message.id)
+        if self._prepare is not None:
+            outgoing = await self._prepare(outgoing)
         try:
             result = await link.send(outgoing)
         except RequestError as exc:  # the engine says this message can never be sent
