@@ -144,7 +144,7 @@ class SandboxRig:
         await self._until(session_id, lambda s: self.gateway.worker.link(session_id) is not None)
 
     async def _until(self, session_id: str, check: Callable[[Session], bool]) -> Session:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while True:
             session = await self.gateway.sessions.get(session_id)
             if session is not None and check(session):
@@ -155,7 +155,7 @@ class SandboxRig:
 
     async def inbox_entry(self, phone: str, wa_id: str) -> dict[str, Any]:
         """The entry of message ``wa_id`` in ``phone``'s inbox, once it arrived."""
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while True:
             found = [e for e in await self.network.inbox(phone) if e["id"] == wa_id]
             if found:
