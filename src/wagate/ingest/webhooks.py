@@ -27,6 +27,7 @@ from wagate import __version__
 from wagate.clock import Clock
 from wagate.errors import InvalidInput
 from wagate.events import Event
+from wagate.ingest.sanitize import clean
 from wagate.ingest.webhook_admin import WebhookAdmin
 from wagate.ingest.webhook_policy import (
     RETRY_AFTER_STATUSES,
@@ -74,6 +75,11 @@ class Outbox:
         self.wakeup.set()
 
     async def emit(self, event: Event, session_id: str | None, data: dict[str, Any]) -> None:
+        """Record an event in a transaction of its own (tools, tests, replays of history).
+
+        Producers of state changes use :meth:`emit_in` instead, inside the
+        transaction that writes the state, so neither can commit alone.
+        """
         async with self._db.begin() as conn:
             count = await self._record(conn, event, session_id, data)
         if count:
@@ -104,7 +110,7 @@ class Outbox:
             [s.id for s in subs],
             event=event.value,
             session_id=session_id,
-            payload=envelope(event.value, session_id, data, now),
+            payload=envelope(event.value, session_id, clean(data), now),
             now=now,
         )
 
