@@ -78,13 +78,14 @@ class Gateway:
         await migrate(s.sqlalchemy_url)
         self.db = Database(create_engine(s.sqlalchemy_url))
         self._stack.push_async_callback(self.db.aclose)
-        self.sessions = SessionRepo(self.db, self.clock)
         self.audit = AuditRepo(self.db, self.clock)
         self.engine = self._given_engine or self._build_engine()
         self._stack.push_async_callback(self.engine.aclose)
         # the outbox leaves after the worker, so the last lifecycle events are still recorded
         self.webhooks = await self._stack.enter_async_context(Webhooks(s, self.db, self.clock))
         self.sink: EventSink = self.webhooks.outbox
+        # session.* events are written in the transaction of the state they report
+        self.sessions = SessionRepo(self.db, self.clock, on_write=StatusEvents(self.sink))
         self.blobs = await self._open_blobs()
         self.worker = Worker(
             s, engine=self.engine, sessions=self.sessions, audit=self.audit, clock=self.clock
@@ -98,7 +99,6 @@ class Gateway:
             sink=self.sink,
             blobs=self.blobs,
         )
-        self.worker.subscribe(StatusEvents(self.sink))
         # the worker resumes sessions on entry: their events must already have a route
         await self._stack.enter_async_context(self.ingest)
         self._build_outbound()

@@ -4,6 +4,12 @@ A URL is checked by resolving its host and refusing loopback, private,
 link-local (cloud metadata at 169.254.169.254), multicast, reserved and
 unspecified addresses, unless the operator allows private targets
 (``WAGATE_ALLOW_PRIVATE_URLS``, for webhooks into the same network).
+
+A DNS answer can change between that check and the HTTP client's own lookup
+(DNS rebinding), so the address a connection actually reached is checked too:
+:func:`check_peer` on a socket address, and :func:`connect_guard`, an httpx
+``trace`` extension that refuses a new connection to an internal address as
+soon as it is made, before any byte of the request is sent.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from wagate.errors import InvalidInput
@@ -57,6 +65,46 @@ async def check_url(url: str, field: str, *, allow_private: bool = False) -> Non
             raise InvalidInput(
                 field, f"{field} points at an internal address ({ip}); that is not allowed"
             )
+
+
+def check_peer(address: Any, field: str) -> None:
+    """Refuse a connection whose peer (a socket address, ``(host, port, …)``) is internal."""
+    if not address:
+        return
+    try:
+        ip = ipaddress.ip_address(str(address[0]).split("%", 1)[0])
+    except ValueError:
+        return
+    if not is_public(ip):
+        raise InvalidInput(
+            field, f"{field} points at an internal address ({ip}); that is not allowed"
+        )
+
+
+Trace = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+def connect_guard(field: str) -> Trace:
+    """An httpx ``trace`` extension: each new TCP connection is checked by :func:`check_peer`.
+
+    Pass it as ``extensions={"trace": connect_guard("url")}``; a connection that
+    reached an internal address is closed and the request fails with
+    :class:`~wagate.errors.InvalidInput` before anything is written to it.
+    """
+
+    async def trace(name: str, info: dict[str, Any]) -> None:
+        if name != "connection.connect_tcp.complete":
+            return
+        stream = info.get("return_value")
+        if stream is None:
+            return
+        try:
+            check_peer(stream.get_extra_info("server_addr"), field)
+        except InvalidInput:
+            await stream.aclose()
+            raise
+
+    return trace
 
 
 async def _resolve(host: str, port: int, field: str) -> list[IPAddress]:

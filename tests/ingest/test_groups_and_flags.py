@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from wagate.engine.base import GroupEvent, MessageEvent, QRCode
+from wagate.engine.base import AuthStore, GroupEvent, LinkOptions, MessageEvent, QRCode
 from wagate.engine.messages import GroupInfo, MediaRef, MessageKind
 from wagate.lifecycle import Gateway
 from wagate.storage.repos.flags import EVERY_SESSION, Flag
@@ -19,12 +19,18 @@ TEAM, SALES = "111@g.us", "222@g.us"
 async def _link(
     api: httpx.AsyncClient, engine: ScriptedEngine, groups: list[GroupInfo]
 ) -> ScriptedLink:
+    plain = engine.link
+
+    def with_groups(auth: AuthStore, options: LinkOptions) -> ScriptedLink:
+        made = plain(auth, options)
+        made.group_list = groups  # before it connects: the first discovery sees them
+        return made
+
+    engine.link = with_groups  # type: ignore[method-assign]
     engine.add([connected("6281234567890")])
     await api.post("/api/sessions/provision", json={"id": "g1"})
     await eventually(lambda: bool(engine.links))
-    link = engine.links[0]
-    link.group_list = groups
-    return link
+    return engine.links[0]
 
 
 async def _groups(api: httpx.AsyncClient) -> dict[str, Any]:
@@ -35,6 +41,10 @@ async def _groups(api: httpx.AsyncClient) -> dict[str, Any]:
 async def _audit(api: httpx.AsyncClient, event: str) -> list[dict[str, Any]]:
     r = await api.get("/api/sessions/g1/audit", params={"event": event})
     return list(r.json()["entries"])
+
+
+async def _audit_n(api: httpx.AsyncClient, event: str, n: int) -> bool:
+    return len(await _audit(api, event)) >= n
 
 
 async def _until(check: Any, tries: int = 400) -> Any:
@@ -50,7 +60,8 @@ async def test_discovery_on_connect_and_on_request_keeps_monitor(
     api: httpx.AsyncClient, engine: ScriptedEngine, gateway: Gateway
 ) -> None:
     link = await _link(api, engine, [GroupInfo(TEAM, "Team", 5), GroupInfo(SALES, "Sales", 9)])
-    found = await _until(lambda: _groups(api))
+    await _until(lambda: _audit(api, "discovery"))  # the whole pass, not its first group
+    found = await _groups(api)
     assert set(found) == {TEAM, SALES}
     assert found[TEAM]["name"] == "Team" and found[TEAM]["monitor"] is False
     assert (await _audit(api, "discovery"))[0]["data"] == {"count": 2}
@@ -61,7 +72,8 @@ async def test_discovery_on_connect_and_on_request_keeps_monitor(
     link.group_list = [GroupInfo(TEAM, "Team HQ", 6), GroupInfo(SALES, "Sales", 9)]
     r = await api.post("/api/sessions/g1/fetch-groups-now")
     assert r.status_code == 202 and r.json()["flag"] == "fetch_groups_requested"
-    await gateway.ingest.watcher.poll()
+    await gateway.ingest.watcher.poll()  # or the watcher's own loop gets to it first
+    await _until(lambda: _audit_n(api, "discovery", 2))
     found = await _groups(api)
     assert found[TEAM]["name"] == "Team HQ" and found[TEAM]["monitor"] is True  # kept
     renames = await _audit(api, "group_rename")

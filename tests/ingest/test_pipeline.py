@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from tests.ingest.conftest import MB, Bench
 from wagate.engine.base import MessageEvent
 from wagate.engine.messages import MediaRef, MessageKind
+from wagate.errors import NotFound
 from wagate.events import Event
 
 GROUP = "120363000000000001@g.us"
@@ -281,14 +283,107 @@ async def test_a_second_failure_is_audited_and_the_stream_goes_on(bench: Bench) 
     task = asyncio.create_task(bench.pipeline.handle("s1", image(bench, "R2", PNG)))
     await bench.clock.wait_for_sleepers(1)
     await bench.clock.advance(1.0)
-    assert await task is None
+    stored = await task
+    assert stored is not None and stored.media_id is None  # the message is kept without it
     error = (await bench.errors())[0]
     assert error["code"] == "MEDIA_STORE_FAILED" and error["ctx"] == {"wa_msg_id": "R2"}
+    # announced all the same, saying why the media is missing
+    (received,) = bench.sink.of(Event.MESSAGE_RECEIVED)
+    assert received["waMessageId"] == "R2" and "id" not in received["media"]
+    assert received["mediaError"] == {"code": "MEDIA_STORE_FAILED", "msg": error["msg"]}
     after = await bench.pipeline.handle("s1", msg(bench, "NEXT"))
     assert after is not None
-    # the message row was stored; a redelivery of the event fills in the media
+    # a redelivery of the event fills in the media, and is not announced a second time
     retried = await bench.pipeline.handle("s1", image(bench, "R2", PNG))
     assert retried is not None and retried.media_id is not None
+    row = await bench.messages.get(retried.id)
+    assert row is not None and row.media_id == retried.media_id
+    received_ids = [d["waMessageId"] for d in bench.sink.of(Event.MESSAGE_RECEIVED)]
+    assert received_ids == ["R2", "NEXT"]
+
+
+async def test_a_media_download_that_fails_for_good_still_links_and_announces(
+    bench: Bench,
+) -> None:
+    await monitored(bench)
+    text = await bench.pipeline.handle("s1", msg(bench, "T1", text="see the photo"))
+
+    async def gone(_ref: MediaRef) -> AsyncIterator[bytes]:
+        raise NotFound("this media has no sandbox blob handle")
+        yield b""  # pragma: no cover - makes this an async generator, like a real download
+
+    bench.link.download = gone  # type: ignore[method-assign]
+    stored = await bench.pipeline.handle("s1", image(bench, "I1", PNG))
+    assert text is not None and stored is not None
+    row = await bench.messages.get(stored.id)
+    assert row is not None and row.media_id is None and row.parent_id == text.id
+    assert bench.clock.sleeps == []  # not a transient error: not retried
+    (error,) = await bench.errors()
+    assert error == {
+        "code": "MEDIA_STORE_FAILED",
+        "msg": "this media has no sandbox blob handle",
+        "ctx": {"wa_msg_id": "I1"},
+    }
+    received = {d["waMessageId"]: d for d in bench.sink.of(Event.MESSAGE_RECEIVED)}
+    assert received["I1"]["parentId"] == text.id
+    assert received["I1"]["mediaError"]["code"] == "MEDIA_STORE_FAILED"
+    assert received["T1"]["mediaError"] is None
+
+
+async def test_nul_and_lone_surrogates_are_cleaned_before_storing(bench: Bench) -> None:
+    await monitored(bench)
+    event = msg(
+        bench,
+        "NUL1",
+        text="pay\x00 now \ud83d",
+        push_name="Al\x00ice",
+        raw={"note\x00": ["a\x00b", {"deep": "c\x00"}]},
+    )
+    stored = await bench.pipeline.handle("s1", event)
+    assert stored is not None
+    row = await bench.messages.get(stored.id)
+    assert row is not None
+    assert (row.text, row.push_name) == ("pay now \ufffd", "Alice")
+    assert row.raw == {"note": ["ab", {"deep": "c"}]}
+    assert await bench.errors() == []
+    (received,) = bench.sink.of(Event.MESSAGE_RECEIVED)
+    assert (received["text"], received["pushName"]) == ("pay now \ufffd", "Alice")
+
+
+async def test_an_unexpected_error_in_one_step_is_audited_and_the_rest_still_run(
+    bench: Bench,
+) -> None:
+    await monitored(bench)
+
+    async def broken(*_args: Any) -> None:
+        raise ValueError("a bug in the linking query")
+
+    bench.messages.link_partner = broken  # type: ignore[method-assign]
+    stored = await bench.pipeline.handle("s1", msg(bench, "B1"))
+    assert stored is not None
+    (error,) = await bench.errors()
+    assert error["code"] == "DB_READ_FAILED" and error["ctx"] == {"wa_msg_id": "B1"}
+    assert "ValueError: a bug in the linking query" in error["msg"]
+    assert [d["waMessageId"] for d in bench.sink.of(Event.MESSAGE_RECEIVED)] == ["B1"]
+    assert bench.pipeline.stats["s1"]["errors"] == 1
+
+
+async def test_a_row_that_cannot_be_stored_is_audited_and_the_stream_goes_on(
+    bench: Bench,
+) -> None:
+    await monitored(bench)
+    original = bench.messages.insert_inbound
+
+    async def refuses_once(values: dict[str, Any]) -> Any:
+        if values["wa_msg_id"] == "BAD":
+            raise ValueError("the database refused the row")
+        return await original(values)
+
+    bench.messages.insert_inbound = refuses_once  # type: ignore[method-assign]
+    assert await bench.pipeline.handle("s1", msg(bench, "BAD")) is None
+    (error,) = await bench.errors()
+    assert error["code"] == "DB_INSERT_FAILED" and error["ctx"] == {"wa_msg_id": "BAD"}
+    assert await bench.pipeline.handle("s1", msg(bench, "GOOD")) is not None
 
 
 async def test_from_me_messages_are_stored_as_outbound(bench: Bench) -> None:
@@ -308,11 +403,12 @@ async def test_a_message_whose_event_was_lost_is_notified_on_redelivery(bench: B
         return await original(conn, *args)
 
     bench.sink.emit_in = dies_once  # type: ignore[method-assign]
-    with pytest.raises(RuntimeError):
-        await bench.pipeline.handle("s1", msg(bench, "CRASH", text="important"))
+    first = await bench.pipeline.handle("s1", msg(bench, "CRASH", text="important"))
     stored = await bench.messages.by_wa_id("s1", "CRASH")
-    assert stored is not None and stored.notified_at is None  # the row, not the event
+    assert first is not None and stored is not None and first.id == stored.id
+    assert stored.notified_at is None  # the row, not the event
     assert bench.sink.of(Event.MESSAGE_RECEIVED) == []
+    assert (await bench.errors())[0]["code"] == "WEBHOOK_EMIT_FAILED"
 
     again = await bench.pipeline.handle("s1", msg(bench, "CRASH", text="important"))
     assert again is not None and again.id == stored.id

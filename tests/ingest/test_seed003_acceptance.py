@@ -131,18 +131,7 @@ async def test_seed_003_acceptance(gw: Gateway, api: httpx.AsyncClient) -> None:
     await linked(gw, api)
 
     # 3: fetch-groups-now upserts groups and keeps existing monitor flags
-    watched = await net(gw).create_group("Watched", ME, [FRIEND])
-    ignored = await net(gw).create_group("Ignored", ME, [FRIEND])
-    await api.patch(f"/api/sessions/main/groups/{watched}", json={"monitor": True})
-    await until(lambda: _group(api, watched))
-    r = await api.patch(f"/api/sessions/main/groups/{watched}", json={"monitor": True})
-    assert r.status_code == 200
-    await net(gw).rename_group(watched, "Watched!")
-    await api.post("/api/sessions/main/fetch-groups-now")
-    await gw.ingest.watcher.poll()
-    group = await until(lambda: _group(api, watched, name="Watched!"))
-    assert group["monitor"] is True
-    assert (await _group(api, ignored))["monitor"] is False  # type: ignore[index]
+    watched, ignored = await _fetch_groups_now_keeps_monitor_flags(gw, api)
 
     # 4: messages in the monitored group are stored; the other group is ignored
     kept = await net(gw).phone_send(FRIEND, watched, text="hello team")
@@ -180,6 +169,74 @@ async def test_seed_003_acceptance(gw: Gateway, api: httpx.AsyncClient) -> None:
     # 9: /healthz
     r = await api.get("/healthz")
     assert (r.status_code, r.json()) == (200, {"ok": True})
+
+
+async def _fetch_groups_now_keeps_monitor_flags(
+    gw: Gateway, api: httpx.AsyncClient
+) -> tuple[str, str]:
+    """Criterion 3 through the flag alone: live group events are held back meanwhile."""
+    held = _hold_live_group_events(gw)
+    await until(lambda: _audit_count(gw, "discovery", 1))  # the first connect's, before any group
+    watched = await net(gw).create_group("Watched", ME, [FRIEND])
+    ignored = await net(gw).create_group("Ignored", ME, [FRIEND])
+    await until(lambda: _at_least(held, 2))
+    assert await _group(api, watched) is None  # only discovery can find them now
+
+    await _fetch_groups_now(gw, api, lambda: _groups_are(api, {watched: "Watched", ignored: None}))
+    assert (await _group(api, watched))["monitor"] is False  # type: ignore[index]
+    r = await api.patch(f"/api/sessions/main/groups/{watched}", json={"monitor": True})
+    assert r.status_code == 200 and r.json()["monitor"] is True
+
+    await net(gw).rename_group(watched, "Watched!")
+    later = await net(gw).create_group("Later", ME, [FRIEND])
+    await until(lambda: _at_least(held, 4))
+    assert (await _group(api, watched))["name"] == "Watched"  # type: ignore[index]
+    await _fetch_groups_now(gw, api, lambda: _groups_are(api, {watched: "Watched!", later: None}))
+    group = await _group(api, watched)
+    assert (group["name"], group["monitor"]) == ("Watched!", True)  # renamed, flag kept
+    assert (await _group(api, ignored))["monitor"] is False  # type: ignore[index]
+    assert (await _group(api, later))["monitor"] is False  # type: ignore[index]
+    renames = await rows(gw, "SELECT data FROM audit_log WHERE event = 'group_rename'")
+    assert renames and "Watched!" in str(renames[0]["data"])
+    del gw.ingest.group_sync.on_event  # live group events flow again
+    return watched, ignored
+
+
+def _hold_live_group_events(gw: Gateway) -> list[object]:
+    held: list[object] = []
+
+    async def hold(_session_id: str, event: object) -> None:
+        held.append(event)
+
+    gw.ingest.group_sync.on_event = hold  # type: ignore[method-assign]
+    return held
+
+
+async def _at_least(items: list[object], n: int) -> bool:
+    return len(items) >= n
+
+
+async def _fetch_groups_now(
+    gw: Gateway, api: httpx.AsyncClient, done: Callable[[], Awaitable[Any]]
+) -> None:
+    """Request discovery and wait until ``done()`` (what that discovery must have written)."""
+    r = await api.post("/api/sessions/main/fetch-groups-now")
+    assert r.status_code == 202
+    await gw.ingest.watcher.poll()  # or the watcher's own loop gets to it first
+    await until(done)
+
+
+async def _groups_are(api: httpx.AsyncClient, names: dict[str, str | None]) -> bool:
+    """Every group of ``names`` is listed, with that name where one is given."""
+    for jid, name in names.items():
+        if await _group(api, jid, name=name) is None:
+            return False
+    return True
+
+
+async def _audit_count(gw: Gateway, event: str, n: int) -> bool:
+    found = await rows(gw, "SELECT id FROM audit_log WHERE event = :e", e=event)
+    return len(found) >= n
 
 
 async def test_old_messages_are_not_ingested(gw: Gateway, api: httpx.AsyncClient) -> None:

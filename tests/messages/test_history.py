@@ -121,3 +121,35 @@ async def test_media_info_for_stored_media(rig: Rig) -> None:
     assert (await history(rig))["messages"][0]["media"]["url"] == f"/api/media/{media.id}"
     plain = await rig.get((await rig.send(text="no media")).json()["id"])
     assert plain["media"] is None
+
+
+async def test_the_sender_phone_and_lid_are_both_shown(rig: Rig) -> None:
+    await rig.create()
+    lid = "111111111111111@lid"
+    message_id = await inbound(
+        rig,
+        "LID1",
+        "120363000000000001@g.us",
+        "hi all",
+        sender=lid,
+        sender_pn=ALICE_JID,
+        sender_lid=lid,
+        push_name="Alice",
+    )
+    found = await rig.get(message_id)
+    assert (found["sender"], found["senderPhone"], found["senderLid"]) == (lid, ALICE_JID, lid)
+    listed = (await history(rig))["messages"][0]
+    assert (listed["senderPhone"], listed["senderLid"]) == (ALICE_JID, lid)
+    # seed 002's envelope stays exactly as the seed writes it
+    r = await rig.api.get("/session/s1/messages", params={"limit": 10, "offset": 0})
+    body = r.json()
+    assert set(body) == {"success", "data"} and set(body["data"]) == {"messages", "pagination"}
+    assert set(body["data"]["messages"][0]) == {
+        "id",
+        "from",
+        "to",
+        "type",
+        "content",
+        "timestamp",
+        "status",
+    }

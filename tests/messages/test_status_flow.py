@@ -11,8 +11,22 @@ from tests.messages.conftest import ALICE_JID, Rig, RigFactory
 from wagate.engine.base import ReceiptEvent
 from wagate.engine.messages import ReceiptStatus
 from wagate.errors import InvalidInput, TransientError
-from wagate.events import Event
+from wagate.events import Event, RecordingSink
 from wagate.testing import connected, eventually, lost
+
+
+class FlakySink(RecordingSink):
+    """Records events, but the next ``fail[event]`` writes of an event raise (an outage)."""
+
+    def __init__(self, fail: dict[Event, int]) -> None:
+        super().__init__()
+        self.fail = fail
+
+    async def emit_in(self, conn: Any, event: Event, session_id: str | None, data: Any) -> object:
+        if self.fail.get(event, 0) > 0:
+            self.fail[event] -= 1
+            raise ConnectionError(f"the database went away while recording {event}")
+        return await super().emit_in(conn, event, session_id, data)
 
 
 def receipt(wa_id: str, status: ReceiptStatus, by: str | None = None) -> ReceiptEvent:
@@ -141,3 +155,41 @@ async def test_an_idle_session_finds_rows_queued_elsewhere(make_rig: RigFactory)
     queued = (await rig.send(text="from afar")).json()
     await eventually(lambda: len(link.sent) == 1)
     await rig.wait_status(queued["id"], "sent")
+
+
+async def test_a_sent_status_is_never_kept_without_its_event(rig: Rig) -> None:
+    rig.gateway.sender.sink = sink = FlakySink({Event.MESSAGE_SENT: 1})
+    link = await rig.connect()
+    queued = (await rig.send(text="once")).json()
+    await rig.wait_status(queued["id"], "sent")
+    # the first "sent" write failed with its event: the message stayed queued and went
+    # out again under the same WhatsApp id (which WhatsApp drops as a duplicate)
+    assert [m.id for m in link.sent] == [queued["messageId"]] * 2
+    assert [e["id"] for e in sink.of(Event.MESSAGE_SENT)] == [queued["id"]]
+
+
+async def test_a_failed_status_is_never_kept_without_its_event(rig: Rig) -> None:
+    rig.gateway.sender.sink = sink = FlakySink({Event.MESSAGE_FAILED: 1})
+    link = await rig.connect()
+    link.send_error = InvalidInput("to", "not on WhatsApp")
+    queued = (await rig.send(text="nobody")).json()
+    await rig.wait_status(queued["id"], "failed")
+    (event,) = sink.of(Event.MESSAGE_FAILED)
+    assert (event["id"], event["error"], event["attempts"]) == (queued["id"], "not on WhatsApp", 2)
+
+
+async def test_a_receipt_is_never_applied_without_its_event(rig: Rig) -> None:
+    rig.gateway.sender.sink = sink = FlakySink({Event.MESSAGE_ACK: 1})
+    link = await rig.connect()
+    sent = (await rig.send(text="hello")).json()
+    await rig.wait_status(sent["id"], "sent")
+    link.push(receipt(sent["messageId"], ReceiptStatus.DELIVERED))
+    deadline = time.monotonic() + 5
+    while not await rig.gateway.audit.recent("s1", event="error"):
+        assert time.monotonic() < deadline, "the failed receipt was not audited"
+        await asyncio.sleep(0.005)
+    assert (await rig.get(sent["id"]))["status"] == "sent"  # neither the status nor the ack
+    assert sink.of(Event.MESSAGE_ACK) == []
+    link.push(receipt(sent["messageId"], ReceiptStatus.DELIVERED))  # WhatsApp sends it again
+    await rig.wait_status(sent["id"], "delivered")
+    assert [a["status"] for a in sink.of(Event.MESSAGE_ACK)] == ["delivered"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import socket
+from typing import Any
 
 import pytest
 
@@ -232,6 +235,44 @@ async def test_the_url_guard_is_applied_again_at_delivery(
     refused = await settled(hooks, 1)
     assert refused.status == "pending"
     assert refused.last_error is not None and "internal address" in refused.last_error
+    assert receiver.requests == []
+
+
+class RebindingResolver:
+    """DNS that answers a public address to the first lookup of a name, 127.0.0.1 after."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, name: str) -> None:
+        self._real = loop.getaddrinfo
+        self.name = name
+        self.lookups = 0
+
+    async def __call__(self, host: Any, port: Any, *args: Any, **kw: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host  # anyio passes bytes
+        if name != self.name:
+            return await self._real(host, port, *args, **kw)
+        self.lookups += 1
+        address = "93.184.216.34" if self.lookups == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, int(port)))]
+
+
+async def test_a_name_that_rebinds_to_an_internal_address_is_refused_on_connect(
+    make_hooks: HooksFactory,
+    receiver: Receiver,
+    hook_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loop = asyncio.get_running_loop()
+    resolver = RebindingResolver(loop, "hooks.example.com")
+    monkeypatch.setattr(loop, "getaddrinfo", resolver)
+    strict = hook_settings.model_copy(update={"allow_private_urls": False})
+    hooks = await make_hooks(settings=strict)
+    url = f"http://hooks.example.com:{receiver.port}/hook"
+    await hooks.subscriptions.create("wh_rebind", url=url, events=["*"], secret=SECRET, headers={})
+    await emit(hooks)
+    refused = await settled(hooks, 1)
+    assert resolver.lookups == 2  # the guard saw a public address; the connection did not
+    assert refused.status == "pending"
+    assert refused.last_error is not None and "internal address (127.0.0.1)" in refused.last_error
     assert receiver.requests == []
 
 

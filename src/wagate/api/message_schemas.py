@@ -178,6 +178,10 @@ class MessageOut(BaseModel):
     direction: str = Field(description="in | out")
     chat: str = Field(description="The chat JID: the other party, or the group")
     sender: str | None = Field(description="Who wrote it (for ours, our own JID)")
+    senderPhone: str | None = Field(
+        description="The sender's phone JID (…@s.whatsapp.net), when known"
+    )
+    senderLid: str | None = Field(description="The sender's @lid identity, when known")
     pushName: str | None
     type: str
     text: str | None = Field(description="Text, caption, or reaction emoji")
@@ -202,6 +206,8 @@ class MessageOut(BaseModel):
             direction=m.direction,
             chat=m.chat_id,
             sender=m.sender,
+            senderPhone=m.sender_pn,
+            senderLid=m.sender_lid,
             pushName=m.push_name,
             type=m.kind,
             text=m.text,

@@ -1,11 +1,17 @@
-"""Group discovery (seed 003 §6): upsert names and counts, never touch ``monitor``, audit."""
+"""Group discovery (seed 003 §6): upsert names and counts, never touch ``monitor``, audit.
+
+Each group's row, its ``group_rename`` audit entry and its ``group.*`` event
+are written in one transaction: a crash leaves all of them or none.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from wagate.engine.base import GroupEvent, Link
 from wagate.events import Event, EventSink
+from wagate.ingest.sanitize import clean_text
 from wagate.storage.repos.audit import AuditEvent, AuditRepo
 from wagate.storage.repos.groups import GroupRepo, Upserted
 
@@ -22,10 +28,7 @@ class GroupSync:
         """Fetch the account's groups (names only, no member lists) and upsert them."""
         found = await link.groups()
         for info in found:
-            await self._record(
-                session_id,
-                await self.groups.upsert(session_id, info.jid, info.name, info.participants),
-            )
+            await self._upsert(session_id, info.jid, info.name, info.participants)
         await self.audit.add(session_id, AuditEvent.DISCOVERY, {"count": len(found)})
         log.info("session %s: discovered %d group(s)", session_id, len(found))
         return len(found)
@@ -34,9 +37,18 @@ class GroupSync:
         """A live group change: a new group, or a rename."""
         if event.change not in ("created", "renamed") or event.name is None:
             return
-        await self._record(session_id, await self.groups.upsert(session_id, event.jid, event.name))
+        await self._upsert(session_id, event.jid, event.name)
 
-    async def _record(self, session_id: str, result: Upserted) -> None:
+    async def _upsert(
+        self, session_id: str, jid: str, name: str | None, participants: int | None = None
+    ) -> None:
+        async def record(conn: Any, result: Upserted) -> None:
+            await self._record_in(conn, session_id, result)
+
+        clean_name = clean_text(name) if name is not None else None
+        await self.groups.upsert(session_id, jid, clean_name, participants, then=record)
+
+    async def _record_in(self, conn: Any, session_id: str, result: Upserted) -> None:
         group = result.group
         data = {
             "id": group.id,
@@ -45,13 +57,14 @@ class GroupSync:
             "monitor": group.monitor,
         }
         if result.created:
-            await self.sink.emit(Event.GROUP_DISCOVERED, session_id, data)
+            await self.sink.emit_in(conn, Event.GROUP_DISCOVERED, session_id, data)
         if result.renamed_from is not None:
-            await self.audit.add(
+            await self.audit.add_in(
+                conn,
                 session_id,
                 AuditEvent.GROUP_RENAME,
                 {"from": result.renamed_from, "to": group.name, "wa_group_id": group.wa_group_id},
             )
-            await self.sink.emit(
-                Event.GROUP_RENAMED, session_id, {**data, "previousName": result.renamed_from}
+            await self.sink.emit_in(
+                conn, Event.GROUP_RENAMED, session_id, {**data, "previousName": result.renamed_from}
             )

@@ -2,9 +2,12 @@
 
 One message at a time per session, in arrival order (the runner calls
 :meth:`IngestPipeline.handle` from the session's event loop). A failure of
-one step never stops the stream: transient storage and database errors are
-retried once after 500–1000 ms, then written to ``audit_log('error', …)``
-and the pipeline moves on.
+one step never stops the stream, nor the steps after it: transient storage
+and database errors are retried once after 500–1000 ms; a failure that
+remains (of any kind) is written to ``audit_log('error', {code, msg, ctx})``
+and the pipeline goes on. A stored message is linked and announced
+(``message.received``) even when its media could not be stored; the event
+then says why (``mediaError``).
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from wagate.clock import Clock
 from wagate.engine.base import Link, MessageEvent
-from wagate.engine.messages import MEDIA_KINDS
-from wagate.errors import TransientError
+from wagate.engine.messages import MEDIA_KINDS, MediaRef
+from wagate.errors import TransientError, WagateError
 from wagate.events import Event, EventSink
-from wagate.ingest.media import MediaMeta, MediaRejected, MediaStore
+from wagate.ingest.media import MediaMeta, MediaRejected, MediaStore, Stored
+from wagate.ingest.sanitize import clean
 from wagate.storage.repos.audit import AuditEvent, AuditRepo
 from wagate.storage.repos.groups import GroupRepo
 from wagate.storage.repos.messages import Message, MessageRepo
@@ -34,6 +38,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # what is worth one retry: storage hiccups and lost database connections, not bad rows
 TRANSIENT = (TransientError, OperationalError, InterfaceError, OSError, TimeoutError)
+_MSG_MAX = 300  # characters of an error message kept in the audit log
+
+# ``{"code", "msg"}`` of a failed step, as audited (and as ``mediaError`` in the event)
+Failure = dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +55,11 @@ class IngestPolicy:
 
 
 class StepFailed(Exception):
-    """A step failed after its retry; already audited."""
+    """A step failed after its retry; already audited as ``failure``."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure["code"])
+        self.failure = failure
 
 
 class IngestPipeline:
@@ -95,25 +107,10 @@ class IngestPipeline:
         keep, group_id = await self._route(session_id, event)
         if not keep:
             return None
-        values = _row(session_id, event, group_id)
-        ctx = {"session_id": session_id, "wa_msg_id": event.id}
-        message = await self._step("DB_INSERT_FAILED", ctx, self.messages.insert_inbound, values)
-        if message is None:
-            self.count(session_id, "duplicates")
-            message = await self._step(
-                "DB_READ_FAILED", ctx, self.messages.by_wa_id, session_id, event.id
-            )
-            if message is None or not _unfinished(message):
-                return message  # seen and fully handled before: nothing is stored twice
-        else:
-            self.count(session_id, "stored")
-        if event.media is not None and message.media_id is None:
-            message = await self._attach_media(session_id, event, message)
-        if message.parent_id is None:
-            message = await self._link_parent(message)
-        if message.notified_at is None:
-            await self._notify(session_id, message, event)
-        return message
+        message, done = await self._persist(session_id, clean(_row(session_id, event, group_id)))
+        if message is None or done:
+            return message  # seen and fully handled before: nothing is stored twice
+        return await self._complete(session_id, event, message)
 
     def _wanted(self, session_id: str, event: MessageEvent) -> bool:
         oldest = self.clock.now() - self.policy.live_window
@@ -132,44 +129,79 @@ class IngestPipeline:
         """Whether to keep it, and its group's row id (None for a direct chat)."""
         if not event.is_group:
             return True, None
-        ctx = {"session_id": session_id, "wa_msg_id": event.id}
+        ctx = _ctx(session_id, event.id)
         group = await self._step("DB_READ_FAILED", ctx, self.groups.get, session_id, event.chat)
         if group is None or not group.monitor:
             self.count(session_id, "dropped_unmonitored")
             return False, None
         return True, group.id
 
+    async def _persist(
+        self, session_id: str, values: dict[str, Any]
+    ) -> tuple[Message | None, bool]:
+        """The row (new, or stored before) and whether it was already fully handled."""
+        ctx = _ctx(session_id, values["wa_msg_id"])
+        message = await self._step("DB_INSERT_FAILED", ctx, self.messages.insert_inbound, values)
+        if message is not None:
+            self.count(session_id, "stored")
+            return message, False
+        self.count(session_id, "duplicates")
+        message = await self._step(
+            "DB_READ_FAILED", ctx, self.messages.by_wa_id, session_id, values["wa_msg_id"]
+        )
+        return message, message is None or not _unfinished(message)
+
+    async def _complete(self, session_id: str, event: MessageEvent, message: Message) -> Message:
+        """Media, parent link and event; a failed step is audited and the next one still runs."""
+        media_error: Failure | None = None
+        if event.media is not None and message.media_id is None:
+            message, media_error = await self._attach_media(session_id, event.media, message)
+        try:
+            if message.parent_id is None:
+                message = await self._link_parent(message)
+        except StepFailed:
+            self.count(session_id, "errors")
+        try:
+            if message.notified_at is None:
+                await self._notify(session_id, message, event, media_error)
+        except StepFailed:  # the row stays un-notified: a redelivery of the message retries
+            self.count(session_id, "errors")
+        return message
+
     async def _attach_media(
-        self, session_id: str, event: MessageEvent, message: Message
-    ) -> Message:
-        ref = event.media
-        assert ref is not None
-        ctx = {"session_id": session_id, "wa_msg_id": event.id}
+        self, session_id: str, ref: MediaRef, message: Message
+    ) -> tuple[Message, Failure | None]:
+        """The message with its media stored and linked, or unchanged and why not."""
+        ctx = _ctx(session_id, message.wa_msg_id)
         link = self.link_for(session_id)
         if link is None:
-            await self._audit_error("MEDIA_UNAVAILABLE", "session is not connected", ctx)
-            return message
+            return message, await self._fail("MEDIA_UNAVAILABLE", "session is not connected", ctx)
+        try:
+            stored = await self._step("MEDIA_STORE_FAILED", ctx, self._store_media, link, ref)
+            if isinstance(stored, MediaRejected):
+                self.count(session_id, "media_rejected")
+                return message, await self._fail(stored.code, stored.message, ctx)
+            self.count(session_id, "media_deduped" if stored.deduped else "media_stored")
+            media_id = stored.media.id
+            await self._step("DB_UPDATE_FAILED", ctx, self.messages.set_media, message.id, media_id)
+        except StepFailed as failed:
+            self.count(session_id, "errors")
+            return message, failed.failure
+        return replace(message, media_id=media_id), None
+
+    async def _store_media(self, link: Link, ref: MediaRef) -> Stored | MediaRejected:
+        """Download and store; a refusal (too large, not allowed) is returned, not retried."""
         meta = MediaMeta(
             ref.mimetype, ref.filename, ref.size, ref.width, ref.height, ref.duration_s
         )
         try:
-            stored = await self._step(
-                "MEDIA_STORE_FAILED", ctx, lambda: self.media.store(link.download(ref), meta)
-            )
+            return await self.media.store(link.download(ref), meta)
         except MediaRejected as exc:
-            self.count(session_id, "media_rejected")
-            await self._audit_error(exc.code, exc.message, ctx)
-            return message
-        self.count(session_id, "media_deduped" if stored.deduped else "media_stored")
-        await self._step(
-            "DB_UPDATE_FAILED", ctx, self.messages.set_media, message.id, stored.media.id
-        )
-        updated = await self.messages.get(message.id)
-        return updated or message
+            return exc
 
     async def _link_parent(self, message: Message) -> Message:
         """Link ``message`` to its text↔media partner; returns it with its ``parent_id``."""
-        ctx = {"session_id": message.session_id, "wa_msg_id": message.wa_msg_id}
+        ctx = _ctx(message.session_id, message.wa_msg_id)
         partner = await self._step(
             "DB_READ_FAILED", ctx, self.messages.link_partner, message, self.policy.link_window
         )
@@ -179,38 +211,62 @@ class IngestPipeline:
         await self._step("DB_UPDATE_FAILED", ctx, self.messages.set_parent, later.id, earlier.id)
         return replace(message, parent_id=earlier.id) if later is message else message
 
-    async def _notify(self, session_id: str, message: Message, event: MessageEvent) -> None:
+    async def _notify(
+        self,
+        session_id: str,
+        message: Message,
+        event: MessageEvent,
+        media_error: Failure | None,
+    ) -> None:
         """``message.received`` into the outbox, atomically with the row's ``notified_at``."""
-        data = message_payload(message, event)
+        data = clean(message_payload(message, event, media_error))
 
         async def record(conn: Any) -> None:
             await self.sink.emit_in(conn, Event.MESSAGE_RECEIVED, session_id, data)
 
-        ctx = {"session_id": session_id, "wa_msg_id": message.wa_msg_id}
+        ctx = _ctx(session_id, message.wa_msg_id)
         await self._step("WEBHOOK_EMIT_FAILED", ctx, self.messages.notify, message.id, record)
 
     async def _step(
         self, code: str, ctx: dict[str, Any], fn: Callable[..., Awaitable[T]], *args: Any
     ) -> T:
-        """Run ``fn``; on a transient error retry once after 500–1000 ms, then audit and fail."""
+        """Run ``fn``; retry a transient error once after 500–1000 ms; audit what remains."""
         try:
             return await fn(*args)
         except TRANSIENT as first:
             delay = self.rng.uniform(self.policy.retry_min_s, self.policy.retry_max_s)
-            log.warning("%s (%s); retrying in %.2fs", code, first, delay)
+            log.warning("%s (%s); retrying in %.2fs", code, _describe(first), delay)
             await self.clock.sleep(delay)
+        except Exception as exc:  # not worth a retry, but never lost: audited below
+            log.warning("%s: %s", code, _describe(exc), exc_info=not isinstance(exc, WagateError))
+            raise StepFailed(await self._fail(code, _describe(exc), ctx)) from exc
         try:
             return await fn(*args)
-        except TRANSIENT as exc:
-            await self._audit_error(code, str(exc)[:300], ctx)
-            raise StepFailed(code) from exc
+        except Exception as exc:
+            raise StepFailed(await self._fail(code, _describe(exc), ctx)) from exc
 
-    async def _audit_error(self, code: str, msg: str, ctx: dict[str, Any]) -> None:
-        data = {"code": code, "msg": msg, "ctx": {"wa_msg_id": ctx.get("wa_msg_id")}}
+    async def _fail(self, code: str, msg: str, ctx: dict[str, Any]) -> Failure:
+        """Write ``audit_log('error', {code, msg, ctx: {wa_msg_id}})``; the failure."""
+        failure = {"code": code, "msg": msg[:_MSG_MAX]}
+        data = clean({**failure, "ctx": {"wa_msg_id": ctx.get("wa_msg_id")}})
         try:
             await self.audit.add(ctx.get("session_id"), AuditEvent.ERROR, data)
         except Exception:
             log.exception("could not write audit_log error %s", code)
+        return failure
+
+
+def _ctx(session_id: str, wa_msg_id: str) -> dict[str, Any]:
+    return {"session_id": session_id, "wa_msg_id": wa_msg_id}
+
+
+def _describe(exc: BaseException) -> str:
+    """A short, single-line reason: ours as written, a driver's error without the SQL."""
+    if isinstance(exc, WagateError):
+        return exc.message
+    cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[0]}" if text else type(cause).__name__
 
 
 def _unfinished(message: Message) -> bool:
@@ -262,8 +318,10 @@ def _row(session_id: str, event: MessageEvent, group_id: int | None) -> dict[str
     }
 
 
-def message_payload(message: Message, event: MessageEvent | None = None) -> dict[str, Any]:
-    """The webhook ``data`` of ``message.received``."""
+def message_payload(
+    message: Message, event: MessageEvent | None = None, media_error: Failure | None = None
+) -> dict[str, Any]:
+    """The webhook ``data`` of ``message.received``; ``mediaError`` says why media is missing."""
     data: dict[str, Any] = {
         "id": message.id,
         "waMessageId": message.wa_msg_id,
@@ -280,6 +338,7 @@ def message_payload(message: Message, event: MessageEvent | None = None) -> dict
         "parentId": message.parent_id,
         "timestamp": message.ts.isoformat(),
         "media": None,
+        "mediaError": media_error,
     }
     if message.media_id is not None:
         data["media"] = {"id": message.media_id, "url": f"/api/media/{message.media_id}"}

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from wagate.clock import Clock
 from wagate.engine.base import EngineEvent, GroupEvent, MessageEvent, ReceiptEvent
@@ -16,10 +16,11 @@ from wagate.ingest.flags import FlagWatcher
 from wagate.ingest.groups import GroupSync
 from wagate.ingest.media import MediaStore
 from wagate.ingest.pipeline import IngestPipeline, IngestPolicy
+from wagate.ingest.sanitize import clean
 from wagate.settings import Settings
 from wagate.storage.blobs import BlobStore
 from wagate.storage.db import Database
-from wagate.storage.repos.audit import AuditRepo
+from wagate.storage.repos.audit import AuditEvent, AuditRepo
 from wagate.storage.repos.flags import FlagRepo
 from wagate.storage.repos.groups import GroupRepo
 from wagate.storage.repos.media import MediaRepo
@@ -49,6 +50,7 @@ class Ingest:
         blobs: BlobStore,
     ) -> None:
         self.worker = worker
+        self.audit = audit
         self.messages = MessageRepo(db, clock)
         self.groups = GroupRepo(db, clock)
         self.media_repo = MediaRepo(db, clock)
@@ -102,7 +104,11 @@ class Ingest:
         await self._stack.aclose()
 
     async def on_event(self, session_id: str, event: EngineEvent) -> None:
-        """Route one engine event; never raises into the session's loop."""
+        """Route one engine event; never raises into the session's loop.
+
+        The pipeline audits its own failures; anything else that fails here
+        is written to ``audit_log('error')`` too, so no event is lost unseen.
+        """
         try:
             if isinstance(event, MessageEvent):
                 await self.pipeline.handle(session_id, event)
@@ -110,8 +116,21 @@ class Ingest:
                 await self.group_sync.on_event(session_id, event)
             elif isinstance(event, ReceiptEvent) and self.on_receipt is not None:
                 await self.on_receipt(session_id, event)
+        except Exception as exc:
+            kind = type(event).__name__
+            log.exception("session %s: could not handle %s", session_id, kind)
+            await self._audit_failure(session_id, event, exc)
+
+    async def _audit_failure(self, session_id: str, event: EngineEvent, exc: Exception) -> None:
+        data = {
+            "code": "EVENT_FAILED",
+            "msg": f"{type(event).__name__}: {type(exc).__name__}: {exc}"[:300],
+            "ctx": _ctx_of(event),
+        }
+        try:
+            await self.audit.add(session_id, AuditEvent.ERROR, clean(data))
         except Exception:
-            log.exception("session %s: could not handle %s", session_id, type(event).__name__)
+            log.exception("session %s: could not write audit_log error", session_id)
 
     async def on_change(self, change: SessionChange) -> None:
         """Discover groups on a session's first connection in this process (seed 003 §6)."""
@@ -131,6 +150,16 @@ class Ingest:
         if link is None:
             return 0
         return await self.group_sync.discover(session_id, link)
+
+
+def _ctx_of(event: EngineEvent) -> dict[str, Any]:
+    if isinstance(event, MessageEvent):
+        return {"wa_msg_id": event.id}
+    if isinstance(event, ReceiptEvent):
+        return {"wa_msg_id": event.message_ids[0] if event.message_ids else None}
+    if isinstance(event, GroupEvent):
+        return {"wa_group_id": event.jid}
+    return {}
 
 
 def policy_of(settings: Settings) -> IngestPolicy:

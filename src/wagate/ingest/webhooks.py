@@ -27,6 +27,7 @@ from wagate import __version__
 from wagate.clock import Clock
 from wagate.errors import InvalidInput
 from wagate.events import Event
+from wagate.ingest.sanitize import clean
 from wagate.ingest.webhook_admin import WebhookAdmin
 from wagate.ingest.webhook_policy import (
     RETRY_AFTER_STATUSES,
@@ -40,7 +41,7 @@ from wagate.ingest.webhook_policy import (
     short_reason,
     verdict,
 )
-from wagate.netguard import check_url
+from wagate.netguard import check_url, connect_guard
 from wagate.settings import Settings
 from wagate.storage.db import Database
 from wagate.storage.repos.webhooks import Claim, DeliveryRepo, SubscriptionRepo, on_commit
@@ -74,6 +75,11 @@ class Outbox:
         self.wakeup.set()
 
     async def emit(self, event: Event, session_id: str | None, data: dict[str, Any]) -> None:
+        """Record an event in a transaction of its own (tools, tests, replays of history).
+
+        Producers of state changes use :meth:`emit_in` instead, inside the
+        transaction that writes the state, so neither can commit alone.
+        """
         async with self._db.begin() as conn:
             count = await self._record(conn, event, session_id, data)
         if count:
@@ -104,7 +110,7 @@ class Outbox:
             [s.id for s in subs],
             event=event.value,
             session_id=session_id,
-            payload=envelope(event.value, session_id, data, now),
+            payload=envelope(event.value, session_id, clean(data), now),
             now=now,
         )
 
@@ -157,6 +163,8 @@ class WebhookDispatcher:
         self._client = httpx.AsyncClient(
             timeout=self._timeout_s,
             follow_redirects=False,  # a redirect could lead past the URL guard
+            # an environment proxy would hide the real target from the guard
+            trust_env=self._allow_private,
             limits=httpx.Limits(max_connections=self._limit),
             headers={"User-Agent": f"wagate/{__version__}"},
             transport=self._transport,
@@ -257,16 +265,15 @@ class WebhookDispatcher:
 
     async def _attempt(self, claim: Claim) -> Outcome:
         url = claim.subscription.url
-        try:
-            # checked again at every attempt: DNS may point somewhere else by now
-            await check_url(url, "url", allow_private=self._allow_private)
-        except InvalidInput as exc:
-            return Outcome(None, f"refused by the URL guard: {exc.message}")
         body = encode(claim.delivery.payload)
-        assert self._client is not None
         try:
+            # checked again at every attempt: DNS may point somewhere else by now,
+            # and again on the connection itself (the client resolves the name anew)
+            await check_url(url, "url", allow_private=self._allow_private)
             async with asyncio.timeout(self._timeout_s):
                 return await self._post(url, body, self._headers(claim, body))
+        except InvalidInput as exc:
+            return Outcome(None, f"refused by the URL guard: {exc.message}")
         except TimeoutError:
             return Outcome(None, f"timed out after {self._timeout_s:g} s")
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
@@ -274,7 +281,10 @@ class WebhookDispatcher:
 
     async def _post(self, url: str, body: bytes, headers: httpx.Headers) -> Outcome:
         assert self._client is not None
-        async with self._client.stream("POST", url, content=body, headers=headers) as response:
+        extensions = {} if self._allow_private else {"trace": connect_guard("url")}
+        async with self._client.stream(
+            "POST", url, content=body, headers=headers, extensions=extensions
+        ) as response:
             status = response.status_code
             if verdict(status) is Verdict.DELIVERED:
                 return Outcome(status)

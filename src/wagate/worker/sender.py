@@ -12,6 +12,7 @@ message to WhatsApp (which drops the duplicate): exactly once across kill -9.
 Outcomes:
 
 - sent → ``sent`` (``message.sent``); receipts then move it on (``message.ack``);
+  each event is written in the transaction of the status it reports;
 - a transient failure (connection lost, timeout) → stays ``queued``, retried
   after a backoff or as soon as the session reconnects;
 - a permanent one (the engine refuses the message, the media is gone, or
@@ -34,7 +35,7 @@ from wagate.engine import outgoing_codec
 from wagate.engine.base import Link, ReceiptEvent
 from wagate.engine.messages import Outgoing, SendResult
 from wagate.errors import RequestError
-from wagate.events import Event, EventSink
+from wagate.events import Event, EventSink, Then
 from wagate.settings import Settings
 from wagate.storage.repos.messages import Message
 from wagate.storage.repos.outbound import OutboundRepo
@@ -262,19 +263,24 @@ class Sender:
         return outgoing_codec.from_json(payload["message"], id=message.wa_msg_id, media_data=data)
 
     async def _sent(self, message: Message, result: SendResult) -> None:
-        updated = await self.outbound.mark_sent(
-            message.id, wa_msg_id=result.id, at=result.timestamp, payload=_stripped(message)
+        await self.outbound.mark_sent(
+            message.id,
+            wa_msg_id=result.id,
+            at=result.timestamp,
+            payload=_stripped(message),
+            then=self._event(Event.MESSAGE_SENT),
         )
         await self._drop_media(message)
-        if updated is not None:
-            await self._emit(Event.MESSAGE_SENT, updated)
 
     async def _fail(self, message: Message, error: str) -> None:
         log.getChild(message.session_id).warning("message %s failed: %s", message.id, error)
-        updated = await self.outbound.mark_failed(message.id, error, _stripped(message))
+        await self.outbound.mark_failed(
+            message.id,
+            error,
+            _stripped(message),
+            then=self._event(Event.MESSAGE_FAILED, error=error),
+        )
         await self._drop_media(message)
-        if updated is not None:
-            await self._emit(Event.MESSAGE_FAILED, updated, error=error, attempts=updated.attempts)
 
     async def _drop_media(self, message: Message) -> None:
         ref = (message.payload or {}).get("media")
@@ -285,20 +291,29 @@ class Sender:
 
     async def on_receipt(self, session_id: str, event: ReceiptEvent) -> None:
         """Move our messages forward (never back) and tell the webhooks."""
-        moved = await self.outbound.apply_receipt(
-            session_id, list(event.message_ids), event.status.value, event.timestamp
+        await self.outbound.apply_receipt(
+            session_id,
+            list(event.message_ids),
+            event.status.value,
+            event.timestamp,
+            then=self._event(Event.MESSAGE_ACK, at=event.timestamp.isoformat(), by=event.by),
         )
-        for message in moved:
-            await self._emit(
-                Event.MESSAGE_ACK, message, at=event.timestamp.isoformat(), by=event.by
-            )
 
-    async def _emit(self, event: Event, message: Message, **extra: Any) -> None:
-        data = message_event(message) | extra
-        try:
-            await self.sink.emit(event, message.session_id, data)
-        except Exception:
-            log.exception("could not record %s for message %s", event, message.id)
+    def _event(self, event: Event, **extra: Any) -> Then[Message]:
+        """Records ``event`` for the message a status write returns, in that write's transaction.
+
+        A failure to record it fails the status write too: the message stays
+        as it was (queued: sent again under the same WhatsApp id), so a status
+        is never recorded without its event.
+        """
+
+        async def record(conn: Any, message: Message) -> None:
+            data = message_event(message) | extra
+            if event is Event.MESSAGE_FAILED:
+                data["attempts"] = message.attempts
+            await self.sink.emit_in(conn, event, message.session_id, data)
+
+        return record
 
     async def _sweep_orphans(self) -> None:
         for session_id, wa_id, path in self.spool.files_older_than(ORPHAN_AGE_S):

@@ -1,4 +1,11 @@
-"""``GET /api/media/{id}``: a stored media object, streamed to an authorised caller."""
+"""``GET /api/media/{id}``: a stored media object, streamed to an authorised caller.
+
+Media comes from anyone who can message the account, so its stored type is
+not trusted to be harmless: the browser is told not to sniff another type
+(``nosniff``), and only types a browser merely displays (raster images, audio,
+video) are served inline; anything else (HTML, SVG, XML, PDF, …) is served as
+an attachment, so it cannot run script in the API's origin.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,10 @@ from wagate.errors import NotFound
 from wagate.lifecycle import Gateway
 
 router = APIRouter(prefix="/api/media", tags=["media"])
+
+_INLINE_IMAGES = frozenset(
+    {"image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp", "image/avif"}
+)
 
 
 @router.get(
@@ -30,16 +41,24 @@ async def get_media(
     chunks = gw.blobs.open(media.storage_path)
     first = await _first(chunks)  # a missing object is a 404 before any byte is sent
     name = media.storage_path.rsplit("/", 1)[-1]
+    disposition = "inline" if is_inline(media.mime) else "attachment"
     return StreamingResponse(
         _prepend(first, chunks),
         media_type=media.mime,
         headers={
             "Content-Length": str(media.bytes),
-            "Content-Disposition": f'inline; filename="{media.sha256[:16]}-{name}"',
+            "Content-Disposition": f'{disposition}; filename="{media.sha256[:16]}-{name}"',
+            "X-Content-Type-Options": "nosniff",
             "ETag": f'"{media.sha256}"',
             "Cache-Control": "private, max-age=31536000, immutable",
         },
     )
+
+
+def is_inline(mime: str) -> bool:
+    """True for the types a browser only displays; everything else is an attachment."""
+    base = mime.split(";", 1)[0].strip().lower()
+    return base in _INLINE_IMAGES or base.startswith(("audio/", "video/"))
 
 
 async def _first(chunks: AsyncIterator[bytes]) -> bytes:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from wagate.clock import Clock
 from wagate.storage.db import Database
 from wagate.storage.tables import audit_log as t
@@ -43,14 +45,24 @@ class AuditRepo:
     async def add(
         self, session_id: str | None, event: AuditEvent, data: dict[str, Any] | None = None
     ) -> None:
+        async with self._db.begin() as conn:
+            await self.add_in(conn, session_id, event, data)
+
+    async def add_in(
+        self,
+        conn: AsyncConnection,
+        session_id: str | None,
+        event: AuditEvent,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """Append an entry inside ``conn``, a transaction of the caller's."""
         values = {
             "session_id": session_id,
             "event": event.value,
             "data": data or {},
             "created_at": self._clock.now(),
         }
-        async with self._db.begin() as conn:
-            await conn.execute(t.insert().values(**values))
+        await conn.execute(t.insert().values(**values))
 
     async def recent(
         self,

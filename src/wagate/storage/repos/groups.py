@@ -6,7 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from wagate.clock import Clock
+from wagate.events import Then
 from wagate.storage.db import Database
 from wagate.storage.tables import groups as t
 from wagate.storage.upsert import insert_for
@@ -53,25 +56,24 @@ class GroupRepo:
         return [Group(**r) for r in rows]
 
     async def upsert(
-        self, session_id: str, wa_group_id: str, name: str | None, participants: int | None = None
+        self,
+        session_id: str,
+        wa_group_id: str,
+        name: str | None,
+        participants: int | None = None,
+        *,
+        then: Then[Upserted] | None = None,
     ) -> Upserted:
-        """Insert or update name/participants; never touches ``monitor``."""
+        """Insert or update name/participants; never touches ``monitor``.
+
+        ``then(conn, upserted)`` runs in the same transaction (the events of it).
+        """
         now = self._clock.now()
+        values: dict[str, Any] = {"name": name, "updated_at": now}
+        if participants is not None:
+            values["participants"] = participants
         async with self._db.begin() as conn:
-            before = (
-                (
-                    await conn.execute(
-                        t.select().where(
-                            t.c.session_id == session_id, t.c.wa_group_id == wa_group_id
-                        )
-                    )
-                )
-                .mappings()
-                .first()
-            )
-            values: dict[str, Any] = {"name": name, "updated_at": now}
-            if participants is not None:
-                values["participants"] = participants
+            before = await self._row_in(conn, session_id, wa_group_id)
             stmt = insert_for(conn, t).values(
                 session_id=session_id, wa_group_id=wa_group_id, created_at=now, **values
             )
@@ -79,20 +81,21 @@ class GroupRepo:
                 index_elements=["session_id", "wa_group_id"], set_=values
             )
             await conn.execute(stmt)
-            row = (
-                (
-                    await conn.execute(
-                        t.select().where(
-                            t.c.session_id == session_id, t.c.wa_group_id == wa_group_id
-                        )
-                    )
-                )
-                .mappings()
-                .one()
+            row = await self._row_in(conn, session_id, wa_group_id)
+            assert row is not None
+            old = before["name"] if before else None
+            renamed = before is not None and name is not None and old != name
+            result = Upserted(
+                Group(**row), created=before is None, renamed_from=old if renamed else None
             )
-        old = before["name"] if before else None
-        renamed = before is not None and name is not None and old != name
-        return Upserted(Group(**row), created=before is None, renamed_from=old if renamed else None)
+            if then is not None:
+                await then(conn, result)
+        return result
+
+    @staticmethod
+    async def _row_in(conn: AsyncConnection, session_id: str, wa_group_id: str) -> Any:
+        query = t.select().where(t.c.session_id == session_id, t.c.wa_group_id == wa_group_id)
+        return (await conn.execute(query)).mappings().first()
 
     async def set_monitor(self, session_id: str, wa_group_id: str, monitor: bool) -> Group | None:
         async with self._db.begin() as conn:

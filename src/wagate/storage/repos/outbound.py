@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from wagate.clock import Clock
+from wagate.events import Then
 from wagate.storage.db import Database
 from wagate.storage.repos.messages import OUT, Message, to_message
 from wagate.storage.tables import messages as t
@@ -146,12 +147,22 @@ class OutboundRepo:
         await self._update(t.c.id == message_id, t.c.status == QUEUED, error=error[:1000])
 
     async def mark_sent(
-        self, message_id: int, *, wa_msg_id: str, at: datetime, payload: dict[str, Any] | None
+        self,
+        message_id: int,
+        *,
+        wa_msg_id: str,
+        at: datetime,
+        payload: dict[str, Any] | None,
+        then: Then[Message] | None = None,
     ) -> Message | None:
-        """Record the send; a receipt that got here first keeps its (later) status."""
+        """Record the send; a receipt that got here first keeps its (later) status.
+
+        ``then(conn, message)`` runs in the same transaction (the event of it).
+        """
         status = sa.case((t.c.status == QUEUED, SENT), else_=t.c.status)
         return await self._update(
             t.c.id == message_id,
+            then=then,
             status=status,
             wa_msg_id=wa_msg_id,
             sent_at=sa.func.coalesce(t.c.sent_at, at),
@@ -160,20 +171,34 @@ class OutboundRepo:
         )
 
     async def mark_failed(
-        self, message_id: int, error: str, payload: dict[str, Any] | None
+        self,
+        message_id: int,
+        error: str,
+        payload: dict[str, Any] | None,
+        then: Then[Message] | None = None,
     ) -> Message | None:
+        """Fail a queued message; ``then(conn, message)`` runs in the same transaction."""
         return await self._update(
             t.c.id == message_id,
             t.c.status == QUEUED,
+            then=then,
             status=FAILED,
             error=error[:1000],
             payload=payload,
         )
 
     async def apply_receipt(
-        self, session_id: str, wa_msg_ids: list[str], status: str, at: datetime
+        self,
+        session_id: str,
+        wa_msg_ids: list[str],
+        status: str,
+        at: datetime,
+        then: Then[Message] | None = None,
     ) -> list[Message]:
-        """Move our messages forward to ``status``; the ones that moved (none move back)."""
+        """Move our messages forward to ``status``; the ones that moved (none move back).
+
+        ``then(conn, message)`` runs for each moved message, in the same transaction.
+        """
         rank = _RANK[status]
         # a receipt is proof the message arrived, even if our send call reported a failure
         earlier = [name for name, r in _RANK.items() if r < rank] + [FAILED]
@@ -196,8 +221,11 @@ class OutboundRepo:
             .returning(*t.c)
         )
         async with self._db.begin() as conn:
-            rows = (await conn.execute(stmt)).mappings().all()
-        return [to_message(row) for row in rows]
+            moved = [to_message(row) for row in (await conn.execute(stmt)).mappings().all()]
+            if then is not None:
+                for message in moved:
+                    await then(conn, message)
+        return moved
 
     # --- history -------------------------------------------------------------------
 
@@ -239,12 +267,20 @@ class OutboundRepo:
             row = (await conn.execute(t.select().where(*where).limit(1))).mappings().first()
         return to_message(row) if row else None
 
-    async def _update(self, *where: sa.ColumnElement[bool], **values: Any) -> Message | None:
+    async def _update(
+        self,
+        *where: sa.ColumnElement[bool],
+        then: Then[Message] | None = None,
+        **values: Any,
+    ) -> Message | None:
         values["updated_at"] = self._clock.now()
         stmt = t.update().where(*where).values(**values).returning(*t.c)
         async with self._db.begin() as conn:
             row = (await conn.execute(stmt)).mappings().first()
-        return to_message(row) if row else None
+            message = to_message(row) if row else None
+            if message is not None and then is not None:
+                await then(conn, message)
+        return message
 
 
 def _filters(query: HistoryQuery) -> list[sa.ColumnElement[bool]]:

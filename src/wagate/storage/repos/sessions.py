@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from wagate.clock import Clock
 from wagate.domain.session import DisconnectKind, Session, SessionState, seed_000
 from wagate.errors import Conflict
+from wagate.events import Then
 from wagate.storage.db import Database
 from wagate.storage.tables import sessions as t
 
@@ -29,12 +30,28 @@ def _to_session(row: RowMapping) -> Session:
     return Session(**data)
 
 
-class SessionRepo:
-    """Reads and writes ``sessions``; every write stamps ``updated_at``."""
+@dataclass(frozen=True, slots=True)
+class SessionWrite:
+    """The columns one :meth:`SessionRepo.update` set on a session row, as stored."""
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    session_id: str
+    values: dict[str, Any]
+
+
+class SessionRepo:
+    """Reads and writes ``sessions``; every write stamps ``updated_at``.
+
+    ``on_write(conn, write)``, when given, runs inside the transaction of every
+    :meth:`update` that changed a row: the lifecycle events of a state are
+    recorded with the state itself (see :mod:`wagate.worker.status_events`).
+    """
+
+    def __init__(
+        self, db: Database, clock: Clock, *, on_write: Then[SessionWrite] | None = None
+    ) -> None:
         self._db = db
         self._clock = clock
+        self._on_write = on_write
 
     async def create(
         self,
@@ -112,7 +129,9 @@ class SessionRepo:
             values["disconnect_kind"] = kind.value
         values["updated_at"] = self._clock.now()
         async with self._db.begin() as conn:
-            await conn.execute(t.update().where(t.c.id == session_id).values(**values))
+            result = await conn.execute(t.update().where(t.c.id == session_id).values(**values))
+            if result.rowcount and self._on_write is not None:
+                await self._on_write(conn, SessionWrite(session_id, values))
 
     async def record_qr(
         self, session_id: str, qr: str, generated_at: datetime, expires_at: datetime
