@@ -82,6 +82,17 @@ async def test_discovery_on_connect_and_on_request_keeps_monitor(
     assert await gateway.ingest.watcher.poll() == 0  # handled once per request
 
 
+async def test_passes_that_overlap_record_a_rename_once(
+    api: httpx.AsyncClient, engine: ScriptedEngine, gateway: Gateway
+) -> None:
+    link = await _link(api, engine, [GroupInfo(TEAM, "Team", 5)])
+    await _until(lambda: _audit(api, "discovery"))
+    link.group_list = [GroupInfo(TEAM, "Team HQ", 6)]
+    await asyncio.gather(*(gateway.ingest.discover("g1") for _ in range(4)))
+    renames = await _audit(api, "group_rename")
+    assert [r["data"]["to"] for r in renames] == ["Team HQ"]
+
+
 async def test_live_group_events_upsert(api: httpx.AsyncClient, engine: ScriptedEngine) -> None:
     link = await _link(api, engine, [])
     await _until(lambda: _audit(api, "discovery"))

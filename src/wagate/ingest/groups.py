@@ -6,7 +6,9 @@ are written in one transaction: a crash leaves all of them or none.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import defaultdict
 from typing import Any
 
 from wagate.engine.base import GroupEvent, Link
@@ -23,6 +25,9 @@ class GroupSync:
         self.groups = groups
         self.audit = audit
         self.sink = sink
+        # one session's upserts run one at a time: a discovery pass and a live rename (or two
+        # passes) reading the same old name would otherwise both record the rename
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def discover(self, session_id: str, link: Link) -> int:
         """Fetch the account's groups (names only, no member lists) and upsert them."""
@@ -46,7 +51,8 @@ class GroupSync:
             await self._record_in(conn, session_id, result)
 
         clean_name = clean_text(name) if name is not None else None
-        await self.groups.upsert(session_id, jid, clean_name, participants, then=record)
+        async with self._locks[session_id]:
+            await self.groups.upsert(session_id, jid, clean_name, participants, then=record)
 
     async def _record_in(self, conn: Any, session_id: str, result: Upserted) -> None:
         group = result.group
