@@ -110,6 +110,7 @@ class ClientSlot:
         self.stuck = False
         self.reaping = False
         self.excused = False  # a "stream replaced" it caused was taken as a reconnect
+        self.resuming = False  # its last dial was with a linked device (no QR needed)
         self.dialed_at = 0.0  # the loop's time of the last connect
         self._reset()
 
@@ -156,11 +157,17 @@ class ClientSlot:
     def stop_stuck(self) -> None:
         self.stuck = True
 
-    async def connect(self, db_name: str, proxy: Any, jid: Any, new_device: bool) -> None:
-        """Start the connect task (neonize's ``connect``); never while the last one runs."""
+    async def connect(
+        self, db_name: str, proxy: Any, jid: Any, new_device: bool, *, resuming: bool = False
+    ) -> None:
+        """Start the connect task (neonize's ``connect``); never while the last one runs.
+
+        ``resuming``: the session has a linked device, so this dial logs in by itself.
+        """
         if self.task is not None and not self.task.done():
             raise RuntimeError("the previous connect task of this client still runs")
         self._reset()
+        self.resuming = resuming
         self.client.name = db_name  # the SQLite path or PostgreSQL URL Go opens
         self.client.jid = jid
         self.client.new_device = new_device
@@ -169,8 +176,9 @@ class ClientSlot:
         self.task.add_done_callback(self._task_done)
 
     def may_log_in(self) -> bool:
-        """Its connect task runs without ever having shown a QR: a dial that may still log in."""
-        return self.task is not None and not self.task.done() and not self.qr_seen
+        """A dial with the session's device that still runs: it may yet log in by itself."""
+        running = self.task is not None and not self.task.done()
+        return running and self.resuming and not self.pipeline_up
 
     async def shut(self, timeout_s: float) -> bool:
         """Let go of the Go client; True if its goroutine is gone, False if set aside."""

@@ -231,4 +231,5 @@ class NeonizeEngine:
             "needsRestart": self._over_bound or stuck > 0 or too_many_aside,
             "executorThreads": self._runtime.executor_size if self._runtime else 0,
             "gateWaiting": self._runtime.gate.waiting if self._runtime else 0,
+            "unguardedGoReads": stats.unguarded_reads if stats is not None else 0,
         }

@@ -97,7 +97,7 @@ class SessionClient:
         sink.attach(slot)
         self._sink = sink
         try:
-            await slot.connect(db_name, proxy, jid, new_device)
+            await slot.connect(db_name, proxy, jid, new_device, resuming=_linked(auth))
             await self._wait_alive(slot)
         except BaseException:
             self._sink = None
@@ -267,6 +267,15 @@ class SessionClient:
     def running(self) -> int:
         slots = [self.current, *self.abandoned]
         return sum(1 for s in slots if s is not None and s.task is not None and not s.task.done())
+
+
+def _linked(auth: AuthStore) -> bool:
+    """The session has a linked device (its JID is recorded at every login, removed at logout)."""
+    try:
+        saved = auth.load(AUTH_RECORD) or {}
+    except OSError:
+        return False
+    return bool(saved.get("jid"))
 
 
 def _task_error(task: asyncio.Task[Any]) -> str:
