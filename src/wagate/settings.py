@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     neonize_start_window_ms: int = Field(
         2_000, ge=50, le=60_000, validation_alias=_env("NEONIZE_START_WINDOW_MS")
     )
+    # the same when the stores are in PostgreSQL (Go opens the database inside the start)
+    neonize_db_start_window_ms: int = Field(
+        10_000, ge=50, le=120_000, validation_alias=_env("NEONIZE_DB_START_WINDOW_MS")
+    )
+    # a dial that shows no sign of life this long ends the link (proxy_error with a proxy)
+    neonize_dial_deadline_ms: int = Field(
+        30_000, ge=100, validation_alias=_env("NEONIZE_DIAL_DEADLINE_MS")
+    )
     neonize_stop_timeout_ms: int = Field(
         10_000, ge=100, validation_alias=_env("NEONIZE_STOP_TIMEOUT_MS")
     )
@@ -83,12 +91,14 @@ class Settings(BaseSettings):
     )
     # past this many open descriptors the engine asks for a restart (0: 80% of the rlimit)
     neonize_max_open_files: int = Field(0, ge=0, validation_alias=_env("NEONIZE_MAX_OPEN_FILES"))
+    # past this many clients set aside (each keeps a thread and a descriptor) too
+    neonize_max_set_aside: int = Field(20, ge=1, validation_alias=_env("NEONIZE_MAX_SET_ASIDE"))
     neonize_log_level: str = Field(
         "warning",
         pattern=r"(?i)^(debug|info|warning|error|critical)$",
         validation_alias=_env("NEONIZE_LOG_LEVEL"),
     )
-    # keep Go's prints to stdout ("Login event: …") out of the process's output
+    # keep Go's prints ("Login event: …", "Press Ctrl+C to exit") out of the process's output
     neonize_capture_stdout: bool = Field(True, validation_alias=_env("NEONIZE_CAPTURE_STDOUT"))
 
     # --- worker ------------------------------------------------------------------

@@ -52,3 +52,17 @@ async def test_health_counts_sessions_by_state(
         await eventually(lambda: True)
     assert seen == {"connected": 1, "connecting": 1, "reconnecting": 0}
     assert (await api.get("/health")).json()["data"]["sessionCount"] == 2
+
+
+async def test_an_engine_that_needs_a_restart_says_so_and_fails_healthz(
+    anon: httpx.AsyncClient, engine: ScriptedEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert (await anon.get("/health")).json()["needsRestart"] is False
+    figures = {"clientsSetAside": 21, "needsRestart": True}
+    monkeypatch.setattr(engine, "health", lambda: figures, raising=False)
+    r = await anon.get("/healthz")
+    assert (r.status_code, r.json()) == (503, {"ok": False})
+    body = (await anon.get("/health")).json()
+    assert (body["status"], body["success"], body["data"]["status"]) == ("ok", True, "online")
+    assert body["needsRestart"] is True and body["data"]["needsRestart"] is True
+    assert body["data"]["engine"]["clientsSetAside"] == 21

@@ -1,9 +1,10 @@
 """The contract's driver for the neonize engine: the fake FFI plays WhatsApp and the phones.
 
 Inbound traffic is delivered the way whatsmeow reports it today: a peer is
-addressed by its ``@lid`` (``Sender`` and, in direct chats, ``Chat``) with its
-phone JID in ``SenderAlt``; media arrives as the WhatsApp sub-message with
-its direct path, hashes and length; receipts and groups as neonize's events.
+addressed by its ``@lid`` (``Sender`` and, in direct chats, ``Chat``, for
+messages and receipts alike) with its phone JID in ``SenderAlt``; media
+arrives as the WhatsApp sub-message with its direct path, hashes and length;
+receipts and groups as neonize's events.
 What a session sent is read back from the ``SendMessage`` calls, field by
 field, into the same inbox entries the sandbox network keeps.
 """
@@ -266,7 +267,8 @@ class NeonizeDriver:
         now = datetime.now(UTC)
         for sent in self.fake.sent:
             if sent.id in ids and sent.to.split("@", 1)[0] in (phone, lid_of(phone)):
-                src = go.source(pn(phone), pn(phone), alt=f"{lid_of(phone)}@lid")
+                peer = f"{lid_of(phone)}@lid"
+                src = go.source(peer, peer, alt=pn(phone))
                 client = self.fake.by_uuid[sent.uuid]
                 self.fake.emit(client, 18, go.receipt(src, [sent.id], now, "read"))
 

@@ -11,7 +11,11 @@ It also plays Go's referee: goneonize keeps its clients in unlocked maps, so
 a start or stop overlapping any other call, a ``Stop`` while the client's
 goroutine will still read its map entry, or a call that dereferences a
 missing or logged-out client are recorded in :attr:`FakeGo.violations`
-(where the real library would abort the process).
+(where the real library would abort the process). Go's own reads count too:
+the goroutine of every client reads the maps again on its way into
+``CallbackFunction`` (after its QR loop ends, or right after a logged-in
+dial), outside any call, and a start's map writes last as long as its store
+takes to open (:attr:`FakeGo.open_delay_s`).
 """
 
 from __future__ import annotations
@@ -101,6 +105,9 @@ class FakeGo:
         self.qr_timeout_after: int | None = None  # show this many QRs, then "timeout"
         self.send_error: str | None = None
         self.pair_requests: list[str] = []
+        self.open_delay_s = 0.0  # how long a start's store takes to open (its writes last)
+        self.opening = threading.Event()  # set while a start is in its map writes
+        self.stall_dials = False  # dials hang until the test posts "dialed" (or "end")
 
     def close(self) -> None:
         """Release every goroutine that would otherwise wait forever (``FetchMe``)."""
@@ -147,7 +154,8 @@ class FakeGo:
         key = uuid.decode()
         self.calls.append(("Neonize", key))
         self._enter("write", "Neonize")
-        time.sleep(CALL_TIME_S * 3)  # the map writes and the store's open
+        self.opening.set()
+        time.sleep(CALL_TIME_S * 3 + self.open_delay_s)  # the map writes and the store's open
         proxy = proxy_ref._obj.proxyAddress.decode() if proxy_ref is not None else None
         subscribed = set(bytes(subscribers)[:nsubs])
         client = FakeClient(key, db.decode(), proxy, qr_cb, login_cb, event_cb, subscribed)
@@ -155,16 +163,29 @@ class FakeGo:
         client.jid = jid_text(P.JID.FromString(jidbuf)) if jidsize else ""
         self.clients[key] = client
         self.by_uuid[key] = client
+        self.opening.clear()
         self._leave("write")
         with self.started:
             self.started.notify_all()
         if self.dial_error is not None:
             client.phase = "ended"
             return self.dial_error.encode()
+        if self.stall_dials and not self._dialed(client):
+            client.phase = "ended"
+            return b""
         store = self.devices.get(client.db) if not new_device else None
         if store is None:
             return self._pair(client)
-        return self._pipeline(client, store)
+        return self._after_dial(client, store)
+
+    def _dialed(self, client: FakeClient) -> bool:
+        """A stalled dial: wait for the test to let it complete ("dialed") or end it."""
+        while True:
+            command, _ = client.commands.get()
+            if command == "dialed":
+                return True
+            if command == "end":
+                return False
 
     def _pair(self, client: FakeClient) -> bytes:
         client.phase = "qr"
@@ -179,7 +200,7 @@ class FakeGo:
                 self.devices[client.db] = store
                 return self._after_qr(client, store)
             elif command == "late_pipeline":  # a dial that completed after all
-                return self._pipeline(client, self.devices[client.db])
+                return self._after_dial(client, self.devices[client.db])
             elif command in ("status", "timeout"):
                 self._login_status(client, args[0] if args else "timeout")
                 return self._after_qr(client, None)
@@ -196,15 +217,27 @@ class FakeGo:
             return ("qr", ()) if len(client.qrs) < self.qr_timeout_after else ("timeout", ())
 
     def _after_qr(self, client: FakeClient, store: dict[str, str] | None) -> bytes:
-        # CallbackFunction: eventChannel[id], then FetchMe reads clients[id].Store.
-        if client.uuid not in self.clients:
-            self.violations.append(f"{client.uuid}: goroutine read a deleted client (nil panic)")
+        if not self._callback_reads(client):
             return b""
         if store is None or client.disconnected:
             client.phase = "fetchme"  # FetchMe waits forever for a device ID
             self._shutdown.wait()
             return b""
         return self._pipeline(client, store)
+
+    def _after_dial(self, client: FakeClient, store: dict[str, str]) -> bytes:
+        """A logged-in client's dial returned: straight into CallbackFunction."""
+        if not self._callback_reads(client):
+            return b""
+        return self._pipeline(client, store)
+
+    def _callback_reads(self, client: FakeClient) -> bool:
+        """CallbackFunction: ``eventChannel[id]``, then FetchMe reads ``clients[id].Store``."""
+        self._op("read", "CallbackFunction", client.uuid.encode())
+        if client.uuid not in self.clients:
+            self.violations.append(f"{client.uuid}: goroutine read a deleted client (nil panic)")
+            return False
+        return True
 
     def _pipeline(self, client: FakeClient, store: dict[str, str]) -> bytes:
         client.phase = "pipeline"

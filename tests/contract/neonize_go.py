@@ -37,9 +37,19 @@ def jid_text(value: Any) -> str:
 
 
 def source(
-    chat: str, sender: str, *, alt: str = "", from_me: bool = False, group: bool = False
+    chat: str,
+    sender: str,
+    *,
+    alt: str = "",
+    recipient_alt: str = "",
+    from_me: bool = False,
+    group: bool = False,
 ) -> Any:
-    """``EncodeMessageSource``; ``alt`` (``SenderAlt``) is an ``@lid`` sender's phone JID."""
+    """``EncodeMessageSource``; ``alt`` (``SenderAlt``) is an ``@lid`` sender's phone JID.
+
+    ``recipient_alt`` (``RecipientAlt``) is the phone JID of an ``@lid`` direct
+    chat's peer, on what we sent from our own phone.
+    """
     mode = P.AddressingMode.LID if sender.endswith("@lid") else P.AddressingMode.PN
     return P.MessageSource(
         Chat=jid(chat),
@@ -48,7 +58,7 @@ def source(
         IsGroup=group,
         AddressingMode=mode,
         SenderAlt=jid(alt),
-        RecipientAlt=jid(),
+        RecipientAlt=jid(recipient_alt),
         BroadcastListOwner=jid(),
     )
 

@@ -117,7 +117,7 @@ async def test_inbound_text_names_the_senders_phone(driver: Driver) -> None:
         event = await events.first(MessageEvent)
     assert (event.id, event.kind, event.text) == (msg_id, MessageKind.TEXT, "hi there")
     assert event.sender_pn == PEER_JID, "the sender's phone JID (SenderAlt for an @lid sender)"
-    assert event.chat in (PEER_JID, event.sender_lid, event.sender)
+    assert event.chat == PEER_JID, "a direct chat is named by the peer's phone JID"
     assert not event.from_me and not event.is_group
     assert recent(event.timestamp)
 
@@ -251,6 +251,7 @@ async def test_read_receipts_come_back(driver: Driver) -> None:
         while receipt.status != "read":
             receipt = await events.first(ReceiptEvent)
     assert sent.id in receipt.message_ids
+    assert receipt.chat == PEER_JID, "the same chat id as the peer's messages"
     assert recent(receipt.timestamp)
 
 

@@ -51,10 +51,15 @@ def test_every_state_can_be_stopped_or_is_stopped() -> None:
         (DisconnectKind.REPLACED, Recovery.FAIL, SessionState.FAILED),
         (DisconnectKind.BANNED, Recovery.FAIL, SessionState.FAILED),
         (DisconnectKind.QR_TIMEOUT, Recovery.STOP, SessionState.STOPPED),
+        (DisconnectKind.CLIENT_OUTDATED, Recovery.FAIL, SessionState.FAILED),
     ],
 )
 def test_recovery_per_kind(kind: DisconnectKind, recovery: Recovery, state: SessionState) -> None:
     assert d.recovery_for(kind) == (recovery, state)
+
+
+def test_every_disconnect_kind_has_a_recovery() -> None:
+    assert set(d.RECOVERY) == set(DisconnectKind)
 
 
 def test_only_logged_out_and_failed_need_an_operator() -> None:

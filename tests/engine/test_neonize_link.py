@@ -8,8 +8,9 @@ still read its map entry, a ``GetMe`` on a client that does not exist).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from wagate.engine.base import (
 from wagate.engine.messages import MediaRef, MessageKind, Outgoing
 from wagate.engine.neonize import NeonizeConfig, NeonizeLink
 from wagate.engine.neonize import _loader as nz
+from wagate.engine.neonize.client import ClientSlot
 from wagate.errors import InvalidInput, ProxyFailure, TransientError
 
 PHONE, PEER = "15550001111", "15550002222"
@@ -159,24 +161,24 @@ async def test_the_pairing_code_is_asked_for_once_after_the_first_qr(
 
 
 @pytest.mark.parametrize(
-    ("status", "kind", "code"),
+    ("status", "kind"),
     [
-        ("timeout", DisconnectKind.QR_TIMEOUT, None),
-        ("err-client-outdated", DisconnectKind.BANNED, "client_outdated"),
-        ("error", DisconnectKind.CONNECTION_LOST, None),
+        ("timeout", DisconnectKind.QR_TIMEOUT),
+        ("err-client-outdated", DisconnectKind.CLIENT_OUTDATED),
+        ("error", DisconnectKind.CONNECTION_LOST),
     ],
 )
 async def test_the_login_status_aioze_drops_is_recovered(
-    world: NeonizeDriver, fake: FakeGo, status: str, kind: DisconnectKind, code: str | None
+    world: NeonizeDriver, fake: FakeGo, status: str, kind: DisconnectKind
 ) -> None:
     async with world.engine.link(world.auth("s1"), LinkOptions()) as link:
         events = Events(link)
         await events.expect(QRCode)
         fake.client("s1").post("status", status)
         ended = await events.expect(Disconnected)
-    assert ended.kind is kind and ended.detail.get("code") == code
-    if code == "client_outdated":
-        assert "upgrade neonize" in ended.reason
+    assert ended.kind is kind
+    if kind is DisconnectKind.CLIENT_OUTDATED:
+        assert "upgrade wagate" in ended.reason and "neonize" in ended.reason
 
 
 async def test_connected_comes_from_the_device_event_never_from_get_me(
@@ -207,8 +209,8 @@ async def test_connected_comes_from_the_device_event_never_from_get_me(
          "sent_too_many_same_message"),
         (9, go.connect_failure("SERVICE_UNAVAILABLE"), DisconnectKind.CONNECTION_LOST, None),
         (9, go.connect_failure("MAIN_DEVICE_GONE"), DisconnectKind.LOGGED_OUT, None),
-        (9, go.connect_failure("CLIENT_OUTDATED"), DisconnectKind.BANNED, "client_outdated"),
-        (10, nz.nproto.ClientOutdated(), DisconnectKind.BANNED, "client_outdated"),
+        (9, go.connect_failure("CLIENT_OUTDATED"), DisconnectKind.CLIENT_OUTDATED, None),
+        (10, nz.nproto.ClientOutdated(), DisconnectKind.CLIENT_OUTDATED, None),
         (6, go.logged_out("LOGGED_OUT"), DisconnectKind.LOGGED_OUT, None),
         (7, nz.nproto.StreamReplaced(), DisconnectKind.REPLACED, None),
     ],
@@ -428,5 +430,209 @@ async def test_the_engine_reports_a_process_past_its_descriptor_bound(
     assert health["overOpenFilesBound"] is True and health["needsRestart"] is True
     assert health["openFiles"] > health["maxOpenFiles"] == 3
     assert "restart this worker" in caplog.text
+    await settle(fake, world.engine)
+    await world.aclose()
+
+
+# --- the FFI boundary's own guards ----------------------------------------------------------
+
+
+async def test_the_ffi_refuses_calls_that_need_a_logged_in_client(
+    world: NeonizeDriver, fake: FakeGo
+) -> None:
+    async with world.engine.link(world.auth("s1"), LinkOptions()) as link:
+        await Events(link).expect(QRCode)
+        slot = current_slot(world, "s1")
+        for name in ("GetMe", "GetLIDFromPN", "SendMessage", "Upload"):
+            with pytest.raises(TransientError, match="not connected"):
+                await slot.calls.call(name, slot.uuid.encode())
+    assert called(fake, "GetMe", "GetLIDFromPN", "SendMessage", "Upload") == []
+
+
+async def test_a_disconnect_waits_its_turn_at_the_gate(world: NeonizeDriver, fake: FakeGo) -> None:
+    async with world.engine.link(world.auth("s1"), LinkOptions()) as link:
+        await Events(link).expect(QRCode)
+        slot = current_slot(world, "s1")
+        gate = world.engine.runtime.gate
+        hold = await gate.exclusive()  # as a start or a stop would
+        disconnect = asyncio.ensure_future(slot.calls.Disconnect(slot.uuid.encode()))
+        await until(lambda: gate.waiting == 1)
+        assert called(fake, "Disconnect") == []
+        hold.release()
+        await asyncio.wait_for(disconnect, 3)
+        assert called(fake, "Disconnect") == ["Disconnect"]
+
+
+def current_slot(world: NeonizeDriver, session: str) -> ClientSlot:
+    slot = world.engine.sessions[session].current
+    assert slot is not None
+    return slot
+
+
+async def until(condition: Callable[[], bool], within_s: float = 3.0) -> None:
+    async with asyncio.timeout(within_s):
+        while not condition():  # noqa: ASYNC110 - the state lives in the engine and the fake
+            await asyncio.sleep(0.005)
+
+
+# --- Go's own reads of its maps ----------------------------------------------------------
+
+
+async def test_the_end_of_a_qr_loop_waits_for_the_gate_before_go_reads_its_maps(
+    make_world: Any, fake: FakeGo
+) -> None:
+    world: NeonizeDriver = make_world(NeonizeConfig(reconnect_grace_s=0, start_window_s=5))
+    async with world.engine.link(world.auth("s1"), LinkOptions()) as first:
+        events = Events(first)
+        await events.expect(QRCode)
+        fake.open_delay_s = 0.5  # the next start writes Go's maps for half a second
+        second = asyncio.ensure_future(opened_with_qr(world, "s2"))
+        assert await asyncio.to_thread(fake.opening.wait, 5)
+        fake.client("s1").post("status", "timeout")  # s1's QR loop ends during s2's writes
+        ended = await events.expect(Disconnected)
+        await asyncio.wait_for(second, 5)
+    assert ended.kind is DisconnectKind.QR_TIMEOUT
+    assert ("CallbackFunction", "s1") in fake.calls
+    assert world.engine.runtime.stats.go_reads >= 1
+    await settle(fake, world.engine)
+    await world.aclose()
+
+
+async def opened_with_qr(world: NeonizeDriver, session: str) -> None:
+    async with world.engine.link(world.auth(session), LinkOptions()) as link:
+        await Events(link).expect(QRCode)
+
+
+async def test_a_postgres_store_holds_the_start_alone_for_its_longer_window(
+    make_world: Any, fake: FakeGo
+) -> None:
+    url = "postgresql://wa@db.internal/whatsmeow"
+    config = NeonizeConfig(
+        database_url=url, reconnect_grace_s=0, start_window_s=0.1, db_start_window_s=5
+    )
+    world: NeonizeDriver = make_world(config)
+    async with world.engine.link(world.auth("s1"), LinkOptions()) as link:
+        await link_up(world, link)
+        fake.open_delay_s = 0.6  # a slow database: s2's start writes the maps this long
+        second = asyncio.ensure_future(opened_with_qr(world, "s2"))
+        assert await asyncio.to_thread(fake.opening.wait, 5)
+        await link.set_presence(True)  # must wait until s2's writes are done
+        await asyncio.wait_for(second, 5)
+    assert [p for _, p in fake.presence] == [b"available"]
+    await settle(fake, world.engine)
+    await world.aclose()
+
+
+# --- dials that never get anywhere -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("proxy", "kind"),
+    [("socks5h://u:p@127.0.0.1:1080", DisconnectKind.PROXY_ERROR),
+     (None, DisconnectKind.CONNECTION_LOST)],
+)  # fmt: skip
+async def test_a_dial_with_no_sign_of_life_ends_the_link_at_the_deadline(
+    make_world: Any, fake: FakeGo, proxy: str | None, kind: DisconnectKind
+) -> None:
+    world: NeonizeDriver = make_world(
+        NeonizeConfig(reconnect_grace_s=0, start_window_s=0.1, dial_deadline_s=0.4)
+    )
+    fake.stall_dials = True
+    async with world.engine.link(world.auth("s1"), LinkOptions(proxy=proxy)) as link:
+        ended = await Events(link).expect(Disconnected)
+    assert ended.kind is kind and "0.4s" in ended.reason and ":p@" not in ended.reason
+    assert world.engine.health()["clientsSetAside"] == 1
+    assert called(fake, "Stop") == [], "a client still dialing is never stopped"
+    await settle(fake, world.engine)
+    await world.aclose()
+
+
+async def test_closing_a_link_whose_start_still_waits_at_the_gate_never_reaches_go(
+    make_world: Any, fake: FakeGo
+) -> None:
+    world: NeonizeDriver = make_world(NeonizeConfig(reconnect_grace_s=0, start_window_s=0.1))
+    hold = await world.engine.runtime.gate.exclusive()
+    async with world.engine.link(world.auth("s1"), LinkOptions()):
+        pass  # opened after the start window, its start still queued behind the hold
+    hold.release()
+    session = world.engine.sessions["s1"]
+    assert session.abandoned == [] and session.running() == 0
+    assert called(fake, "Neonize", "Disconnect", "Stop") == []
+    await world.aclose()
+
+
+# --- clients set aside ------------------------------------------------------------------
+
+
+async def test_clients_set_aside_past_their_bound_ask_for_a_restart(
+    make_world: Any, fake: FakeGo
+) -> None:
+    world: NeonizeDriver = make_world(NeonizeConfig(reconnect_grace_s=0, max_set_aside=1))
+    health = []
+    for session in ("s1", "s2"):
+        await opened_with_qr(world, session)  # closing while QRs show sets the client aside
+        health.append(world.engine.health())
+    assert [(h["clientsSetAside"], h["needsRestart"]) for h in health] == [(1, False), (2, True)]
+    assert health[-1]["maxClientsSetAside"] == 1
+    await settle(fake, world.engine)
+    await world.aclose()
+
+
+LATE = NeonizeConfig(
+    reconnect_grace_s=0, start_window_s=0.1, dial_deadline_s=0.3, connect_backoff_base_s=0.01
+)
+
+
+@contextlib.asynccontextmanager
+async def live_beside_a_late_client(world: NeonizeDriver, fake: FakeGo) -> AsyncIterator[Events]:
+    """s1 linked on client s1~1, while client s1 (set aside mid-dial) may still log in."""
+    async with world.engine.link(world.auth("s1"), LinkOptions()) as link:
+        await link_up(world, link)
+    fake.stall_dials = True  # the next dial hangs: the link ends and its client is set aside
+    async with world.engine.link(world.auth("s1"), LinkOptions()) as link:
+        assert (await Events(link).expect(Disconnected)).kind is DisconnectKind.CONNECTION_LOST
+    fake.stall_dials = False
+    async with world.engine.link(world.auth("s1"), LinkOptions()) as link:
+        events = Events(link)
+        await events.first(Connected)
+        yield events
+
+
+def late_client_stopped(world: NeonizeDriver) -> bool:
+    return world.engine.health()["clientsSetAside"] == 0
+
+
+async def test_a_stream_replaced_while_our_own_set_aside_client_dials_reconnects(
+    make_world: Any, fake: FakeGo
+) -> None:
+    world: NeonizeDriver = make_world(LATE)
+    async with live_beside_a_late_client(world, fake) as events:
+        fake.emit(fake.client("s1~1"), 7, nz.nproto.StreamReplaced())  # its dial got through
+        ended = await events.expect(Disconnected)
+    assert ended.kind is DisconnectKind.CONNECTION_LOST and "own earlier client" in ended.reason
+    fake.client("s1").post("dialed")
+    await until(lambda: late_client_stopped(world))  # it showed life: now it is stopped
+    # That client excused one "replaced"; a later takeover is a real one.
+    async with world.engine.link(world.auth("s1"), LinkOptions()) as link:
+        events = Events(link)
+        await events.first(Connected)
+        fake.emit(fake.client("s1~1"), 7, nz.nproto.StreamReplaced())
+        again = await events.expect(Disconnected)
+    assert again.kind is DisconnectKind.REPLACED
+    await settle(fake, world.engine)
+    await world.aclose()
+
+
+async def test_a_stream_replaced_after_our_own_set_aside_client_logged_in_reconnects(
+    make_world: Any, fake: FakeGo
+) -> None:
+    world: NeonizeDriver = make_world(LATE)
+    async with live_beside_a_late_client(world, fake) as events:
+        fake.client("s1").post("dialed")  # the late client logs in, shows life, is stopped
+        await until(lambda: late_client_stopped(world))
+        fake.emit(fake.client("s1~1"), 7, nz.nproto.StreamReplaced())
+        ended = await events.expect(Disconnected)
+    assert ended.kind is DisconnectKind.CONNECTION_LOST
+    assert world.engine.health()["clientsSetAside"] == 0
     await settle(fake, world.engine)
     await world.aclose()

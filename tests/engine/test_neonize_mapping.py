@@ -60,6 +60,23 @@ def test_a_group_message_is_in_the_group_chat() -> None:
     assert event is not None and event.is_group and event.chat == GROUP
 
 
+def test_a_direct_chat_whatsapp_names_by_lid_is_the_peers_phone() -> None:
+    event = inbound.message(received(E.Message(conversation="x"), chat=LID, sender=LID, alt=PN))
+    assert event is not None and (event.chat, event.sender_lid) == (PN, LID)
+
+
+def test_what_we_sent_from_our_phone_to_a_lid_chat_is_in_the_peers_phone_chat() -> None:
+    mine = "15550001111@s.whatsapp.net"
+    src = go.source(LID, mine, recipient_alt=PN, from_me=True)
+    event = inbound.message(go.message(src, "ID2", NOW, E.Message(conversation="sent")))
+    assert event is not None and (event.chat, event.from_me) == (PN, True)
+
+
+def test_a_lid_chat_without_a_phone_stays_the_lid() -> None:
+    event = inbound.message(received(E.Message(conversation="x"), chat=LID, sender=LID, alt=""))
+    assert event is not None and event.chat == LID
+
+
 def test_wrapped_content_is_unwrapped() -> None:
     doc = E.DocumentMessage(fileName="a.pdf", caption="see", mimetype="application/pdf")
     wrapped = E.Message(
@@ -79,6 +96,35 @@ def test_a_voice_note_is_audio_marked_push_to_talk() -> None:
     event = inbound.message(received(E.Message(audioMessage=audio)))
     assert event is not None and event.kind is MessageKind.VOICE
     assert event.media is not None and (event.media.duration_s, event.media.size) == (7.0, 1234)
+
+
+def test_an_inbound_video_keeps_its_caption_and_size() -> None:
+    video = E.VideoMessage(mimetype="video/mp4", caption="clip", width=640, height=360, seconds=3)
+    event = inbound.message(received(E.Message(videoMessage=video)))
+    assert event is not None and (event.kind, event.text) == (MessageKind.VIDEO, "clip")
+    assert event.media is not None
+    assert (event.media.width, event.media.height, event.media.duration_s) == (640, 360, 3.0)
+
+
+def test_an_inbound_image_keeps_its_width_and_height() -> None:
+    image = E.ImageMessage(mimetype="image/jpeg", width=800, height=600)
+    event = inbound.message(received(E.Message(imageMessage=image)))
+    assert event is not None and event.media is not None
+    assert (event.media.width, event.media.height) == (800, 600)
+
+
+def test_a_sticker_is_a_sticker() -> None:
+    sticker = E.StickerMessage(mimetype="image/webp", fileLength=99)
+    event = inbound.message(received(E.Message(stickerMessage=sticker)))
+    assert event is not None and event.kind is MessageKind.STICKER
+    assert event.media is not None and event.media.kind is MessageKind.STICKER
+
+
+def test_inbound_mentions_are_kept() -> None:
+    ctx = E.ContextInfo(mentionedJID=[PN, "15550003333@s.whatsapp.net"])
+    text = E.ExtendedTextMessage(text="hi @15550002222", contextInfo=ctx)
+    event = inbound.message(received(E.Message(extendedTextMessage=text)))
+    assert event is not None and event.mentions == (PN, "15550003333@s.whatsapp.net")
 
 
 def test_the_media_handle_drops_thumbnails_and_keeps_what_download_needs() -> None:
@@ -126,6 +172,17 @@ def test_receipts_map_their_status_in_seconds(status: str, expected: ReceiptStat
         return
     assert event is not None and (event.status, event.message_ids) == (expected, ("M1", "M2"))
     assert event.timestamp == NOW.replace(microsecond=0)
+
+
+def test_a_receipt_in_a_lid_chat_is_in_the_peers_phone_chat() -> None:
+    event = inbound.receipt(go.receipt(go.source(LID, LID, alt=PN), ["M1"], NOW, "read"))
+    assert event is not None and (event.chat, event.by) == (PN, None)
+
+
+def test_a_group_receipt_says_who_read_it() -> None:
+    src = go.source(GROUP, LID, alt=PN, group=True)
+    event = inbound.receipt(go.receipt(src, ["M1"], NOW, "read"))
+    assert event is not None and (event.chat, event.by) == (GROUP, PN)
 
 
 def test_our_own_devices_receipts_are_skipped() -> None:

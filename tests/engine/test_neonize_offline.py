@@ -4,12 +4,15 @@ Each scenario runs in its own Python process (this file doubles as the
 script: ``python -m tests.engine.test_neonize_offline <scenario>``), so a Go
 ``fatal error`` fails the test instead of killing pytest. The child's
 environment points ``HTTPS_PROXY`` at a closed local port, which whatsmeow
-honours: every dial fails at once, on any machine, network or not.
+honours: every dial fails at once, on any machine, network or not. Or at a
+black hole (the local proxy ``bench/engine_memory.py`` uses: it accepts and
+never answers), where every dial hangs and holds its thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -18,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,23 +38,54 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_scenario(name: str, *args: str, timeout_s: float = 50) -> dict[str, Any]:
-    """Run one scenario in a child process; its last stdout line is a JSON report."""
+@pytest.fixture
+def black_hole() -> Iterator[int]:
+    """A local proxy that accepts connections and never answers: dials through it hang."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(256)
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(server.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield int(server.getsockname()[1])
+    server.close()
+    for conn in held:
+        conn.close()
+
+
+def start_child(name: str, *args: str, https_proxy: str | None = None) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    env["HTTPS_PROXY"] = env["https_proxy"] = f"http://127.0.0.1:{closed_port()}"
-    child = subprocess.run(
+    env["HTTPS_PROXY"] = env["https_proxy"] = https_proxy or f"http://127.0.0.1:{closed_port()}"
+    return subprocess.Popen(
         [sys.executable, "-m", "tests.engine.test_neonize_offline", name, *args],
         cwd=ROOT,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout_s,
-        check=False,
     )
-    assert "fatal error" not in child.stderr, child.stderr[-3000:]
-    assert child.returncode == 0, f"{name} died ({child.returncode}):\n{child.stderr[-3000:]}"
-    report: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
-    report["stdout"], report["stderr"] = child.stdout, child.stderr
+
+
+def run_scenario(
+    name: str, *args: str, timeout_s: float = 50, https_proxy: str | None = None
+) -> dict[str, Any]:
+    """Run one scenario in a child process; its last stdout line is a JSON report."""
+    started = time.monotonic()
+    child = start_child(name, *args, https_proxy=https_proxy)
+    try:
+        stdout, stderr = child.communicate(timeout=timeout_s)
+    finally:
+        child.kill()
+    assert "fatal error" not in stderr, stderr[-3000:]
+    assert child.returncode == 0, f"{name} died ({child.returncode}):\n{stderr[-3000:]}"
+    report: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+    report["stdout"], report["stderr"] = stdout, stderr
+    report["process_s"] = time.monotonic() - started
     return report
 
 
@@ -79,11 +114,26 @@ def test_a_proxy_on_a_closed_port_is_a_proxy_error_with_its_secret_kept() -> Non
     assert "cannot be used" in report["messages"][2]  # a scheme whatsmeow does not take
 
 
-def test_twenty_sessions_each_start_their_client() -> None:
-    report = run_scenario("twenty")
-    assert report["attempted"] == 20 and set(report["errors"]) == {"TransientError"}
-    assert report["elapsed_s"] < 15
-    assert report["threads_after"] <= report["threads_before"] + 4
+def test_twenty_sessions_each_start_their_client_and_calls_still_flow(black_hole: int) -> None:
+    report = run_scenario("twenty", https_proxy=f"http://127.0.0.1:{black_hole}")
+    assert report["opened"] == 20 and report["started"] == 20, report
+    assert report["running"] == 20, "every client's dial hangs in Go, holding its thread"
+    assert report["threads_held"] >= 20
+    assert report["answers"] == 41, "ordinary calls (and the loop's executor) still answer"
+
+
+def test_a_dial_stalled_in_a_proxy_ends_at_the_dial_deadline(black_hole: int) -> None:
+    report = run_scenario("deadline", str(black_hole), https_proxy=f"http://127.0.0.1:{black_hole}")
+    # socks5 through the session's proxy; HTTP through HTTPS_PROXY (no proxy of the session)
+    assert report["kinds"] == ["proxy_error", "connection_lost"], report
+    assert "did not get through" in report["reasons"][0]
+    assert report["health"]["clientsSetAside"] == 2, "a stalled dial can only be set aside"
+
+
+def test_a_go_call_stuck_forever_does_not_hold_the_process_exit() -> None:
+    report = run_scenario("stuck_call", timeout_s=40)
+    assert report == report | {"error": "TransientError", "in_go": True}
+    assert report["process_s"] < 30, "exit waited on the thread stuck in Go"
 
 
 @pytest.mark.timeout(90)
@@ -95,13 +145,25 @@ def test_churn_of_starts_stops_and_calls_leaves_the_process_alive(run: int) -> N
     assert report["threads_after"] <= report["threads_early"] + 4, report
 
 
-def test_importing_neonize_leaves_logging_and_stdout_alone() -> None:
+def test_importing_neonize_leaves_logging_and_the_output_alone() -> None:
     report = run_scenario("hygiene")
     assert report["root_handlers_before"] == report["root_handlers_after"]
     assert report["root_level_before"] == report["root_level_after"]
     assert "hello from python" in report["stdout"]
     assert "SendMessage:" not in report["stdout"], "Go's print reached stdout"
-    assert "SendMessage: Error unmarshaling JID" in report["stderr"]  # logged, at debug
+    lines = report["stderr"].splitlines()
+    assert "python on stderr" in lines
+    assert "Press Ctrl+C to exit" not in lines, "Go's print reached stderr"
+    assert "go: Press Ctrl+C to exit" in lines  # logged, at debug
+    assert any(line.startswith("go: SendMessage: Error unmarshaling JID") for line in lines)
+
+
+def test_a_go_crash_report_reaches_stderr_whole_when_its_output_is_filtered() -> None:
+    child = start_child("crash")
+    _, stderr = child.communicate(timeout=50)
+    assert child.returncode != 0
+    assert "panic: runtime error: invalid memory address or nil pointer dereference" in stderr
+    assert "goroutine " in stderr and "main.GetMe" in stderr, stderr
 
 
 # --- the scenarios (in the child process) -------------------------------------------------
@@ -179,29 +241,104 @@ async def scenario_proxy(port: str) -> dict[str, Any]:
     return {"errors": [k for k, _ in results], "messages": [m for _, m in results]}
 
 
-async def scenario_twenty() -> dict[str, Any]:
-    from wagate.engine.base import FileAuthStore
+class _AnyCall:
+    """A call owner that allows every call: for calls that need no client of ours."""
 
-    engine = _engine(max_sessions=20)
+    def check(self, name: str) -> None:
+        return None
+
+    def starting(self, hold: Any) -> None:
+        hold.release()
+
+    def stop_stuck(self) -> None:
+        return None
+
+
+async def scenario_twenty() -> dict[str, Any]:
+    """Twenty clients whose dials hang in Go, and calls beside them."""
+    from wagate.engine.base import FileAuthStore, LinkOptions
+    from wagate.engine.neonize.calls import GoCalls
+
+    engine = _engine(max_sessions=20, start_window_s=0.1, dial_deadline_s=300, stop_timeout_s=0.5)
     root = Path(tempfile.mkdtemp())
-    await _attempt(engine, FileAuthStore(root, "warmup"))
     threads_before, _ = _counts()
-    starts_before = engine.runtime.stats.starts
-    started = time.monotonic()
-    auths = [FileAuthStore(root, f"s{i}") for i in range(20)]
-    results = await asyncio.gather(*(_attempt(engine, auth) for auth in auths))
-    elapsed = time.monotonic() - started
-    await asyncio.sleep(0.2)
-    threads_after, _ = _counts()
+    links = [engine.link(FileAuthStore(root, f"s{i}"), LinkOptions()) for i in range(20)]
+    opened = await asyncio.gather(*(link.__aenter__() for link in links))
+    probe = GoCalls(engine.runtime, _AnyCall(), "probe")  # Go answers without a client
+    answers = await asyncio.wait_for(  # while the starts still pass the gate one by one
+        asyncio.gather(
+            *(probe.SendMessage(b"nobody", b"\xff", 1, b"", 0) for _ in range(40)),
+            asyncio.to_thread(lambda: "the loop's executor"),
+        ),
+        30,
+    )
+    async with asyncio.timeout(30):
+        while engine.runtime.stats.starts < 20:  # noqa: ASYNC110 - counted by the engine
+            await asyncio.sleep(0.02)
     report = {
-        "attempted": engine.runtime.stats.starts - starts_before,
-        "errors": [kind for kind, _ in results],
-        "elapsed_s": elapsed,
-        "threads_before": threads_before,
-        "threads_after": threads_after,
+        "opened": len(opened),
+        "started": engine.runtime.stats.starts,
+        "running": sum(session.running() for session in engine.sessions.values()),
+        "threads_held": _counts()[0] - threads_before,
+        "answers": len(answers),
     }
+    await asyncio.gather(*(link.__aexit__(None, None, None) for link in links))
     await engine.aclose()
     return report
+
+
+async def scenario_deadline(port: str) -> dict[str, Any]:
+    """Dials into a proxy that never answers: the link ends at the dial deadline."""
+    from wagate.engine.base import Disconnected, FileAuthStore, LinkOptions
+
+    engine = _engine(start_window_s=0.2, dial_deadline_s=1.0, stop_timeout_s=0.5)
+    root = Path(tempfile.mkdtemp())
+    ends: list[Disconnected] = []
+    for name, proxy in (("via-socks", f"socks5://127.0.0.1:{port}"), ("via-env", None)):
+        async with engine.link(FileAuthStore(root, name), LinkOptions(proxy=proxy)) as link:
+            async with asyncio.timeout(20):
+                ends += [event async for event in link.events() if isinstance(event, Disconnected)]
+    health = engine.health()
+    await engine.aclose()
+    return {
+        "kinds": [end.kind.value for end in ends],
+        "reasons": [end.reason for end in ends],
+        "health": health,
+    }
+
+
+async def scenario_stuck_call() -> dict[str, Any]:
+    """A call into Go that never returns; then the engine closes and the process must exit."""
+    from wagate.engine.neonize import _loader as nz
+    from wagate.engine.neonize.calls import GoCalls
+    from wagate.errors import TransientError
+
+    in_go = threading.Event()
+
+    class StuckFFI:  # neonize's FFI object, whose one call hangs the way a media transfer can
+        def IsConnected(self, uuid: bytes) -> bool:
+            in_go.set()
+            threading.Event().wait()
+            return False
+
+    engine = _engine(call_timeout_s=0.5)
+    nz.aioze_client.gocode = StuckFFI()
+    error = None
+    try:
+        await GoCalls(engine.runtime, _AnyCall(), "probe").IsConnected(b"probe")
+    except TransientError as exc:
+        error = type(exc).__name__
+    await engine.aclose()
+    return {"error": error, "in_go": in_go.is_set()}
+
+
+async def scenario_crash() -> dict[str, Any]:
+    """Go dies (GetMe on a client that does not exist) while its output is filtered."""
+    from wagate.engine.neonize import _loader as nz
+
+    nz.capture_go_output()
+    nz.aioze_client.gocode.GetMe(b"nobody")
+    return {"survived": True}
 
 
 async def scenario_churn(seconds: str) -> dict[str, Any]:
@@ -257,13 +394,21 @@ async def scenario_hygiene() -> dict[str, Any]:
     from wagate.engine.neonize import _loader as nz
 
     after = ([type(h).__name__ for h in root.handlers], root.level)
+    seen: list[str] = []
     handler = logging.StreamHandler(sys.stderr)
-    logging.getLogger("wagate.engine.neonize.go").addHandler(handler)
-    logging.getLogger("wagate.engine.neonize.go").setLevel(logging.DEBUG)
-    nz.capture_go_stdout()
+    handler.setFormatter(logging.Formatter("go: %(message)s"))
+    handler.addFilter(lambda record: seen.append(record.getMessage()) or True)
+    go_log = logging.getLogger("wagate.engine.neonize.go")
+    go_log.addHandler(handler)
+    go_log.setLevel(logging.DEBUG)
+    nz.capture_go_output()
     nz.aioze_client.gocode.SendMessage(b"nobody", b"\xff", 1, b"", 0)  # Go prints to fd 1
+    os.write(2, b"Press Ctrl+C to exit\n")  # what Go's println writes to fd 2 at each link-up
     print("hello from python", flush=True)
-    await asyncio.sleep(0.3)  # the forwarder thread reads the pipe
+    print("python on stderr", file=sys.stderr, flush=True)
+    async with asyncio.timeout(10):  # the forwarders read their pipes
+        while len(seen) < 2:  # noqa: ASYNC110 - filled by the forwarder threads
+            await asyncio.sleep(0.01)
     return {
         "root_handlers_before": before[0],
         "root_handlers_after": after[0],

@@ -1,8 +1,8 @@
 """``wagate serve`` on the neonize engine, offline: the session retries, the process holds.
 
-The real console script, a temp data dir, ``WAGATE_ENGINE=neonize`` and fast
-backoff settings; ``HTTPS_PROXY`` points at a closed local port (whatsmeow
-honours it), so no dial gets anywhere on any machine.
+The real console script, a temp data dir, no engine setting at all (neonize
+is the default) and fast backoff settings; ``HTTPS_PROXY`` points at a closed
+local port (whatsmeow honours it), so no dial gets anywhere on any machine.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ def gateway(databases: DatabaseFactory, tmp_path: Path) -> Iterator[tuple[Proc, 
         WAGATE_DATA_DIR=data,
         DATABASE_URL=databases.new(),
         WAGATE_PORT=port,
-        WAGATE_ENGINE="neonize",
         WAGATE_BACKOFF_BASE_MS=100,
         WAGATE_BACKOFF_MAX_MS=800,
         WAGATE_BACKOFF_JITTER_MS=0,
@@ -61,7 +60,10 @@ def test_an_offline_session_keeps_retrying_and_the_process_stays_healthy(
         assert lost["state"] in ("connecting", "reconnecting")
         samples = [_health(api) for _ in _every(0.5, seconds=8)]
         delays = [entry["data"]["delay_ms"] for entry in _audit(api, sid, "reconnect")]
+    assert {h["data"]["engine"]["name"] for h in samples} == {"neonize"}, "the default engine"
     assert all(h["status"] == "ok" and h["data"]["status"] == "online" for h in samples)
+    assert not any(h["needsRestart"] for h in samples), "a session that retries is no reason"
+    assert httpx.get(f"{base}/healthz", timeout=10).json() == {"ok": True}
     threads = [h["data"]["threads"] for h in samples]
     assert max(threads) <= threads[0] + 6, f"threads grew: {threads}"
     assert len(delays) >= 6 and delays[-1] == 800 and delays[0] < delays[-1], delays

@@ -10,7 +10,8 @@ Pure: no I/O, no clock. ::
        │                  │   │  ▼       ▼              ▼
        │                  │   └─ RECONNECTING ◄─────────┘
        │                  ▼
-       └──────── STOPPED   LOGGED_OUT (auth deleted)   FAILED (banned, replaced)
+       └──────── STOPPED   LOGGED_OUT (auth deleted)   FAILED (banned, replaced,
+                                                               client_outdated)
 
 Every state may go to STOPPED (an operator stopped the session) and every
 resting state (STOPPED, LOGGED_OUT, FAILED) may go back to CONNECTING when
@@ -96,6 +97,8 @@ class DisconnectKind(enum.StrEnum):
     BANNED = "banned"
     PROXY_ERROR = "proxy_error"
     QR_TIMEOUT = "qr_timeout"
+    # WhatsApp refuses this client's version: only an upgrade (of neonize, so of wagate) helps
+    CLIENT_OUTDATED = "client_outdated"
 
 
 class Recovery(enum.Enum):
@@ -104,7 +107,7 @@ class Recovery(enum.Enum):
     RECONNECT = "reconnect"  # connection lost: back off, connect again
     RECONNECT_NEW_PROXY = "reconnect_new_proxy"  # proxy error: swap the proxy, connect again
     RELINK = "relink"  # logged out: delete auth, wait for a new QR
-    FAIL = "fail"  # banned / replaced: stop, an operator must look
+    FAIL = "fail"  # banned / replaced / client outdated: stop, an operator must look
     STOP = "stop"  # nobody scanned the QR in time
 
 
@@ -115,6 +118,7 @@ RECOVERY: dict[DisconnectKind, tuple[Recovery, SessionState]] = {
     DisconnectKind.REPLACED: (Recovery.FAIL, SessionState.FAILED),
     DisconnectKind.BANNED: (Recovery.FAIL, SessionState.FAILED),
     DisconnectKind.QR_TIMEOUT: (Recovery.STOP, SessionState.STOPPED),
+    DisconnectKind.CLIENT_OUTDATED: (Recovery.FAIL, SessionState.FAILED),
 }
 
 

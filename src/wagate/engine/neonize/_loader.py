@@ -15,8 +15,9 @@ Importing neonize loads its Go shared library and, on the way:
 
 Every other module of this package imports neonize through the names here.
 Go also prints to the process's stdout (``fmt.Println("Login event:", …)``,
-``"SendMessage: Error …"``); :func:`capture_go_stdout` keeps those lines out
-of the output a supervisor collects.
+``"SendMessage: Error …"``) and stderr (``Press Ctrl+C to exit``);
+:func:`capture_go_output` keeps those lines out of the output a supervisor
+collects.
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ import io
 import logging
 import os
 import platform
-import re
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from wagate.engine.neonize import _go_output as go_output
 from wagate.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ __all__ = [
     "aioze_client",
     "aioze_events",
     "binder",
-    "capture_go_stdout",
+    "capture_go_output",
     "nenum",
     "nproto",
     "set_log_level",
@@ -140,58 +141,75 @@ def set_log_level(level: str) -> None:
         logging.getLogger(name).setLevel(numeric)
 
 
-# Lines Go's ``fmt.Println`` writes to fd 1 (neonize's goneonize/main.go).
-GO_STDOUT = re.compile(rb"^(Login event:|Pair Code:|SendMessage:)")
 _captured = threading.Lock()
 _capturing = False
 
 
-def capture_go_stdout() -> bool:
-    """Route fd 1 through a filter that moves Go's prints to a debug logger.
+def capture_go_output() -> bool:
+    """Route fds 1 and 2 through filters that move Go's prints to a debug logger.
 
-    Everything else written to stdout (Python's own prints) passes through to
-    the original stdout unchanged. Once per process; returns False if stdout
-    was already captured. Go's runtime errors go to stderr and stay there.
+    Everything else passes to the original streams unchanged: Python's own
+    output, and Go's crash reports on stderr (see :mod:`._go_output` for why
+    stderr goes through a child process). Once per process; returns False if
+    the streams were already captured.
     """
     global _capturing
     with _captured:
         if _capturing:
             return False
         _capturing = True
-    with contextlib.suppress(AttributeError, ValueError, OSError):
-        sys.stdout.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.flush()
+    go_log = logging.getLogger("wagate.engine.neonize.go")
+    _capture_stdout(go_log)
+    _capture_stderr(go_log)
+    return True
+
+
+def _capture_stdout(go_log: logging.Logger) -> None:
     original = os.dup(1)
     read_end, write_end = os.pipe()
     os.dup2(write_end, 1)
     os.close(write_end)
-    thread = threading.Thread(
-        target=_forward_stdout, args=(read_end, original), name="neonize-stdout", daemon=True
-    )
-    thread.start()
-    return True
+    args = (read_end, original, _logger(go_log), go_output.STDOUT_CHATTER)
+    threading.Thread(
+        target=go_output.forward, args=args, name="neonize-stdout", daemon=True
+    ).start()
 
 
-def _forward_stdout(read_end: int, original: int) -> None:
-    go_log = logging.getLogger("wagate.engine.neonize.go")
-    pending = b""
-    while chunk := os.read(read_end, 65536):
-        lines = (pending + chunk).split(b"\n")
-        pending = lines.pop()
-        passed = [line for line in lines if not _is_go_line(line, go_log)]
-        if passed:
-            _write_all(original, b"".join(line + b"\n" for line in passed))
-    if pending:
-        _write_all(original, pending)
+def _capture_stderr(go_log: logging.Logger) -> None:
+    original = os.dup(2)
+    read_end, write_end = os.pipe()
+    back_read, back_write = os.pipe()
+    try:
+        os.posix_spawn(
+            sys.executable,
+            [sys.executable, "-I", go_output.__file__],
+            os.environ,
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, read_end, 0),
+                (os.POSIX_SPAWN_DUP2, back_write, 1),
+                (os.POSIX_SPAWN_DUP2, original, 2),
+            ],
+        )
+    except OSError as exc:
+        for fd in (original, read_end, write_end, back_read, back_write):
+            os.close(fd)
+        log.warning("cannot filter Go's stderr (%s); its prints stay there", exc)
+        return
+    for fd in (original, read_end, back_write):
+        os.close(fd)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    args = (back_read, -1, _logger(go_log), (b"",))  # every line back from the child is chatter
+    threading.Thread(
+        target=go_output.forward, args=args, name="neonize-stderr", daemon=True
+    ).start()
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+def _logger(go_log: logging.Logger) -> Callable[[bytes], None]:
+    def chatter(line: bytes) -> None:
+        go_log.debug("%s", line.decode("utf-8", errors="replace"))
 
-
-def _is_go_line(line: bytes, go_log: logging.Logger) -> bool:
-    if GO_STDOUT.match(line) is None:
-        return False
-    go_log.debug("%s", line.decode("utf-8", errors="replace"))
-    return True
+    return chatter

@@ -12,14 +12,20 @@ whichever neonize method we use, the call:
   (``Neonize``) or a stop (``Stop``) alone, everything else together;
 - runs where it cannot starve anything: a client's ``Neonize`` call blocks
   for the client's whole life, and ``Stop``/``Disconnect`` can block behind a
-  stuck dial forever, so those run on their own daemon threads (never the
-  executor, and never joined at exit); ordinary calls use an executor sized
-  to the worker's sessions;
+  stuck dial forever, so those run on their own daemon threads; ordinary
+  calls use a pool of daemon threads sized to the worker's sessions
+  (:class:`~.pool.DaemonPool`). No thread that runs Go is ever joined, so a
+  call stuck in Go never holds the process's exit;
 - is bounded in time: a stop that does not return is reported as stuck and
   the gate is released so the other sessions go on.
 
 The FFI object itself is looked up at call time (``aioze.client.gocode``), so
 a test can replace exactly that boundary.
+
+Go also reads its maps on its own threads, outside any call: when a client's
+QR loop ends, its goroutine reads them again. Python gets control on that
+thread just before (the login-status callback), and :meth:`Runtime.hold_for_go_reads`
+makes it wait there for a shared hold of the gate.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from typing import Any, Protocol
 
 from wagate.engine.neonize import _loader as nz
 from wagate.engine.neonize.gate import Gate, Hold
+from wagate.engine.neonize.pool import DaemonPool
 from wagate.errors import TransientError
 
 log = logging.getLogger(__name__)
@@ -67,6 +74,8 @@ class CallStats:
     stuck_stops: int = 0
     stuck_disconnects: int = 0
     timed_out_calls: int = 0
+    go_reads: int = 0  # Go threads held until they could read their maps safely
+    unguarded_reads: int = 0
 
 
 class Runtime:
@@ -83,9 +92,7 @@ class Runtime:
     ) -> None:
         self.loop = loop
         self.gate = Gate()
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=executor_size, thread_name_prefix="neonize-call"
-        )
+        self.executor = DaemonPool(executor_size, "neonize-call")
         self.executor_size = executor_size
         self.start_window_s = start_window_s
         self.stop_timeout_s = stop_timeout_s
@@ -96,6 +103,35 @@ class Runtime:
     def ffi() -> Any:
         """neonize's ctypes library object (``neonize.aioze.client.gocode``)."""
         return nz.aioze_client.gocode
+
+    def hold_for_go_reads(self, granted_to: Callable[[Hold], None]) -> None:
+        """On a Go thread about to read its maps: wait for a shared hold of the gate.
+
+        The hold is taken on the loop, handed to ``granted_to`` (which may release
+        it as soon as it knows Go has read) and released :data:`READ_MARGIN_S`
+        after it was granted in any case: time enough for Go's reads right after
+        this callback returns. The wait is bounded (a start or a stop holds the
+        gate alone only so long); if the loop is gone nobody is left to race with.
+        """
+        if asyncio._get_running_loop() is self.loop:
+            return  # never on the loop itself: it is what grants the hold
+        bound = self.start_window_s + self.stop_timeout_s + READ_MARGIN_S
+        try:
+            granted = asyncio.run_coroutine_threadsafe(self._read_hold(granted_to), self.loop)
+        except RuntimeError:  # the loop is closed
+            return
+        try:
+            granted.result(timeout=bound)
+        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+            granted.cancel()
+            self.stats.unguarded_reads += 1
+            log.warning("neonize: a Go thread waited %.0fs for the gate; it goes on", bound)
+
+    async def _read_hold(self, granted_to: Callable[[Hold], None]) -> None:
+        hold = await self.gate.shared()
+        self.stats.go_reads += 1
+        self.loop.call_later(READ_MARGIN_S, hold.release)
+        granted_to(hold)
 
 
 class GoCalls:

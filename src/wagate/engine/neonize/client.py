@@ -3,11 +3,16 @@
 What neonize 0.5.2's Go side (goneonize ``main.go``) does with a client, and
 what follows for us:
 
-- ``Neonize()`` (the connect task) registers the client in Go's maps, dials,
-  then either shows QR codes (``for evt := range qrChan``) or goes straight on;
-  then ``CallbackFunction`` reads the maps again (``eventChannel[id]``,
-  ``FetchMe``: ``clients[id].Store``, then waits until the device has an ID),
-  sends the ``Device`` (event 0) and pumps events until ``Stop`` cancels it.
+- ``Neonize()`` (the connect task) registers the client in Go's maps (after
+  opening its store: with PostgreSQL that can take a while, hence a longer
+  start window), dials, then either shows QR codes (``for evt := range
+  qrChan``) or goes straight on; then ``CallbackFunction`` reads the maps
+  again (``eventChannel[id]``, ``FetchMe``: ``clients[id].Store``, then waits
+  until the device has an ID), sends the ``Device`` (event 0) and pumps
+  events until ``Stop`` cancels it. The QR loop's last word is the login
+  status, called on that goroutine's thread right before those reads: it
+  waits there for the gate. A logged-in client's dial has no such moment; it
+  is covered only while the start holds the gate.
 - ``Stop()`` deletes the client from those maps. Stopping a client whose
   goroutine has not yet reached ``CallbackFunction`` (still dialing, or
   showing QR codes) lets that goroutine later read a deleted entry and panic
@@ -104,6 +109,9 @@ class ClientSlot:
         self.abandoned = False
         self.stuck = False
         self.reaping = False
+        self.excused = False  # a "stream replaced" it caused was taken as a reconnect
+        self.resuming = False  # its last dial was with a linked device (no QR needed)
+        self.dialed_at = 0.0  # the loop's time of the last connect
         self._reset()
 
     def _reset(self) -> None:
@@ -113,6 +121,7 @@ class ClientSlot:
         self.logged_in = False  # a Connected event came: every call is safe
         self.alive = asyncio.Event()
         self._hold: Hold | None = None
+        self._read_hold: Hold | None = None  # held while Go reads its maps after the QR loop
 
     def _make_client(self, device_name: str) -> Any:
         props = nz.wacompanion.DeviceProps(
@@ -148,16 +157,28 @@ class ClientSlot:
     def stop_stuck(self) -> None:
         self.stuck = True
 
-    async def connect(self, db_name: str, proxy: Any, jid: Any, new_device: bool) -> None:
-        """Start the connect task (neonize's ``connect``); never while the last one runs."""
+    async def connect(
+        self, db_name: str, proxy: Any, jid: Any, new_device: bool, *, resuming: bool = False
+    ) -> None:
+        """Start the connect task (neonize's ``connect``); never while the last one runs.
+
+        ``resuming``: the session has a linked device, so this dial logs in by itself.
+        """
         if self.task is not None and not self.task.done():
             raise RuntimeError("the previous connect task of this client still runs")
         self._reset()
+        self.resuming = resuming
         self.client.name = db_name  # the SQLite path or PostgreSQL URL Go opens
         self.client.jid = jid
         self.client.new_device = new_device
+        self.dialed_at = self._runtime.loop.time()
         self.task = await self.client.connect(proxy)
         self.task.add_done_callback(self._task_done)
+
+    def may_log_in(self) -> bool:
+        """A dial with the session's device that still runs: it may yet log in by itself."""
+        running = self.task is not None and not self.task.done()
+        return running and self.resuming and not self.pipeline_up
 
     async def shut(self, timeout_s: float) -> bool:
         """Let go of the Go client; True if its goroutine is gone, False if set aside."""
@@ -167,6 +188,11 @@ class ClientSlot:
             if self.exists:
                 await self.client.stop()  # removes the map entries; nothing reads them any more
                 self.exists = False
+            return True
+        if not self.exists:
+            # Its start still waits at the gate: it never reached Go, so it can just go.
+            self.task.cancel()
+            await asyncio.wait({self.task})
             return True
         if self.pipeline_up:
             await self.client.stop()
@@ -189,6 +215,12 @@ class ClientSlot:
     def _login_status_from_go(self, _uuid: int | None, status: int | None) -> None:
         text = ctypes.string_at(status).decode("utf-8", "replace") if status else ""
         self._from_go(self._on_login_status(text))
+        # Go's QR loop is ending: once this returns, its goroutine reads the client
+        # maps (``CallbackFunction``), long after the start's exclusive hold ended.
+        self._runtime.hold_for_go_reads(self._reading)
+
+    def _reading(self, hold: Hold) -> None:
+        self._read_hold = hold  # released early by the Device event: Go has read by then
 
     def _execute(self, execute: Any, uuid: bytes, binary: int, size: int, code: int) -> None:
         execute(uuid, binary, size, code)  # neonize's own: sets ``client.me``, runs handlers
@@ -211,6 +243,8 @@ class ClientSlot:
 
     async def _on_device(self) -> None:
         self.pipeline_up = True
+        if self._read_hold is not None:
+            self._read_hold.release()
         self._signal()
         self._owner.deliver(self, "pipeline")
 

@@ -8,7 +8,8 @@ and the background work of stopping clients set aside earlier.
 Health: :meth:`NeonizeEngine.health` reports what a supervisor needs to
 recycle the process in time: open descriptors against a bound (every
 connect leaks one in Go), stops that never returned, clients whose Go
-goroutine could not be stopped.
+goroutine could not be stopped (each keeps a thread, a goroutine and a
+descriptor for the life of the process) against a bound of their own.
 """
 
 from __future__ import annotations
@@ -44,12 +45,15 @@ class NeonizeConfig:
     device_name: str = "wagate"  # shown in the phone's list of linked devices
     max_sessions: int = 500
     start_window_s: float = 2.0
+    db_start_window_s: float = 10.0  # the start window when database_url is set
+    dial_deadline_s: float = 30.0
     stop_timeout_s: float = 10.0
     call_timeout_s: float = 120.0
     connect_backoff_base_s: float = 2.0
     connect_backoff_max_s: float = 300.0
     reconnect_grace_s: float = 15.0
     max_open_files: int = 0  # 0: 80% of the process's soft RLIMIT_NOFILE
+    max_set_aside: int = 20  # clients set aside past which the process asks for a restart
     log_level: str = "warning"
     capture_stdout: bool = False
 
@@ -61,15 +65,22 @@ class NeonizeConfig:
             device_name=s.neonize_device_name,
             max_sessions=s.worker_max_sessions,
             start_window_s=s.neonize_start_window_ms / 1000,
+            db_start_window_s=s.neonize_db_start_window_ms / 1000,
+            dial_deadline_s=s.neonize_dial_deadline_ms / 1000,
             stop_timeout_s=s.neonize_stop_timeout_ms / 1000,
             call_timeout_s=s.neonize_call_timeout_ms / 1000,
             connect_backoff_base_s=s.neonize_connect_backoff_base_ms / 1000,
             connect_backoff_max_s=s.neonize_connect_backoff_max_ms / 1000,
             reconnect_grace_s=s.neonize_reconnect_grace_ms / 1000,
             max_open_files=s.neonize_max_open_files,
+            max_set_aside=s.neonize_max_set_aside,
             log_level=s.neonize_log_level,
             capture_stdout=s.neonize_capture_stdout,
         )
+
+    def start_window(self) -> float:
+        """How long a start holds the gate alone: Go opens a PostgreSQL store inside it."""
+        return self.db_start_window_s if self.database_url else self.start_window_s
 
     def fd_bound(self) -> int:
         if self.max_open_files > 0:
@@ -115,16 +126,16 @@ class NeonizeEngine:
         runtime = Runtime(
             loop,
             executor_size=c.max_sessions + EXECUTOR_HEADROOM,
-            start_window_s=c.start_window_s,
+            start_window_s=c.start_window(),
             stop_timeout_s=c.stop_timeout_s,
             call_timeout_s=c.call_timeout_s,
         )
         # neonize dispatches Go's callbacks to a module-global loop it sets only once;
-        # make it this one. And any to_thread of neonize's gets threads enough.
+        # make it this one. (Every call into Go goes through the runtime's own daemon
+        # threads, never the loop's default executor, which asyncio.run joins at exit.)
         nz.aioze_events.event_global_loop = loop
-        loop.set_default_executor(runtime.executor)
         if c.capture_stdout:
-            nz.capture_go_stdout()
+            nz.capture_go_output()
         return runtime
 
     def link(self, auth: AuthStore, options: LinkOptions) -> NeonizeLink:
@@ -138,6 +149,7 @@ class NeonizeEngine:
             options,
             device_name=self.device_name,
             reconnect_grace_s=self.config.reconnect_grace_s,
+            dial_deadline_s=self.config.dial_deadline_s,
         )
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -153,19 +165,32 @@ class NeonizeEngine:
             )
 
     async def aclose(self) -> None:
-        """Stop every client that can be stopped safely; report those that cannot."""
+        """Stop every client that can be stopped safely, within a bound; report the rest.
+
+        Nothing here waits on Go past ``2 × stop_timeout_s``: a stop stuck in Go,
+        or a call that never returns, ends with the process (no thread running
+        Go is ever joined).
+        """
         if self._runtime is None:
             return
-        for session in list(self.sessions.values()):
-            try:
-                await session.aclose()
-            except Exception:
-                log.exception("could not stop neonize session %s", session.session_id)
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=self.config.stop_timeout_s)
+        bound = 2 * self.config.stop_timeout_s
+        try:
+            async with asyncio.timeout(bound):
+                await asyncio.gather(*(self._close(s) for s in list(self.sessions.values())))
+                if self._tasks:
+                    await asyncio.wait(set(self._tasks))
+        except TimeoutError:
+            log.warning("stopping neonize's clients took over %.0fs; leaving the rest", bound)
         left = sum(session.running() for session in self.sessions.values())
         if left:
             log.warning("%d neonize client(s) still run in Go; they end with the process", left)
+
+    @staticmethod
+    async def _close(session: SessionClient) -> None:
+        try:
+            await session.aclose()
+        except Exception:
+            log.exception("could not stop neonize session %s", session.session_id)
 
     # --- health -------------------------------------------------------------------------
 
@@ -191,17 +216,20 @@ class NeonizeEngine:
         stuck = stats.stuck_stops if stats is not None else 0
         abandoned = sum(len(s.abandoned) for s in self.sessions.values())
         stuck_sessions = sorted(sid for sid, s in self.sessions.items() if s.stuck())
+        too_many_aside = abandoned > self.config.max_set_aside
         return {
             "engine": self.name,
             "sessions": len(self.sessions),
             "clientsRunning": sum(s.running() for s in self.sessions.values()),
             "clientsSetAside": abandoned,
+            "maxClientsSetAside": self.config.max_set_aside,
             "stuckStops": stuck,
             "stuckSessions": stuck_sessions[:50],
             "openFiles": self.open_files(),
             "maxOpenFiles": self._fd_bound,
             "overOpenFilesBound": self._over_bound,
-            "needsRestart": self._over_bound or stuck > 0,
+            "needsRestart": self._over_bound or stuck > 0 or too_many_aside,
             "executorThreads": self._runtime.executor_size if self._runtime else 0,
             "gateWaiting": self._runtime.gate.waiting if self._runtime else 0,
+            "unguardedGoReads": stats.unguarded_reads if stats is not None else 0,
         }

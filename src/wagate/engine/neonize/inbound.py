@@ -4,7 +4,10 @@ Units are neonize's, as its Go side encodes them (goneonize ``utils/encoder.go``
 ``MessageInfo.Timestamp`` is milliseconds (``UnixMilli``), ``Receipt.Timestamp``
 and ``SendResponse.Timestamp`` are seconds (``Unix``), ``TemporaryBan.Expire``
 is a duration in seconds. A sender WhatsApp addresses by ``@lid`` carries its
-phone JID in ``MessageSource.SenderAlt``.
+phone JID in ``MessageSource.SenderAlt``; so does a direct chat it addresses
+by the peer's ``@lid`` (``RecipientAlt`` for what we sent from our own phone).
+A direct chat is named by the peer's phone JID whenever WhatsApp gives it, so
+one conversation keeps one chat id and ``?chat=<phone>`` finds it.
 """
 
 from __future__ import annotations
@@ -67,15 +70,13 @@ def connected(me: Any, device_name: str) -> Connected:
 
 
 _OUTDATED = (
-    "WhatsApp refused this client as outdated: upgrade neonize "
-    f"(wagate pins {nz.NEONIZE_VERSION}) and restart the worker"
+    "WhatsApp refused this client as outdated: upgrade wagate (or its neonize, pinned at "
+    f"{nz.NEONIZE_VERSION}) and restart the worker; the session's link is kept"
 )
 
 
 def client_outdated() -> Disconnected:
-    # No DisconnectKind says "outdated"; FAILED (via BANNED) is the state that asks an
-    # operator to act, and the code tells them which action.
-    return Disconnected(DisconnectKind.BANNED, _OUTDATED, {"code": "client_outdated"})
+    return Disconnected(DisconnectKind.CLIENT_OUTDATED, _OUTDATED)
 
 
 def login_status(status: str) -> Disconnected | None:
@@ -136,17 +137,30 @@ def receipt(event: Any) -> ReceiptEvent | None:
     if not event.HasField("Type") or event.MessageSource.IsFromMe:
         return None
     status = _RECEIPTS.get(nz.nproto.Receipt.ReceiptType.Name(event.Type))
-    chat = jid_str(event.MessageSource.Chat)
+    source = event.MessageSource
+    chat = chat_of(source)
     if status is None or chat is None or not event.MessageIDs:
         return None
-    source = event.MessageSource
+    by = None
+    if source.IsGroup:
+        sender_pn, _ = _sender_ids(source)
+        by = sender_pn or jid_str(source.Sender)
     return ReceiptEvent(
         chat=chat,
         message_ids=tuple(event.MessageIDs),
         status=status,
         timestamp=from_s(event.Timestamp),
-        by=jid_str(source.Sender) if source.IsGroup else None,
+        by=by,
     )
+
+
+def chat_of(source: Any) -> str | None:
+    """The chat's JID; a direct chat WhatsApp names by the peer's ``@lid``, by their phone."""
+    chat = jid_str(source.Chat)
+    if chat is None or source.IsGroup or source.Chat.Server != LID_SERVER:
+        return chat
+    alt = jid_str(source.RecipientAlt if source.IsFromMe else source.SenderAlt)
+    return alt if alt and alt.endswith("@" + USER_SERVER) else chat
 
 
 def group_change(event: Any) -> GroupEvent | None:
@@ -227,7 +241,7 @@ def message(event: Any) -> MessageEvent | None:
     if not parts:
         return None
     source = info.MessageSource
-    chat, sender = jid_str(source.Chat), jid_str(source.Sender)
+    chat, sender = chat_of(source), jid_str(source.Sender)
     if chat is None or sender is None:
         return None
     sender_pn, sender_lid = _sender_ids(source)

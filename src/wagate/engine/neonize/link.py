@@ -50,12 +50,15 @@ class NeonizeLink:
         *,
         device_name: str,
         reconnect_grace_s: float,
+        dial_deadline_s: float,
     ) -> None:
         self._session = session
         self._auth = auth
         self._options = options
         self._device_name = device_name
         self._grace_s = reconnect_grace_s
+        self._dial_deadline_s = dial_deadline_s
+        self._dial_timer: asyncio.TimerHandle | None = None
         self._queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
         self._slot: ClientSlot | None = None
         self._ended = False  # the one Disconnected is queued
@@ -70,7 +73,7 @@ class NeonizeLink:
             codes.KEEPALIVE_TIMEOUT: self._keepalive_timeout,
             codes.KEEPALIVE_RESTORED: lambda _: self._recovered(),
             codes.LOGGED_OUT: self._logged_out,
-            codes.STREAM_REPLACED: lambda _: self._end(DisconnectKind.REPLACED, _REPLACED),
+            codes.STREAM_REPLACED: lambda _: self._replaced(),
             codes.TEMPORARY_BAN: lambda ev: self._push(inbound.temporary_ban(ev, _now())),
             codes.CONNECT_FAILURE: lambda ev: self._push(inbound.connect_failure(ev)),
             codes.CLIENT_OUTDATED: lambda _: self._push(inbound.client_outdated()),
@@ -83,7 +86,8 @@ class NeonizeLink:
     # --- lifecycle --------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        await self._session.open(self, self._options, self._auth)
+        slot = await self._session.open(self, self._options, self._auth)
+        self._watch_dial(slot)
         return self
 
     async def __aexit__(
@@ -94,6 +98,8 @@ class NeonizeLink:
     ) -> None:
         self._closed = True
         self._cancel_grace()
+        if self._dial_timer is not None:
+            self._dial_timer.cancel()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -148,7 +154,43 @@ class NeonizeLink:
         )
         self._end(kind, failure.message)
 
+    # --- a dial that never gets anywhere ------------------------------------------------
+
+    def _watch_dial(self, slot: ClientSlot) -> None:
+        """End the link if the dial shows no sign of life in time.
+
+        whatsmeow's dial has no deadline of its own through a SOCKS5 proxy that
+        accepts and never answers (and takes a minute through an HTTP one): no
+        QR, no event, no end of the connect task, ever. Without this the
+        session would show "connecting" forever and its proxy would never be
+        swapped.
+        """
+        if slot.alive.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, slot.dialed_at + self._dial_deadline_s - loop.time())
+        self._dial_timer = loop.call_later(delay, self._dial_expired, slot)
+
+    def _dial_expired(self, slot: ClientSlot) -> None:
+        self._dial_timer = None
+        if slot.alive.is_set() or self._ended or self._closed:
+            return
+        self._session.dial_timed_out(slot)
+        waited = f"within {self._dial_deadline_s:g}s"
+        proxy = self._options.proxy
+        if proxy:
+            reason = f"proxy {failures.redact_url(proxy)} did not get through to WhatsApp {waited}"
+            self._end(DisconnectKind.PROXY_ERROR, reason)
+        else:
+            self._end(DisconnectKind.CONNECTION_LOST, f"WhatsApp did not answer {waited}")
+
     # --- mapping that needs the link's state -------------------------------------------
+
+    def _replaced(self) -> None:
+        if self._session.excuse_replaced():
+            self._end(DisconnectKind.CONNECTION_LOST, _REPLACED_BY_OURS)
+        else:
+            self._end(DisconnectKind.REPLACED, _REPLACED)
 
     def _connected_event(self, _event: Any) -> None:
         recovered = self._grace is not None
@@ -315,6 +357,10 @@ class NeonizeLink:
 
 
 _REPLACED = "another client took over this device's connection (stream replaced)"
+_REPLACED_BY_OURS = (
+    "stream replaced by this session's own earlier client, whose stalled dial completed late; "
+    "reconnecting"
+)
 
 
 def _now() -> datetime:

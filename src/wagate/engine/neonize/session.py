@@ -9,6 +9,7 @@ one way that is safe for where its goroutine is (see :mod:`.client`).
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Coroutine
 from typing import Any, Protocol
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 STORE_FILE = "whatsmeow.db"
 AUTH_RECORD = "neonize"  # the AuthStore record holding the device JID (PostgreSQL stores)
+# A set-aside client that logged in this recently may be why the live one was replaced.
+LATE_LOGIN_WINDOW_S = 120.0
 
 
 class Host(Protocol):
@@ -77,6 +80,7 @@ class SessionClient:
         self.current: ClientSlot | None = None
         self.abandoned: list[ClientSlot] = []
         self._sink: Sink | None = None
+        self._late_logins: collections.deque[tuple[float, ClientSlot]] = collections.deque(maxlen=8)
         self.dial = DialBackoff(*host.connect_backoff)
         self.log = log.getChild(session_id)
 
@@ -93,7 +97,7 @@ class SessionClient:
         sink.attach(slot)
         self._sink = sink
         try:
-            await slot.connect(db_name, proxy, jid, new_device)
+            await slot.connect(db_name, proxy, jid, new_device, resuming=_linked(auth))
             await self._wait_alive(slot)
         except BaseException:
             self._sink = None
@@ -188,6 +192,8 @@ class SessionClient:
         sink = self._sink if slot is self.current and not slot.abandoned else None
         if sink is None:
             if slot.abandoned and kind in ("pipeline", "event", "ended"):
+                if kind != "ended":
+                    self._late_logins.append((asyncio.get_running_loop().time(), slot))
                 self._reap(slot)
             return
         if kind == "qr":
@@ -205,6 +211,30 @@ class SessionClient:
         elif kind == "ended" and not (slot.qr_seen or slot.pipeline_up):
             self.dial.failed(asyncio.get_running_loop().time())
 
+    def dial_timed_out(self, slot: ClientSlot) -> None:
+        """``slot`` dialed past the deadline with no sign of life: space the next dial."""
+        if slot is self.current:
+            self.dial.failed(asyncio.get_running_loop().time())
+
+    def excuse_replaced(self) -> bool:
+        """Whether a "stream replaced" on the live client is this session's own doing.
+
+        A client set aside while it dialed with the session's device cannot be
+        stopped, and its dial may still complete: whatsmeow then logs in with the
+        very keys the live client uses, and WhatsApp ends the older stream,
+        the live one's, as replaced. That is no other device taking over: the
+        link reconnects (and the late client is stopped as soon as it shows
+        life). Each such client excuses one "replaced", so a real takeover
+        still fails the session.
+        """
+        now = asyncio.get_running_loop().time()
+        late = [s for at, s in self._late_logins if now - at <= LATE_LOGIN_WINDOW_S]
+        for slot in [*late, *(s for s in self.abandoned if s.may_log_in())]:
+            if not slot.excused:
+                slot.excused = True
+                return True
+        return False
+
     def stuck(self) -> bool:
         """A stop of this session's never returned, or a client had to be set aside."""
         return bool(self.abandoned) or any(s.stuck for s in (self.current, *self.abandoned) if s)
@@ -218,7 +248,7 @@ class SessionClient:
 
     async def _finish(self, slot: ClientSlot) -> None:
         try:
-            if await slot.shut(self._host.stop_timeout_s):
+            if await slot.shut(self._host.stop_timeout_s) and slot in self.abandoned:
                 self.abandoned.remove(slot)
                 self.log.info("client %s set aside earlier has now stopped", slot.uuid)
         finally:
@@ -228,12 +258,24 @@ class SessionClient:
         """The engine is closing: stop what can be stopped safely."""
         await self.close()
         for slot in list(self.abandoned):
+            if slot.reaping:
+                continue  # being stopped already (the engine waits for that task)
             if slot.task is not None and (slot.task.done() or slot.pipeline_up):
+                slot.reaping = True
                 await self._finish(slot)
 
     def running(self) -> int:
         slots = [self.current, *self.abandoned]
         return sum(1 for s in slots if s is not None and s.task is not None and not s.task.done())
+
+
+def _linked(auth: AuthStore) -> bool:
+    """The session has a linked device (its JID is recorded at every login, removed at logout)."""
+    try:
+        saved = auth.load(AUTH_RECORD) or {}
+    except OSError:
+        return False
+    return bool(saved.get("jid"))
 
 
 def _task_error(task: asyncio.Task[Any]) -> str:
