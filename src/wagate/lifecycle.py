@@ -85,8 +85,14 @@ class Gateway:
         self.webhooks = await self._stack.enter_async_context(Webhooks(s, self.db, self.clock))
         self.sink: EventSink = self.webhooks.outbox
         self.blobs = await self._open_blobs()
+        # all-in-one: the embedded worker is the only one, so every session is its own
         self.worker = Worker(
-            s, engine=self.engine, sessions=self.sessions, audit=self.audit, clock=self.clock
+            s,
+            engine=self.engine,
+            sessions=self.sessions,
+            audit=self.audit,
+            clock=self.clock,
+            only_worker=True,
         )
         self.ingest = Ingest(
             s,

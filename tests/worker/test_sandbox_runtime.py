@@ -162,3 +162,17 @@ async def test_pairing_code_links_by_phone_number(gw: Gateway) -> None:
     await gw.sandbox_network.pair(s.pair_code)
     s = await _wait(gw, "p1", lambda s: s.status is SessionState.CONNECTED)
     assert s.phone_number == PHONE and s.pair_code is None
+
+
+async def test_deleting_a_stopped_linked_session_unlinks_the_device(gw: Gateway) -> None:
+    await _linked(gw)
+    await gw.service.stop("s1")
+    assert gw.sandbox_network is not None
+
+    async def devices() -> int:
+        accounts = await gw.sandbox_network.accounts()  # type: ignore[union-attr]
+        return sum(len(a.devices) for a in accounts if a.phone == PHONE)
+
+    assert await devices() == 1
+    assert (await gw.service.delete("s1")).unlinked
+    assert await devices() == 0  # no linked device left behind on the phone
