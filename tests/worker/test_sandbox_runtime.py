@@ -18,13 +18,14 @@ PHONE = "6281234567890"
 
 @pytest.fixture
 def fast(tmp_path: Path, database_url: str) -> Settings:
+    # QRs last long enough for a loaded machine to scan the one it read
     return load_settings(
         engine="sandbox",
         data_dir=tmp_path / "data",
         database_url=database_url,
         api_key="k",
-        sandbox_qr_first_ms=150,
-        sandbox_qr_next_ms=60,
+        sandbox_qr_first_ms=20_000,
+        sandbox_qr_next_ms=20_000,
         backoff_base_ms=10,
         backoff_max_ms=40,
         backoff_jitter_ms=5,
@@ -34,6 +35,13 @@ def fast(tmp_path: Path, database_url: str) -> Settings:
 @pytest.fixture
 async def gw(fast: Settings) -> AsyncIterator[Gateway]:
     async with Gateway(fast) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+async def rotating(fast: Settings) -> AsyncIterator[Gateway]:
+    quick = {"sandbox_qr_first_ms": 150, "sandbox_qr_next_ms": 60}
+    async with Gateway(fast.model_copy(update=quick)) as gateway:
         yield gateway
 
 
@@ -61,7 +69,8 @@ async def _linked(gw: Gateway, sid: str = "s1") -> Session:
     return await _wait(gw, sid, lambda s: s.status is SessionState.CONNECTED)
 
 
-async def test_six_distinct_qrs_then_qr_timeout(gw: Gateway) -> None:
+async def test_six_distinct_qrs_then_qr_timeout(rotating: Gateway) -> None:
+    gw = rotating
     qrs: list[SessionChange] = []
     rows: list[Session] = []
 
