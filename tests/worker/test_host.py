@@ -14,9 +14,12 @@ from wagate.clock import ManualClock
 from wagate.domain.session import DisconnectKind, SessionState
 from wagate.engine.base import Disconnected, MemoryAuthStore, QRCode
 from wagate.errors import Conflict, NotFound, TransientError
+from wagate.ingest.flags import FlagWatcher
 from wagate.lifecycle import Gateway
 from wagate.settings import Settings
+from wagate.storage.db import Database
 from wagate.storage.repos.audit import AuditRepo
+from wagate.storage.repos.flags import Flag, FlagRepo
 from wagate.storage.repos.sessions import SessionRepo
 from wagate.testing import ScriptedEngine, connected, eventually
 from wagate.worker.backoff import Backoff
@@ -338,3 +341,33 @@ async def test_serve_resumes_linked_sessions_after_worker_id_changes(
         assert gw.worker.running() == ["s1"]
         await eventually(lambda: gw.worker.runner_state("s1") is SessionState.CONNECTED)
         assert len(engine.links) == 2
+
+
+async def test_a_qr_refresh_never_cuts_off_a_scan_that_landed_while_it_waited(
+    worker: Worker,
+    session_repo: SessionRepo,
+    engine: ScriptedEngine,
+    audit_repo: AuditRepo,
+    db: Database,
+    clock: ManualClock,
+) -> None:
+    await session_repo.create("s1", engine="scripted")
+    engine.add([QRCode("2@wait,a,b,c", 60)], [QRCode("2@new,a,b,c", 60)])
+    await worker.start("s1")
+    await eventually(lambda: worker.runner_state("s1") is SessionState.QR)
+    flags = FlagRepo(db, clock)
+    watcher = FlagWatcher(flags, worker, audit_repo, clock, interval_s=1, discover=_no_discovery)
+    await flags.set("s1", Flag.REFRESH_QR)
+    users = worker._locks._users  # how many verbs hold or await the session's lock
+    async with worker._locks.hold("s1"):  # another verb on the session is under way
+        polling = asyncio.create_task(watcher.poll())
+        await eventually(lambda: users.get("s1") == 2)  # the refresh waits for its turn
+        engine.links[0].push(connected())  # and the phone scans meanwhile
+        await eventually(lambda: worker.runner_state("s1") is SessionState.CONNECTED)
+    assert await asyncio.wait_for(polling, 5) == 1
+    assert worker.runner_state("s1") is SessionState.CONNECTED
+    assert len(engine.links) == 1 and not engine.links[0].closed
+
+
+async def _no_discovery(_session_id: str) -> object:
+    return None

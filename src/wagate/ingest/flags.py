@@ -21,7 +21,6 @@ from types import TracebackType
 from typing import Self
 
 from wagate.clock import Clock
-from wagate.domain.session import SessionState
 from wagate.storage.repos.audit import AuditEvent, AuditRepo
 from wagate.storage.repos.flags import Flag, FlagRepo
 from wagate.worker.host import Worker
@@ -101,8 +100,7 @@ class FlagWatcher:
             return True
         if flag is Flag.REFRESH_QR:
             await self.flags.clear(session_id, flag)
-            if self.worker.runner_state(session_id) in (SessionState.QR, SessionState.CONNECTING):
-                await self.worker.restart(session_id)
+            await self.worker.refresh_qr(session_id)
             return True
         unlinked = await self.worker.logout(session_id)
         await self.worker.stop(session_id, reason="disconnect requested")

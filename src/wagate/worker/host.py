@@ -206,6 +206,19 @@ class Worker:
             await self._stop(session_id, "restarted by operator")
             await self._start(session_id, None)
 
+    async def refresh_qr(self, session_id: str) -> bool:
+        """Restart the link of a session waiting for a scan; False when it is not waiting.
+
+        The check is made under the session's lock, so a scan that lands while
+        another verb holds it is never cut off by a restart meant for a QR.
+        """
+        async with self._locks.hold(session_id):
+            if self.runner_state(session_id) not in (SessionState.QR, SessionState.CONNECTING):
+                return False
+            await self._stop(session_id, "new QR requested")
+            await self._start(session_id, None)
+            return True
+
     async def logout(self, session_id: str) -> Unlink:
         """Unlink the device from WhatsApp, stop the runner, and delete its credentials.
 
