@@ -87,8 +87,14 @@ class Gateway:
         # session.* events are written in the transaction of the state they report
         self.sessions = SessionRepo(self.db, self.clock, on_write=StatusEvents(self.sink))
         self.blobs = await self._open_blobs()
+        # all-in-one: the embedded worker is the only one, so every session is its own
         self.worker = Worker(
-            s, engine=self.engine, sessions=self.sessions, audit=self.audit, clock=self.clock
+            s,
+            engine=self.engine,
+            sessions=self.sessions,
+            audit=self.audit,
+            clock=self.clock,
+            only_worker=True,
         )
         self.ingest = Ingest(
             s,

@@ -7,7 +7,9 @@ import base64
 import httpx
 import pytest
 
+from wagate.domain.session import SessionState
 from wagate.engine.base import QRCode
+from wagate.errors import TransientError
 from wagate.lifecycle import Gateway
 from wagate.testing import ScriptedEngine, connected, eventually
 
@@ -140,7 +142,13 @@ async def test_list_restart_and_delete(
     assert len(engine.links) == 2
 
     r = await api.delete("/api/sessions/d1")
-    assert r.status_code == 200 and r.json()["success"] is True
+    assert r.status_code == 200
+    assert r.json() == {
+        "success": True,
+        "id": "d1",
+        "message": "Session deleted",
+        "loggedOut": True,
+    }
     assert engine.links[1].logged_out  # logged out through the engine
     assert gateway.worker.auth("d1").load("creds") is None
     assert (await api.get("/api/sessions/d1/status")).status_code == 404
@@ -158,3 +166,57 @@ async def test_audit_log_api(api: httpx.AsyncClient, engine: ScriptedEngine) -> 
     only = await api.get("/api/sessions/au/audit", params={"event": "connect", "limit": 1})
     assert [e["event"] for e in only.json()["entries"]] == ["connect"]
     assert (await api.get("/api/sessions/au/audit", params={"limit": 0})).status_code == 422
+
+
+async def test_restart_answers_with_what_the_new_runner_did(
+    api: httpx.AsyncClient, engine: ScriptedEngine, gateway: Gateway
+) -> None:
+    engine.add([QRCode(QR, 60)])
+    await gateway.service.create("r1")
+    await gateway.sessions.update("r1", status=SessionState.LOGGED_OUT)
+    r = await api.post("/api/sessions/r1/restart")
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["state"], body["status"], body["hasQr"]) == ("qr", "qr_ready", True)
+
+
+async def _stopped_and_linked(
+    api: httpx.AsyncClient, engine: ScriptedEngine, gateway: Gateway, sid: str
+) -> None:
+    engine.add([connected("6284444444")])
+    await api.post("/api/sessions/provision", json={"id": sid})
+    await _wait_state(api, sid, "connected")
+    gateway.worker.auth(sid).save("creds", {"k": 1})
+    assert (await api.post(f"/api/sessions/{sid}/stop")).json()["state"] == "stopped"
+
+
+async def test_delete_logs_out_a_stopped_linked_session(
+    api: httpx.AsyncClient, engine: ScriptedEngine, gateway: Gateway
+) -> None:
+    await _stopped_and_linked(api, engine, gateway, "idle")
+    engine.add([connected("6284444444")])
+    r = await api.delete("/api/sessions/idle")
+    assert r.status_code == 200
+    assert r.json() == {
+        "success": True,
+        "id": "idle",
+        "message": "Session deleted",
+        "loggedOut": True,
+    }
+    assert len(engine.links) == 2 and engine.links[1].logged_out and engine.links[1].closed
+    assert gateway.worker.auth("idle").load("creds") is None
+    assert (await api.get("/api/sessions/idle/status")).status_code == 404
+
+
+async def test_delete_says_when_the_device_could_not_be_logged_out(
+    api: httpx.AsyncClient, engine: ScriptedEngine, gateway: Gateway
+) -> None:
+    await _stopped_and_linked(api, engine, gateway, "far")
+    engine.add(TransientError("network unreachable"))
+    r = await api.delete("/api/sessions/far")
+    assert r.status_code == 200
+    assert (r.json()["success"], r.json()["loggedOut"]) == (True, False)
+    assert gateway.worker.auth("far").load("creds") is None
+    assert (await api.get("/api/sessions/far/status")).status_code == 404
+    errors = await gateway.audit.recent("far", event="error")
+    assert [e.data["code"] for e in errors] == ["LOGOUT_FAILED"]

@@ -127,6 +127,7 @@ async def test_disconnect_flag_logs_out_and_clears(
     assert status["status"] == "disconnected" and status["isConnected"] is False
     assert gateway.worker.auth("g1").load("creds") is None
     assert await gateway.ingest.flags.count() == 0
+    assert len(await _audit(api, "disconnect")) == 1
 
 
 async def test_refresh_qr_flag_restarts_a_waiting_session(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -10,14 +11,20 @@ from pathlib import Path
 import pytest
 
 from wagate.clock import ManualClock
-from wagate.domain.session import SessionState
-from wagate.engine.base import MemoryAuthStore, QRCode
-from wagate.errors import Conflict, NotFound
+from wagate.domain.session import DisconnectKind, SessionState
+from wagate.engine.base import Disconnected, MemoryAuthStore, QRCode
+from wagate.errors import Conflict, NotFound, TransientError
+from wagate.ingest.flags import FlagWatcher
+from wagate.lifecycle import Gateway
 from wagate.settings import Settings
+from wagate.storage.db import Database
 from wagate.storage.repos.audit import AuditRepo
+from wagate.storage.repos.flags import Flag, FlagRepo
 from wagate.storage.repos.sessions import SessionRepo
 from wagate.testing import ScriptedEngine, connected, eventually
-from wagate.worker.host import Worker
+from wagate.worker.backoff import Backoff
+from wagate.worker.host import AuthFactory, Worker
+from wagate.worker.unlink import Unlink
 
 
 @pytest.fixture
@@ -31,6 +38,9 @@ def _worker(
     repo: SessionRepo,
     audit: AuditRepo,
     clock: ManualClock,
+    *,
+    auth_factory: AuthFactory | None = None,
+    only_worker: bool = False,
 ) -> Worker:
     stores: dict[str, MemoryAuthStore] = {}
     return Worker(
@@ -39,7 +49,8 @@ def _worker(
         sessions=repo,
         audit=audit,
         clock=clock,
-        auth_factory=lambda sid: stores.setdefault(sid, MemoryAuthStore(sid)),
+        auth_factory=auth_factory or (lambda sid: stores.setdefault(sid, MemoryAuthStore(sid))),
+        only_worker=only_worker,
     )
 
 
@@ -145,3 +156,218 @@ def test_file_auth_store_is_per_session_folder(tmp_path: Path) -> None:
     assert (tmp_path / "abc" / "creds.json").is_file() and store.exists()
     store.clear()
     assert not (tmp_path / "abc").exists() and store.load("creds") is None
+
+
+# --- one runner per id, under concurrency ----------------------------------------------
+
+
+async def test_concurrent_starts_of_one_id_run_one_runner(
+    worker: Worker, session_repo: SessionRepo, engine: ScriptedEngine
+) -> None:
+    await session_repo.create("r1", engine="scripted", worker_id="local")
+    engine.add([QRCode("2@r1,a,b,c", 60)], [QRCode("2@r1-again,a,b,c", 60)])
+    results = await asyncio.gather(*(worker.start("r1") for _ in range(4)))
+    assert sorted(results) == [False, False, False, True]
+    await eventually(lambda: worker.runner_state("r1") is SessionState.QR)
+    await worker.stop("r1")
+    assert worker.running() == []
+    assert len(engine.links) == 1 and engine.links[0].closed  # none left running
+    s = await session_repo.get("r1")
+    assert s is not None and s.status is SessionState.STOPPED and s.qr is None
+
+
+async def test_verbs_on_one_id_take_turns(
+    worker: Worker, session_repo: SessionRepo, engine: ScriptedEngine
+) -> None:
+    await session_repo.create("r1", engine="scripted", worker_id="local")
+    engine.add(*[[QRCode(f"2@r{n},a,b,c", 60)] for n in range(4)])
+    await asyncio.gather(
+        worker.start("r1"), worker.stop("r1"), worker.start("r1"), worker.restart("r1")
+    )
+    await eventually(lambda: worker.runner_state("r1") is SessionState.QR)
+    assert worker.running() == ["r1"]
+    assert sum(not link.closed for link in engine.links) == 1
+    s = await session_repo.get("r1")
+    assert s is not None and s.status is SessionState.QR
+
+
+async def test_a_new_link_writes_its_qr_even_when_the_code_repeats(
+    worker: Worker, session_repo: SessionRepo, engine: ScriptedEngine
+) -> None:
+    await session_repo.create("s1", engine="scripted")
+    engine.add([QRCode("2@same,a,b,c", 60)], [QRCode("2@same,a,b,c", 60)])
+    await worker.start("s1")
+    await eventually(lambda: worker.runner_state("s1") is SessionState.QR)
+    await worker.restart("s1")  # the columns were cleared: the code must be written again
+    await eventually(lambda: worker.runner_state("s1") is SessionState.QR)
+    s = await session_repo.get("s1")
+    assert s is not None and s.qr == "2@same,a,b,c" and len(engine.links) == 2
+
+
+# --- supervision -----------------------------------------------------------------------
+
+
+class _ClearFailsOnce(MemoryAuthStore):
+    """A credential store whose first ``clear`` fails, like a read-only disk would."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(session_id)
+        self.failures = 1
+
+    def clear(self) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OSError("read-only file system")
+        super().clear()
+
+
+async def test_a_crashed_runner_is_restarted_after_a_backoff(
+    settings: Settings,
+    engine: ScriptedEngine,
+    session_repo: SessionRepo,
+    audit_repo: AuditRepo,
+    clock: ManualClock,
+) -> None:
+    store = _ClearFailsOnce("s1")
+    store.save("creds", {"device": "d1"})
+    await session_repo.create("s1", engine="scripted")
+    engine.add([Disconnected(DisconnectKind.LOGGED_OUT, "removed")], [QRCode("2@n,a,b,c", 60)])
+    w = _worker(settings, engine, session_repo, audit_repo, clock, auth_factory=lambda _: store)
+    async with w:
+        await w.start("s1")
+        # the sweeper sleeps on the clock too: the second sleeper is the restart's backoff
+        await eventually(lambda: clock.sleeping >= 2 or not w.is_running("s1"))
+        assert w.is_running("s1"), "the crashed runner was not restarted"
+        low, high = Backoff(1.0, 30.0, 0.5).bounds(0)
+        assert low <= clock.sleeps[-1] <= high
+        errors = await audit_repo.recent("s1", event="error")
+        assert [e.data["code"] for e in errors] == ["RUNNER_CRASHED"]
+        assert "read-only" in str(errors[0].data["msg"])
+        await clock.advance(clock.sleeps[-1])
+        await eventually(lambda: w.runner_state("s1") is SessionState.QR)
+        assert len(engine.links) == 2
+
+
+async def test_a_runner_that_rests_is_not_restarted(
+    worker: Worker, session_repo: SessionRepo, engine: ScriptedEngine, clock: ManualClock
+) -> None:
+    await session_repo.create("s1", engine="scripted")
+    engine.add([connected(), Disconnected(DisconnectKind.BANNED, "banned")], [connected()])
+    await worker.start("s1")
+    await eventually(lambda: not worker.is_running("s1"))
+    await clock.advance(60)
+    assert not worker.is_running("s1") and len(engine.links) == 1
+    s = await session_repo.get("s1")
+    assert s is not None and s.status is SessionState.FAILED
+
+
+# --- logout without a live link ----------------------------------------------------------
+
+
+async def test_logout_of_a_stopped_linked_session_opens_a_link_to_log_out(
+    worker: Worker, session_repo: SessionRepo, engine: ScriptedEngine, audit_repo: AuditRepo
+) -> None:
+    await session_repo.create("s1", engine="scripted", proxy="socks5h://p:1080")
+    worker.auth("s1").save("creds", {"device": "d1"})
+    engine.add([connected()])
+    assert await worker.logout("s1") is Unlink.RELINKED
+    link = engine.links[0]
+    assert link.logged_out and link.closed and link.options.proxy == "socks5h://p:1080"
+    assert worker.auth("s1").load("creds") is None and not worker.is_running("s1")
+    assert [e.data for e in await audit_repo.recent("s1", event="logout")] == [{"via": "relinked"}]
+
+
+async def test_logout_gives_up_after_its_bound_and_says_so(
+    worker: Worker, session_repo: SessionRepo, engine: ScriptedEngine, clock: ManualClock
+) -> None:
+    await session_repo.create("s1", engine="scripted")
+    worker.auth("s1").save("creds", {"device": "d1"})
+    engine.add([])  # the link opens and never connects
+    pending = asyncio.create_task(worker.logout("s1"))
+    await clock.wait_for_sleepers(2)  # the sweeper and the logout's deadline
+    await clock.advance(worker.settings.stop_timeout_ms / 1000)
+    assert await asyncio.wait_for(pending, 5) is Unlink.FAILED
+    assert engine.links[0].closed and worker.auth("s1").load("creds") is None
+
+
+async def test_logout_of_an_unreachable_device_fails_and_of_an_unlinked_one_is_a_no_op(
+    worker: Worker, session_repo: SessionRepo, engine: ScriptedEngine, audit_repo: AuditRepo
+) -> None:
+    await session_repo.create("s1", engine="scripted")
+    assert await worker.logout("s1") is Unlink.NOT_LINKED  # no credentials: nothing to unlink
+    assert engine.options == []
+    worker.auth("s1").save("creds", {"device": "d1"})
+    engine.add(TransientError("network unreachable"))
+    assert await worker.logout("s1") is Unlink.FAILED
+    errors = await audit_repo.recent("s1", event="error")
+    assert [e.data["code"] for e in errors] == ["LOGOUT_FAILED"]
+
+
+# --- one worker adopts every session -------------------------------------------------------
+
+
+async def test_the_only_worker_adopts_sessions_of_another_worker_id(
+    settings: Settings,
+    engine: ScriptedEngine,
+    session_repo: SessionRepo,
+    audit_repo: AuditRepo,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for sid, owner in (("mine", "local"), ("before-rename", "old-id")):
+        await session_repo.create(sid, engine="scripted", worker_id=owner)
+        await session_repo.update(sid, status=SessionState.CONNECTED)
+    engine.add([connected("111111111")], [connected("222222222")])
+    caplog.set_level(logging.INFO, logger="wagate.worker.host")
+    async with _worker(settings, engine, session_repo, audit_repo, clock, only_worker=True) as w:
+        assert sorted(w.running()) == ["before-rename", "mine"]
+        await eventually(lambda: w.runner_state("before-rename") is SessionState.CONNECTED)
+    s = await session_repo.get("before-rename")
+    assert s is not None and s.worker_id == "local"
+    adopted = [r.getMessage() for r in caplog.records if "adopts" in r.getMessage()]
+    assert len(adopted) == 1 and "old-id" in adopted[0]
+
+
+async def test_serve_resumes_linked_sessions_after_worker_id_changes(
+    settings: Settings, engine: ScriptedEngine
+) -> None:
+    engine.add([connected()], [connected()])
+    before = settings.model_copy(update={"worker_id": "box-1"})
+    async with Gateway(before, engine=engine) as gw:  # type: ignore[arg-type]
+        await gw.service.provision("s1")
+        await eventually(lambda: gw.worker.runner_state("s1") is SessionState.CONNECTED)
+    after = settings.model_copy(update={"worker_id": "box-2"})
+    async with Gateway(after, engine=engine) as gw:  # type: ignore[arg-type]
+        assert gw.worker.running() == ["s1"]
+        await eventually(lambda: gw.worker.runner_state("s1") is SessionState.CONNECTED)
+        assert len(engine.links) == 2
+
+
+async def test_a_qr_refresh_never_cuts_off_a_scan_that_landed_while_it_waited(
+    worker: Worker,
+    session_repo: SessionRepo,
+    engine: ScriptedEngine,
+    audit_repo: AuditRepo,
+    db: Database,
+    clock: ManualClock,
+) -> None:
+    await session_repo.create("s1", engine="scripted")
+    engine.add([QRCode("2@wait,a,b,c", 60)], [QRCode("2@new,a,b,c", 60)])
+    await worker.start("s1")
+    await eventually(lambda: worker.runner_state("s1") is SessionState.QR)
+    flags = FlagRepo(db, clock)
+    watcher = FlagWatcher(flags, worker, audit_repo, clock, interval_s=1, discover=_no_discovery)
+    await flags.set("s1", Flag.REFRESH_QR)
+    users = worker._locks._users  # how many verbs hold or await the session's lock
+    async with worker._locks.hold("s1"):  # another verb on the session is under way
+        polling = asyncio.create_task(watcher.poll())
+        await eventually(lambda: users.get("s1") == 2)  # the refresh waits for its turn
+        engine.links[0].push(connected())  # and the phone scans meanwhile
+        await eventually(lambda: worker.runner_state("s1") is SessionState.CONNECTED)
+    assert await asyncio.wait_for(polling, 5) == 1
+    assert worker.runner_state("s1") is SessionState.CONNECTED
+    assert len(engine.links) == 1 and not engine.links[0].closed
+
+
+async def _no_discovery(_session_id: str) -> object:
+    return None

@@ -15,6 +15,7 @@ from wagate.clock import ManualClock
 from wagate.domain.session import DisconnectKind, SessionState
 from wagate.engine.base import Disconnected, FileAuthStore, QRCode
 from wagate.errors import ProxyFailure, TransientError
+from wagate.storage.db import Database
 from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.sessions import SessionRepo
 from wagate.testing import ScriptedEngine, connected, eventually, lost
@@ -250,3 +251,35 @@ async def test_logout_verb_unlinks_through_the_engine(h: Harness) -> None:
     assert await runner.logout() is True
     assert await asyncio.wait_for(task, 5) is SessionState.LOGGED_OUT
     assert h.engine.links[0].logged_out
+
+
+class _FailsOnce(SessionRepo):
+    """Session rows whose next write of ``fail_on`` fails, like a brief database outage."""
+
+    fail_on: SessionState | None = None
+
+    async def update(self, session_id: str, **values: object) -> None:
+        if self.fail_on is not None and values.get("status") is self.fail_on:
+            self.fail_on = None
+            raise OSError("database unavailable")
+        await super().update(session_id, **values)
+
+
+async def test_a_failed_write_while_reconnecting_is_retried(
+    h: Harness, db: Database, clock: ManualClock
+) -> None:
+    flaky = _FailsOnce(db, clock)
+    h.deps.sessions = flaky
+    h.engine.add([lost()], [connected()])
+    task = h.start()
+    await h.clock.wait_for_sleepers(1)  # backing off after the lost link
+    flaky.fail_on = SessionState.CONNECTING
+    await h.clock.advance(h.clock.sleeps[-1])  # the reconnect's first write fails
+    await eventually(lambda: task.done() or h.clock.sleeping == 1)
+    assert not task.done(), task.exception()
+    errors = await h.audit.recent("s1", event="error")
+    assert [e.data["code"] for e in errors] == ["RUNNER_ERROR"]
+    await h.clock.advance(h.clock.sleeps[-1])
+    await eventually(lambda: any(c.event == "connected" for c in h.changes))
+    s = await h.sessions.get("s1")
+    assert s is not None and s.status is SessionState.CONNECTED

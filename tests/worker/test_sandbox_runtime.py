@@ -18,13 +18,14 @@ PHONE = "6281234567890"
 
 @pytest.fixture
 def fast(tmp_path: Path, database_url: str) -> Settings:
+    # QRs last long enough for a loaded machine to scan the one it read
     return load_settings(
         engine="sandbox",
         data_dir=tmp_path / "data",
         database_url=database_url,
         api_key="k",
-        sandbox_qr_first_ms=150,
-        sandbox_qr_next_ms=60,
+        sandbox_qr_first_ms=20_000,
+        sandbox_qr_next_ms=20_000,
         backoff_base_ms=10,
         backoff_max_ms=40,
         backoff_jitter_ms=5,
@@ -34,6 +35,13 @@ def fast(tmp_path: Path, database_url: str) -> Settings:
 @pytest.fixture
 async def gw(fast: Settings) -> AsyncIterator[Gateway]:
     async with Gateway(fast) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+async def rotating(fast: Settings) -> AsyncIterator[Gateway]:
+    quick = {"sandbox_qr_first_ms": 150, "sandbox_qr_next_ms": 60}
+    async with Gateway(fast.model_copy(update=quick)) as gateway:
         yield gateway
 
 
@@ -61,7 +69,8 @@ async def _linked(gw: Gateway, sid: str = "s1") -> Session:
     return await _wait(gw, sid, lambda s: s.status is SessionState.CONNECTED)
 
 
-async def test_six_distinct_qrs_then_qr_timeout(gw: Gateway) -> None:
+async def test_six_distinct_qrs_then_qr_timeout(rotating: Gateway) -> None:
+    gw = rotating
     qrs: list[SessionChange] = []
     rows: list[Session] = []
 
@@ -162,3 +171,17 @@ async def test_pairing_code_links_by_phone_number(gw: Gateway) -> None:
     await gw.sandbox_network.pair(s.pair_code)
     s = await _wait(gw, "p1", lambda s: s.status is SessionState.CONNECTED)
     assert s.phone_number == PHONE and s.pair_code is None
+
+
+async def test_deleting_a_stopped_linked_session_unlinks_the_device(gw: Gateway) -> None:
+    await _linked(gw)
+    await gw.service.stop("s1")
+    assert gw.sandbox_network is not None
+
+    async def devices() -> int:
+        accounts = await gw.sandbox_network.accounts()  # type: ignore[union-attr]
+        return sum(len(a.devices) for a in accounts if a.phone == PHONE)
+
+    assert await devices() == 1
+    assert (await gw.service.delete("s1")).unlinked
+    assert await devices() == 0  # no linked device left behind on the phone

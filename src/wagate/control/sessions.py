@@ -15,6 +15,7 @@ from wagate.domain.session import Session, SessionState
 from wagate.errors import Conflict, InvalidInput, NotFound
 from wagate.ids import check_session_id, new_session_id, normalize_phone
 from wagate.storage.repos.sessions import SessionRepo
+from wagate.worker.unlink import Unlink
 
 log = logging.getLogger(__name__)
 
@@ -100,21 +101,24 @@ class SessionService:
             return session
         await self.runtime.start(session_id)
         if wait:
-            await self.runtime.wait_for(lambda: self._settled(session_id), self.connect_wait_s)
+            await self._await_answer(session_id)
         return await self.get(session_id)
 
-    async def _settled(self, session_id: str) -> bool:
+    async def _await_answer(self, session_id: str) -> None:
+        """Wait (bounded) for what the runner makes of the start: a QR, connected, or a rest."""
+        await self.runtime.wait_for(lambda: self._answered(session_id), self.connect_wait_s)
+
+    async def _answered(self, session_id: str) -> bool:
+        # the runner's state, not the row's: a row resting in logged_out or failed tells
+        # what the session was before the start, not what the new runner made of it
+        state = self.runtime.runner_state(session_id)
+        if state is None or state is SessionState.CONNECTED:
+            return True  # None: the runner ended, and the row holds the rest it came to
+        if state not in (SessionState.CONNECTING, SessionState.QR):
+            return False  # not begun yet, or backing off before the next attempt
+        # a connecting runner cleared the QR and pair code columns: any now are new
         session = await self.sessions.get(session_id)
-        if session is None:
-            return True
-        return (
-            session.qr is not None
-            or session.pair_code is not None
-            or (
-                session.status
-                in (SessionState.CONNECTED, SessionState.LOGGED_OUT, SessionState.FAILED)
-            )
-        )
+        return session is None or session.qr is not None or session.pair_code is not None
 
     async def qr(self, session_id: str) -> Session:
         """The session, if it has a QR that is still valid; else a Conflict saying why not."""
@@ -124,8 +128,10 @@ class SessionService:
         raise Conflict(_why_no_qr(session, self.runtime.is_running(session_id)), code="no_qr")
 
     async def restart(self, session_id: str) -> Session:
+        """Stop and start again; waits like :meth:`connect` for what the new runner does."""
         await self.get(session_id)
         await self.runtime.restart(session_id)
+        await self._await_answer(session_id)
         return await self.get(session_id)
 
     async def stop(self, session_id: str) -> Session:
@@ -133,12 +139,23 @@ class SessionService:
         await self.runtime.stop(session_id)
         return await self.get(session_id)
 
-    async def delete(self, session_id: str) -> None:
-        """Log the device out (when online), stop, delete its credentials and its row."""
+    async def delete(self, session_id: str) -> Unlink:
+        """Log the device out, stop, delete its credentials and its row.
+
+        The device is logged out over a new link when the session is not
+        connected; when that fails within the bound the session is deleted
+        all the same, and the outcome says so.
+        """
         await self.get(session_id)
-        await self.runtime.logout(session_id)
+        outcome = await self.runtime.logout(session_id)
         await self.sessions.delete(session_id)
-        log.info("session %s deleted", session_id)
+        # a runner started between the logout and the row's delete goes too
+        await self.runtime.stop(session_id)
+        if outcome.unlinked:
+            log.info("session %s deleted", session_id)
+        else:
+            log.warning("session %s deleted; its device may still be linked", session_id)
+        return outcome
 
 
 def _why_no_qr(session: Session, running: bool) -> str:

@@ -6,7 +6,8 @@ acts on each one newer than the last it handled:
 - ``fetch_groups_requested`` → group discovery;
 - ``wa_refresh_qr_requested`` → a fresh QR (the link of a session waiting for a
   scan is restarted); the flag is cleared;
-- ``wa_disconnect_requested`` → graceful logout, ``disconnected``; the flag is cleared.
+- ``wa_disconnect_requested`` → graceful logout, ``disconnected``; the flag is cleared and
+  one ``disconnect`` row is audited (by the runner, when it was logged out over its link).
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from types import TracebackType
 from typing import Self
 
 from wagate.clock import Clock
-from wagate.domain.session import SessionState
 from wagate.storage.repos.audit import AuditEvent, AuditRepo
 from wagate.storage.repos.flags import Flag, FlagRepo
 from wagate.worker.host import Worker
+from wagate.worker.unlink import Unlink
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +100,11 @@ class FlagWatcher:
             return True
         if flag is Flag.REFRESH_QR:
             await self.flags.clear(session_id, flag)
-            if self.worker.runner_state(session_id) in (SessionState.QR, SessionState.CONNECTING):
-                await self.worker.restart(session_id)
+            await self.worker.refresh_qr(session_id)
             return True
-        await self.worker.logout(session_id)
+        unlinked = await self.worker.logout(session_id)
         await self.worker.stop(session_id, reason="disconnect requested")
         await self.flags.clear(session_id, flag)
-        await self.audit.add(session_id, AuditEvent.DISCONNECT, {"reason": "requested"})
+        if unlinked is not Unlink.LIVE:  # over the live link, its runner recorded the disconnect
+            await self.audit.add(session_id, AuditEvent.DISCONNECT, {"reason": "requested"})
         return True

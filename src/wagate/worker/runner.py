@@ -117,11 +117,9 @@ class SessionRunner:
                 return resting
 
     async def _connect_once(self) -> Disconnected:
-        await self._enter(
-            SessionState.CONNECTING, qr=None, qr_generated_at=None, qr_expires_at=None
-        )
         options = LinkOptions(proxy=self.proxy, pair_phone=self.pair_phone)
         try:
+            await self._enter_connecting()
             async with self._deps.engine.link(self.auth, options) as link:
                 self._link = link
                 async for event in link.events():
@@ -143,6 +141,17 @@ class SessionRunner:
             return Disconnected(DisconnectKind.CONNECTION_LOST, f"internal error: {exc}"[:300])
         finally:
             self._link = None
+
+    async def _enter_connecting(self) -> None:
+        # a new link shows its own QRs: the one remembered as shown goes with the cleared columns
+        self._deps.qr.forget(self.session_id)
+        await self._enter(
+            SessionState.CONNECTING,
+            qr=None,
+            qr_generated_at=None,
+            qr_expires_at=None,
+            pair_code=None,
+        )
 
     async def _recover(self, disconnected: Disconnected) -> SessionState | None:
         recovery, state = recovery_for(disconnected.kind)
@@ -265,8 +274,9 @@ class SessionRunner:
     async def _enter(self, state: SessionState, **columns: Any) -> None:
         if state is self.state and not columns:
             return
-        self._set_state(state)
+        # written first: whoever sees the runner in ``state`` finds the row saying so too
         await self._deps.sessions.update(self.session_id, status=state, **columns)
+        self._set_state(state)
         await self._notify("state")
 
     def _set_state(self, state: SessionState) -> None:

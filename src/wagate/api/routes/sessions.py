@@ -75,8 +75,14 @@ async def stop(session_id: str, service: Sessions) -> SessionOut:
 
 @router.delete("/{session_id}", summary="Log out, delete credentials and the session")
 async def delete(session_id: str, service: Sessions) -> dict[str, Any]:
-    await service.delete(session_id)
-    return {"success": True, "id": session_id, "message": "Session deleted"}
+    outcome = await service.delete(session_id)
+    # loggedOut false: the device could not be unlinked and may still show on the phone
+    return {
+        "success": True,
+        "id": session_id,
+        "message": "Session deleted",
+        "loggedOut": outcome.unlinked,
+    }
 
 
 @router.get("/{session_id}/audit", summary="The session's audit log, newest first")
