@@ -7,6 +7,7 @@ from fastapi import Depends, FastAPI
 from wagate import __version__
 from wagate.api import errors
 from wagate.api.deps import require_key
+from wagate.api.nul import reject_nul
 from wagate.api.routes import groups, health, media, messages, seed002, sessions, webhooks
 from wagate.lifecycle import Gateway
 
@@ -18,6 +19,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         summary="Self-hosted multi-session WhatsApp gateway",
         docs_url="/docs",
         redoc_url=None,
+        dependencies=[Depends(reject_nul)],  # every route, whoever adds it
     )
     app.state.gateway = gateway
     errors.install(app)
