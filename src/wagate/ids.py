@@ -27,13 +27,12 @@ def is_session_id(value: str) -> bool:
     return _SESSION_ID.fullmatch(value) is not None  # ``$`` alone would let "abc\n" through
 
 
+SESSION_ID_RULE = "use 1-64 characters from A-Z a-z 0-9 _ . -, starting with a letter or digit"
+
+
 def check_session_id(value: str, field: str = "id") -> str:
     if not is_session_id(value):
-        raise InvalidInput(
-            field,
-            f"invalid session id {value[:80]!r}: use 1-64 characters from A-Z a-z 0-9 _ . -, "
-            "starting with a letter or digit",
-        )
+        raise InvalidInput(field, f"invalid session id {value[:80]!r}: {SESSION_ID_RULE}")
     return value
 
 

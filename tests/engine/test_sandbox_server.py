@@ -187,7 +187,7 @@ async def test_the_control_token_is_enforced(network) -> None:
 async def test_the_app_mounts_under_a_prefix(network, serve_app, watch) -> None:
     gateway = Starlette(routes=[Mount("/sandbox", app=create_app(network, control_token=TOKEN))])
     served = await serve_app(gateway)
-    engine = SandboxEngine(url=served.ws("/sandbox/ws"))
+    engine = SandboxEngine(url=served.ws("/sandbox/ws"), key=TOKEN)
     control = SandboxControl(served.base + "/sandbox", api_key=TOKEN)
     async with control, engine.link(MemoryAuthStore("s1"), NO_OPTIONS) as link:
         events = watch(link)
