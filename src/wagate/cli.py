@@ -88,7 +88,9 @@ def sandbox(
     host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
     port: Annotated[int | None, typer.Option(help="Port (default SANDBOX_PORT, 8090)")] = None,
     state: Annotated[Path | None, typer.Option(help="State file (linked devices)")] = None,
-    key: Annotated[str | None, typer.Option(help="Key required by the control API")] = None,
+    key: Annotated[
+        str | None, typer.Option(help="Key its control API and websocket want (SANDBOX_KEY)")
+    ] = None,
 ) -> None:
     """Run the sandbox WhatsApp network as a server (when no subcommand is given)."""
     if ctx.invoked_subcommand is not None:
@@ -106,13 +108,21 @@ def sandbox(
         state_path=state or settings.data_dir / "sandbox-network.json",
     )
     from wagate.logs import configure
+    from wagate.server import bind
 
     configure(settings.log_level)
     token = key or settings.sandbox_key
+    source = "--port" if port else "WAGATE_SANDBOX_PORT"
+    port = port or settings.sandbox_port
     try:
-        asyncio.run(run_server(network, host, port or settings.sandbox_port, control_token=token))
-    except KeyboardInterrupt:
-        pass
+        sock = bind(host, port, source)
+    except ConfigError as exc:
+        _fail(exc.message)
+    with sock:
+        try:
+            asyncio.run(run_server(network, host, port, control_token=token, sock=sock))
+        except KeyboardInterrupt:
+            pass
 
 
 class _Gateway:

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 async def run_gateway(settings: Settings) -> None:
     configure(settings.log_level)
     # bound before anything starts: a port in use stops start-up with one line
-    with listen(settings) as sock:
+    with bind(settings.host, settings.port, f"{settings.port_variable}, HOST") as sock:
         async with Gateway(settings) as gateway:
             if gateway.api_key_created:
                 # printed once, at the start that created it; it stays in the data dir
@@ -46,9 +46,8 @@ async def run_gateway(settings: Settings) -> None:
             await uvicorn.Server(config).serve(sockets=[sock])
 
 
-def listen(settings: Settings) -> socket.socket:
-    """A socket bound to HOST:PORT (as uvicorn binds it); a ConfigError naming both if not."""
-    host, port = settings.host, settings.port
+def bind(host: str, port: int, variables: str) -> socket.socket:
+    """A socket bound to host:port (as uvicorn binds it); a ConfigError naming ``variables``."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -58,7 +57,7 @@ def listen(settings: Settings) -> socket.socket:
         sock.close()
         reason = exc.strerror or str(exc)
         raise ConfigError(
-            f"cannot listen on {host}:{port} ({settings.port_variable}, HOST): {reason.lower()}"
+            f"cannot listen on {host}:{port} ({variables}): {reason.lower()}"
         ) from None
     sock.set_inheritable(True)
     return sock

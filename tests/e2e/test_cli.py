@@ -198,3 +198,16 @@ def test_the_sandbox_server_listens_on_sandbox_port(tmp_path: Path, procs: Any) 
     port = free_port()
     env = clean_env(WAGATE_DATA_DIR=tmp_path / "data", WAGATE_SANDBOX_PORT=port)
     procs(["sandbox"], env, "sandbox").wait_http(f"http://127.0.0.1:{port}/healthz")
+
+
+def test_a_sandbox_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = clean_env(WAGATE_DATA_DIR=tmp_path / "data", WAGATE_SANDBOX_PORT=port)
+        result = run_cli(["sandbox"], env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port} (WAGATE_SANDBOX_PORT): address already in use"
+    ]

@@ -213,7 +213,7 @@ async def test_run_server_serves_until_cancelled(network, watch) -> None:
                         break
                 except httpx.TransportError:
                     await asyncio.sleep(0.01)
-    engine = SandboxEngine(url=f"ws://127.0.0.1:{port}/ws")
+    engine = SandboxEngine(url=f"ws://127.0.0.1:{port}/ws", key=TOKEN)
     async with engine.link(MemoryAuthStore("s1"), NO_OPTIONS) as link:
         events = watch(link)
         await events.expect(QRCode)

@@ -28,6 +28,7 @@ import asyncio
 import dataclasses
 import hmac
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 
 import uvicorn
@@ -193,9 +194,17 @@ def create_app(network: SandboxNetwork, *, control_token: str | None = None) -> 
 
 
 async def run_server(
-    network: SandboxNetwork, host: str, port: int, control_token: str | None = None
+    network: SandboxNetwork,
+    host: str,
+    port: int,
+    control_token: str | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Serve the sandbox network until cancelled or signalled (``wagate sandbox``)."""
+    """Serve the sandbox network until cancelled or signalled (``wagate sandbox``).
+
+    ``sock``, when given, is already bound to host:port (the CLI binds it first, so a
+    port in use is one clear line rather than uvicorn's exit).
+    """
     config = uvicorn.Config(
         create_app(network, control_token=control_token),
         host=host,
@@ -206,7 +215,8 @@ async def run_server(
     )
     server = uvicorn.Server(config)
     log.info("sandbox network listening on ws://%s:%d/ws", host, port)
-    serving = asyncio.create_task(server.serve(), name="sandbox-server")
+    sockets = [sock] if sock is not None else None
+    serving = asyncio.create_task(server.serve(sockets=sockets), name="sandbox-server")
     try:
         # Shielded so that cancelling us becomes uvicorn's own orderly shutdown.
         await asyncio.shield(serving)
