@@ -61,6 +61,15 @@ async def test_nul_in_a_json_field_is_422_naming_it(
     assert "NUL" in error["message"]
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32-le"])
+async def test_nul_in_a_body_in_another_unicode_encoding_is_422(
+    api: httpx.AsyncClient, encoding: str
+) -> None:
+    raw = '{"userId": "a\\u0000b"}'.encode(encoding)
+    r = await api.post("/session/create", content=raw, headers={"Content-Type": "application/json"})
+    assert _error(r, 422)["field"] == "userId"
+
+
 @pytest.mark.parametrize(
     ("url", "field"),
     [

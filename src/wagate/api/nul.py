@@ -21,7 +21,9 @@ from starlette.datastructures import UploadFile
 from wagate.errors import InvalidInput
 
 NUL = "\x00"
-_ESCAPED_NUL = b"\\u0000"  # how JSON writes it (a raw NUL byte is not valid JSON)
+# how UTF-8 JSON writes a NUL; a body in UTF-16 or UTF-32 (which JSON parsers accept)
+# has NUL bytes throughout, and a raw NUL in UTF-8 is not valid JSON
+_MARKERS = (b"\\u0000", b"\x00")
 
 
 def nul_error(field: str) -> InvalidInput:
@@ -73,7 +75,7 @@ def check_fields(items: Iterable[tuple[str, str | UploadFile]]) -> None:
 
 async def reject_nul(request: Request) -> None:
     """Path and query parameters, and the body when the route declares one."""
-    check_fields((_name(k), v) for k, v in request.path_params.items())
+    check_fields((k, str(v)) for k, v in request.path_params.items())
     check_fields(request.query_params.multi_items())
     route = request.scope.get("route")
     # only a body FastAPI has already read: the send endpoints cap theirs as they read it
@@ -87,7 +89,7 @@ async def _check_body(request: Request) -> None:
         check_fields((await request.form()).multi_items())
         return
     raw = await request.body()
-    if _ESCAPED_NUL not in raw:
+    if not any(marker in raw for marker in _MARKERS):
         return
     try:
         data = json.loads(raw)
