@@ -188,8 +188,8 @@ def make_dirs(settings: Settings) -> None:
     """Create the folders wagate writes to; one that cannot be is a ConfigError naming it."""
     s = settings
     dirs = [(s.data_dir, "data_dir"), (s.auth_root, "auth_dir" if s.auth_dir else "data_dir")]
-    if settings.blob_backend == "local":
-        dirs.append((settings.media_root, "media_dir" if settings.media_dir else "data_dir"))
+    if s.blob_backend == "local":
+        dirs.append((s.media_root, "media_dir" if s.media_dir else "data_dir"))
     for path, field in dirs:
         try:
             path.mkdir(parents=True, exist_ok=True)

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     sandbox_qr_first_ms: int = Field(60_000, ge=1, validation_alias=_env("SANDBOX_QR_FIRST_MS"))
     sandbox_qr_next_ms: int = Field(20_000, ge=1, validation_alias=_env("SANDBOX_QR_NEXT_MS"))
     sandbox_qr_count: int = Field(6, ge=1, le=100, validation_alias=_env("SANDBOX_QR_COUNT"))
-    # a remote sandbox (SANDBOX_URL): connecting, closing, and one request on the link
+    # connecting to and closing a remote sandbox (SANDBOX_URL); one request on any sandbox link
     sandbox_open_timeout_ms: int = Field(
         10_000, ge=100, validation_alias=_env("SANDBOX_OPEN_TIMEOUT_MS")
     )
