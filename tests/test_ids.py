@@ -6,13 +6,15 @@ from wagate.errors import InvalidInput
 from wagate.ids import check_session_id, new_session_id, normalize_phone, phone_of_jid
 
 
-@pytest.mark.parametrize("good", ["a", "user123-personal", "A.b_c-9", "x" * 64, new_session_id()])
+@pytest.mark.parametrize(
+    "good", ["a", "user123-personal", "A.b_c-9", "a..b", "x" * 64, new_session_id()]
+)
 def test_good_session_ids(good: str) -> None:
     assert check_session_id(good) == good
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "-a", ".hidden", "../etc", "a/b", "a..b", "x" * 65, "a b", "é"]
+    "bad", ["", "-a", ".", "..", ".hidden", "../etc", "a/b", "abc\n", "x" * 65, "a b", "é"]
 )
 def test_bad_session_ids(bad: str) -> None:
     with pytest.raises(InvalidInput):

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
+from wagate.engine.sandbox import SandboxEngine
 from wagate.errors import ConfigError
+from wagate.lifecycle import Gateway, make_dirs
+from wagate.logs import configure
 from wagate.settings import load_settings, to_async_url
 
 
@@ -81,3 +85,123 @@ def test_database_url_value_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> 
 def test_async_urls() -> None:
     assert to_async_url("postgresql://a@b/c") == "postgresql+asyncpg://a@b/c"
     assert to_async_url("sqlite:///x.db") == "sqlite+aiosqlite:///x.db"
+
+
+@pytest.mark.parametrize(
+    ("given", "level"),
+    [("trace", "debug"), ("warn", "warning"), ("WARN", "warning"), ("fatal", "critical")]
+    + [("silent", "off"), ("Info", "info"), ("warning", "warning")],
+)
+def test_log_level_takes_pino_names(
+    monkeypatch: pytest.MonkeyPatch, given: str, level: str
+) -> None:
+    monkeypatch.setenv("LOG_LEVEL", given)
+    assert load_settings().log_level == level
+
+
+def test_log_level_off_logs_nothing() -> None:
+    root = logging.getLogger()
+    handlers, old = root.handlers[:], root.level
+    try:
+        configure("off")
+        assert root.level > logging.CRITICAL
+        assert not logging.getLogger("wagate.x").isEnabledFor(logging.CRITICAL)
+    finally:
+        root.handlers[:], root.level = handlers, old
+
+
+@pytest.mark.parametrize(
+    ("env", "overrides", "port"),
+    [
+        ({"WORKER_PORT": "8001"}, {}, 8001),
+        ({"WORKER_PORT": "8001", "PORT": "3000"}, {}, 3000),
+        ({"WORKER_PORT": "8001", "WAGATE_PORT": "9000", "PORT": "3000"}, {}, 9000),
+        ({"WORKER_PORT": "8001"}, {"port": 7000}, 7000),
+        ({}, {}, 8080),
+    ],
+)
+def test_worker_port_is_the_port_when_no_port_is_set(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], overrides: dict[str, int], port: int
+) -> None:
+    for name in ("PORT", "WAGATE_PORT", "WORKER_PORT", "WAGATE_WORKER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert load_settings(**overrides).port == port
+
+
+def test_port_variable_names_where_the_port_came_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PORT", "WAGATE_PORT", "WORKER_PORT", "WAGATE_WORKER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert load_settings().port_variable == "PORT"
+    monkeypatch.setenv("WORKER_PORT", "8001")
+    assert load_settings().port_variable == "WORKER_PORT"
+    monkeypatch.setenv("PORT", "3000")
+    assert load_settings().port_variable == "PORT"
+
+
+def test_knobs_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {
+        "WAGATE_URL": "http://gw:1",
+        "WAGATE_CLI_TIMEOUT_MS": "1500",
+        "WAGATE_SANDBOX_PORT": "9100",
+        "WAGATE_SQLITE_BUSY_TIMEOUT_MS": "1234",
+        "WAGATE_SANDBOX_OPEN_TIMEOUT_MS": "700",
+        "WAGATE_SANDBOX_CLOSE_TIMEOUT_MS": "300",
+        "WAGATE_SANDBOX_REQUEST_TIMEOUT_MS": "900",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    s = load_settings()
+    assert (s.gateway_url, s.cli_timeout_ms, s.sandbox_port) == ("http://gw:1", 1500, 9100)
+    assert s.sqlite_busy_timeout_ms == 1234
+    timeouts = (s.sandbox_open_timeout_ms, s.sandbox_close_timeout_ms)
+    assert timeouts + (s.sandbox_request_timeout_ms,) == (700, 300, 900)
+
+
+async def test_the_gateway_hands_the_knobs_on(tmp_path: Path, database_url: str) -> None:
+    s = load_settings(
+        engine="sandbox",
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        api_key="k",
+        sandbox_url="http://127.0.0.1:9",
+        sandbox_key="sk",
+        sandbox_open_timeout_ms=700,
+        sandbox_close_timeout_ms=300,
+        sandbox_request_timeout_ms=900,
+        sqlite_busy_timeout_ms=1234,
+    )
+    async with Gateway(s) as gw:
+        engine = gw.engine
+        assert isinstance(engine, SandboxEngine)
+        assert (engine._open_timeout_s, engine._close_timeout_s) == (0.7, 0.3)
+        assert engine._request_timeout_s == 0.9
+        assert engine._headers == {"X-Api-Key": "sk"}
+        if gw.db.dialect == "sqlite":
+            async with gw.db.begin() as conn:
+                busy = (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar()
+            assert busy == 1234
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"AUTH_DIR": "/proc/x"}, "cannot create AUTH_DIR folder /proc/x: "),
+        ({"WAGATE_DATA_DIR": "{file}"}, "cannot create WAGATE_DATA_DIR folder {file}: "),
+        ({"SESSIONS_DIR": "{file}/sub"}, "cannot create SESSIONS_DIR folder {file}/sub: "),
+        ({"WAGATE_MEDIA_DIR": "{file}/m"}, "cannot create WAGATE_MEDIA_DIR folder {file}/m: "),
+    ],
+)
+async def test_a_folder_that_cannot_be_made_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: dict[str, str], needle: str
+) -> None:
+    file = tmp_path / "a-file"
+    file.write_text("x")
+    monkeypatch.setenv("WAGATE_DATA_DIR", str(tmp_path / "data"))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v.format(file=file))
+    with pytest.raises(ConfigError) as info:
+        make_dirs(load_settings())
+    assert info.value.message.startswith(needle.format(file=file))
+    assert "\n" not in info.value.message

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
+from urllib.parse import quote
 
 import httpx
 import segno
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from wagate.errors import ConfigError
+from wagate.ids import SESSION_ID_RULE, is_session_id
 from wagate.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -47,7 +49,9 @@ def _settings(**overrides: Any) -> Settings:
 @app.command()
 def serve(
     engine: Annotated[str | None, typer.Option(help="sandbox or neonize")] = None,
-    port: Annotated[int | None, typer.Option(help="HTTP port (default 8080)")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="HTTP port (default PORT, else WORKER_PORT, else 8080)")
+    ] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1)")] = None,
 ) -> None:
     """Run the gateway: control plane + an embedded worker (SQLite + local files by default)."""
@@ -82,9 +86,11 @@ def migrate() -> None:
 def sandbox(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port")] = 8090,
+    port: Annotated[int | None, typer.Option(help="Port (default SANDBOX_PORT, 8090)")] = None,
     state: Annotated[Path | None, typer.Option(help="State file (linked devices)")] = None,
-    key: Annotated[str | None, typer.Option(help="Key required by the control API")] = None,
+    key: Annotated[
+        str | None, typer.Option(help="Key its control API and websocket want (SANDBOX_KEY)")
+    ] = None,
 ) -> None:
     """Run the sandbox WhatsApp network as a server (when no subcommand is given)."""
     if ctx.invoked_subcommand is not None:
@@ -102,13 +108,21 @@ def sandbox(
         state_path=state or settings.data_dir / "sandbox-network.json",
     )
     from wagate.logs import configure
+    from wagate.server import bind
 
     configure(settings.log_level)
     token = key or settings.sandbox_key
+    source = "--port" if port else "WAGATE_SANDBOX_PORT"
+    port = port or settings.sandbox_port
     try:
-        asyncio.run(run_server(network, host, port, control_token=token))
-    except KeyboardInterrupt:
-        pass
+        sock = bind(host, port, source)
+    except ConfigError as exc:
+        _fail(exc.message)
+    with sock:
+        try:
+            asyncio.run(run_server(network, host, port, control_token=token, sock=sock))
+        except KeyboardInterrupt:
+            pass
 
 
 class _Gateway:
@@ -117,7 +131,8 @@ class _Gateway:
     def __init__(self, url: str | None, api_key: str | None) -> None:
         self.settings = _settings()
         s = self.settings
-        self.url = (url or _env_url() or f"http://{_client_host(s.host)}:{s.port}").rstrip("/")
+        self.url = (url or s.gateway_url or f"http://{_client_host(s.host)}:{s.port}").rstrip("/")
+        self.timeout = s.cli_timeout_ms / 1000
         self.key = api_key or s.api_key or _stored_key(s)
         if not self.key:
             _fail(f"no API key: set API_KEY or pass --api-key (none stored in {s.api_key_file})")
@@ -125,7 +140,9 @@ class _Gateway:
     def call(self, method: str, path: str, **kw: Any) -> Any:
         headers = {"X-Api-Key": self.key or "", "Accept": "application/json"}
         try:
-            resp = httpx.request(method, self.url + path, headers=headers, timeout=30, **kw)
+            resp = httpx.request(
+                method, self.url + path, headers=headers, timeout=self.timeout, **kw
+            )
         except httpx.HTTPError as exc:
             _fail(f"cannot reach the gateway at {self.url}: {exc}")
         return _json_or_fail(resp)
@@ -140,7 +157,7 @@ class _Gateway:
         headers = {"X-Api-Key": key} if key else {}
         try:
             resp = httpx.request(
-                method, f"{base}/control{path}", json=body, headers=headers, timeout=30
+                method, f"{base}/control{path}", json=body, headers=headers, timeout=self.timeout
             )
         except httpx.HTTPError as exc:
             _fail(f"cannot reach the sandbox at {base}: {exc}")
@@ -159,12 +176,6 @@ def _json_or_fail(resp: httpx.Response) -> Any:
     return body
 
 
-def _env_url() -> str | None:
-    import os
-
-    return os.environ.get("WAGATE_URL")
-
-
 def _client_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
@@ -174,6 +185,13 @@ def _stored_key(settings: Settings) -> str | None:
         return settings.api_key_file.read_text("utf-8").strip() or None
     except FileNotFoundError:
         return None
+
+
+def _session_path(session_id: str, *rest: str) -> str:
+    """``/api/sessions/<id>/…``, with the id checked as the API checks it, then quoted."""
+    if not is_session_id(session_id):
+        _fail(f"invalid session id {session_id[:80]!r}: {SESSION_ID_RULE}")
+    return "/".join(["/api/sessions", quote(session_id, safe=""), *rest])
 
 
 UrlOpt = Annotated[str | None, typer.Option("--url", help="Gateway URL (WAGATE_URL)")]
@@ -190,7 +208,7 @@ def sandbox_scan(
 ) -> None:
     """Act as the phone: scan the session's current QR with PHONE's account."""
     gw = _Gateway(url, api_key)
-    qr = gw.call("GET", f"/api/sessions/{session_id}/qr")["qr"]
+    qr = gw.call("GET", _session_path(session_id, "qr"))["qr"]
     body = {"qr": qr, "phone": phone}
     if push_name:
         body["pushName"] = push_name
@@ -245,9 +263,7 @@ def sandbox_send(
 @sandbox_app.command("inbox")
 def sandbox_inbox(phone: str, url: UrlOpt = None, api_key: KeyOpt = None) -> None:
     """Act as a phone: print what PHONE received, one JSON object a line, oldest first."""
-    from urllib.parse import quote
-
-    answer = _Gateway(url, api_key).sandbox_control(f"/inbox/{quote(phone)}", method="GET")
+    answer = _Gateway(url, api_key).sandbox_control(f"/inbox/{quote(phone, safe='')}", method="GET")
     for message in answer["messages"]:
         typer.echo(json.dumps(message, ensure_ascii=False))
 
@@ -273,8 +289,6 @@ def sandbox_group_create(
 @sandbox_group_app.command("rename")
 def sandbox_group_rename(jid: str, name: str, url: UrlOpt = None, api_key: KeyOpt = None) -> None:
     """Rename the group JID to NAME (its members' sessions see a group update)."""
-    from urllib.parse import quote
-
     _Gateway(url, api_key).sandbox_control(f"/groups/{quote(jid, safe='@')}/rename", {"name": name})
     typer.echo(f"renamed {jid} to {name}")
 
@@ -315,7 +329,7 @@ def sessions_create(
 @sessions_app.command("qr")
 def sessions_qr(session_id: str, url: UrlOpt = None, api_key: KeyOpt = None) -> None:
     """Draw the session's QR in the terminal."""
-    qr = _Gateway(url, api_key).call("GET", f"/api/sessions/{session_id}/qr")
+    qr = _Gateway(url, api_key).call("GET", _session_path(session_id, "qr"))
     segno.make(qr["qr"], error="l").terminal(out=sys.stdout, compact=True)
     out.print(qr["qr"], highlight=False, soft_wrap=True)
 
@@ -323,14 +337,14 @@ def sessions_qr(session_id: str, url: UrlOpt = None, api_key: KeyOpt = None) -> 
 @sessions_app.command("status")
 def sessions_status(session_id: str, url: UrlOpt = None, api_key: KeyOpt = None) -> None:
     """Show a session's status as JSON."""
-    body = _Gateway(url, api_key).call("GET", f"/api/sessions/{session_id}/status")
+    body = _Gateway(url, api_key).call("GET", _session_path(session_id, "status"))
     out.print_json(json.dumps(body))
 
 
 @sessions_app.command("delete")
 def sessions_delete(session_id: str, url: UrlOpt = None, api_key: KeyOpt = None) -> None:
     """Log a session out and delete it."""
-    _Gateway(url, api_key).call("DELETE", f"/api/sessions/{session_id}")
+    _Gateway(url, api_key).call("DELETE", _session_path(session_id))
     out.print(f"deleted {session_id}")
 
 

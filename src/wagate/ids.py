@@ -1,7 +1,9 @@
 """Identifiers: session ids, phone numbers and JIDs, validated in one place.
 
 A session id names a folder under ``AUTH_DIR``, so its alphabet is narrow
-enough that no id can escape that folder.
+enough that no id can escape that folder: no ``/``, and a letter or digit
+first, so neither ``.`` nor ``..`` is an id (``a..b`` is, and stays one
+path component).
 """
 
 from __future__ import annotations
@@ -22,16 +24,15 @@ GROUP_SERVER = "g.us"
 
 
 def is_session_id(value: str) -> bool:
-    return bool(_SESSION_ID.match(value)) and ".." not in value
+    return _SESSION_ID.fullmatch(value) is not None  # ``$`` alone would let "abc\n" through
+
+
+SESSION_ID_RULE = "use 1-64 characters from A-Z a-z 0-9 _ . -, starting with a letter or digit"
 
 
 def check_session_id(value: str, field: str = "id") -> str:
     if not is_session_id(value):
-        raise InvalidInput(
-            field,
-            f"invalid session id {value[:80]!r}: use 1-64 characters from A-Z a-z 0-9 _ . -, "
-            "starting with a letter or digit",
-        )
+        raise InvalidInput(field, f"invalid session id {value[:80]!r}: {SESSION_ID_RULE}")
     return value
 
 
@@ -46,7 +47,7 @@ def normalize_phone(value: str, field: str = "phone") -> str:
     """
     raw = value.split("@", 1)[0].split(":", 1)[0] if "@" in value else value
     compact = _PHONE_SEPARATORS.sub("", raw.strip())
-    if not _PHONE.match(compact):
+    if not _PHONE.fullmatch(compact):
         raise InvalidInput(
             field,
             f"invalid phone number {value[:40]!r}: give it in international format, "

@@ -21,10 +21,11 @@ from wagate.control.media_fetch import MediaFetcher
 from wagate.control.messages import OutboundService
 from wagate.control.sessions import SessionService
 from wagate.engine.base import Engine
+from wagate.errors import ConfigError
 from wagate.events import EventSink
 from wagate.ingest.service import Ingest
 from wagate.ingest.webhooks import Webhooks
-from wagate.settings import Settings
+from wagate.settings import Settings, variable
 from wagate.storage.blobs import BlobStore, S3BlobStore, blob_store
 from wagate.storage.db import Database, create_engine, migrate
 from wagate.storage.repos.audit import AuditRepo
@@ -71,12 +72,13 @@ class Gateway:
 
     async def _start(self) -> None:
         s = self.settings
-        s.data_dir.mkdir(parents=True, exist_ok=True)
-        s.auth_root.mkdir(parents=True, exist_ok=True)
+        make_dirs(s)
         self.api_key, created = load_or_create_api_key(s)
         self.api_key_created = created
         await migrate(s.sqlalchemy_url)
-        self.db = Database(create_engine(s.sqlalchemy_url))
+        self.db = Database(
+            create_engine(s.sqlalchemy_url, sqlite_busy_timeout_ms=s.sqlite_busy_timeout_ms)
+        )
         self._stack.push_async_callback(self.db.aclose)
         self.audit = AuditRepo(self.db, self.clock)
         self.engine = self._given_engine or self._build_engine()
@@ -161,7 +163,13 @@ class Gateway:
         from wagate.engine.sandbox import SandboxEngine, SandboxNetwork, SandboxTimings
 
         if s.sandbox_url:
-            return SandboxEngine(url=sandbox_ws_url(s.sandbox_url))
+            return SandboxEngine(
+                url=sandbox_ws_url(s.sandbox_url),
+                key=s.sandbox_key,
+                open_timeout_s=s.sandbox_open_timeout_ms / 1000,
+                close_timeout_s=s.sandbox_close_timeout_ms / 1000,
+                request_timeout_s=s.sandbox_request_timeout_ms / 1000,
+            )
         network = SandboxNetwork(
             timings=SandboxTimings(
                 qr_first_s=s.sandbox_qr_first_ms / 1000,
@@ -172,7 +180,7 @@ class Gateway:
         )
         self.sandbox_network = network
         self._stack.push_async_callback(network.aclose)
-        return SandboxEngine(network=network)
+        return SandboxEngine(network=network, request_timeout_s=s.sandbox_request_timeout_ms / 1000)
 
 
 def sandbox_ws_url(base: str) -> str:
@@ -184,11 +192,36 @@ def sandbox_ws_url(base: str) -> str:
     return ("wss" if scheme == "https" else "ws") + "://" + rest + "/ws"
 
 
+def make_dirs(settings: Settings) -> None:
+    """Create the folders wagate writes to; one that cannot be is a ConfigError naming it."""
+    s = settings
+    dirs = [(s.data_dir, "data_dir"), (s.auth_root, "auth_dir" if s.auth_dir else "data_dir")]
+    if s.blob_backend == "local":
+        dirs.append((s.media_root, "media_dir" if s.media_dir else "data_dir"))
+    for path, field in dirs:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create {variable(field)} folder {path}: {_reason(exc)}"
+            ) from None
+
+
 def load_or_create_api_key(settings: Settings) -> tuple[str, bool]:
     """The configured ``API_KEY``; else the one stored under the data dir, made on first start."""
     if settings.api_key:
         return settings.api_key, False
     path: Path = settings.api_key_file
+    try:
+        return _stored_or_new_key(path)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot keep the generated API key in {path} ({variable('data_dir')}): "
+            f"{_reason(exc)}; set API_KEY or make the folder writable"
+        ) from None
+
+
+def _stored_or_new_key(path: Path) -> tuple[str, bool]:
     if path.exists():
         key = path.read_text("utf-8").strip()
         if key:
@@ -199,3 +232,7 @@ def load_or_create_api_key(settings: Settings) -> tuple[str, bool]:
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(key + "\n")
     return key, True
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__

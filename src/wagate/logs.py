@@ -10,6 +10,7 @@ import logging
 import sys
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+OFF = logging.CRITICAL + 1  # LOG_LEVEL=off (pino's "silent"): not even critical records
 
 
 def configure(level: str = "info") -> None:
@@ -17,7 +18,7 @@ def configure(level: str = "info") -> None:
     handler.setFormatter(logging.Formatter(FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(OFF if level == "off" else level.upper())
     # uvicorn's access log repeats every health probe; keep it at warning unless debugging
     if level != "debug":
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

@@ -4,15 +4,19 @@ Each field is read from ``WAGATE_<NAME>`` and, where a seed names the
 variable, from that exact name too (``API_KEY``, ``PORT``, ``AUTH_DIR``, …).
 When both are set the ``WAGATE_`` name wins. Durations are milliseconds
 (``*_ms``), as in the seeds.
+
+The HTTP port is ``--port``, else ``WAGATE_PORT``, else ``PORT``, else seed
+002's ``WORKER_PORT``, else 8080. ``LOG_LEVEL`` also takes seed 003's pino
+names (``trace``, ``warn``, ``fatal``, ``silent``).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wagate.errors import ConfigError
@@ -21,6 +25,11 @@ from wagate.errors import ConfigError
 def _env(name: str, *seed_names: str) -> Any:
     """A field read from ``WAGATE_<NAME>`` first, then from each seed's name."""
     return AliasChoices(f"WAGATE_{name}", *seed_names)
+
+
+LogLevel = Literal["debug", "info", "warning", "error", "critical", "off"]
+# seed 003's pino level names, as the nearest Python level ("off": nothing is logged)
+PINO_LEVELS = {"trace": "debug", "warn": "warning", "fatal": "critical", "silent": "off"}
 
 
 class Settings(BaseSettings):
@@ -36,14 +45,19 @@ class Settings(BaseSettings):
         None, validation_alias=_env("AUTH_DIR", "AUTH_DIR", "SESSIONS_DIR")
     )
     database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL", "DATABASE_URL"))
+    # how long a SQLite write waits for another connection's lock before it fails
+    sqlite_busy_timeout_ms: int = Field(
+        30_000, ge=0, validation_alias=_env("SQLITE_BUSY_TIMEOUT_MS")
+    )
 
     # --- HTTP --------------------------------------------------------------------
     host: str = Field("127.0.0.1", validation_alias=_env("HOST", "HOST"))
     port: int = Field(8080, ge=1, le=65535, validation_alias=_env("PORT", "PORT"))
     api_key: str | None = Field(None, validation_alias=_env("API_KEY", "API_KEY"))
-    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
-        "info", validation_alias=_env("LOG_LEVEL", "LOG_LEVEL")
-    )
+    log_level: LogLevel = Field("info", validation_alias=_env("LOG_LEVEL", "LOG_LEVEL"))
+    # the CLI's gateway (``wagate sessions …``, ``wagate sandbox scan``): default http://HOST:PORT
+    gateway_url: str | None = Field(None, validation_alias=_env("URL"))
+    cli_timeout_ms: int = Field(30_000, ge=100, validation_alias=_env("CLI_TIMEOUT_MS"))
 
     # --- engine ------------------------------------------------------------------
     engine: Literal["sandbox", "neonize"] = Field("neonize", validation_alias=_env("ENGINE"))
@@ -52,6 +66,18 @@ class Settings(BaseSettings):
     sandbox_qr_first_ms: int = Field(60_000, ge=1, validation_alias=_env("SANDBOX_QR_FIRST_MS"))
     sandbox_qr_next_ms: int = Field(20_000, ge=1, validation_alias=_env("SANDBOX_QR_NEXT_MS"))
     sandbox_qr_count: int = Field(6, ge=1, le=100, validation_alias=_env("SANDBOX_QR_COUNT"))
+    # connecting to and closing a remote sandbox (SANDBOX_URL); one request on any sandbox link
+    sandbox_open_timeout_ms: int = Field(
+        10_000, ge=100, validation_alias=_env("SANDBOX_OPEN_TIMEOUT_MS")
+    )
+    sandbox_close_timeout_ms: int = Field(
+        2_000, ge=10, validation_alias=_env("SANDBOX_CLOSE_TIMEOUT_MS")
+    )
+    sandbox_request_timeout_ms: int = Field(
+        30_000, ge=100, validation_alias=_env("SANDBOX_REQUEST_TIMEOUT_MS")
+    )
+    # ``wagate sandbox`` (the standalone server) listens here unless --port says otherwise
+    sandbox_port: int = Field(8090, ge=1, le=65535, validation_alias=_env("SANDBOX_PORT"))
 
     # --- neonize -------------------------------------------------------------------
     # whatsmeow's stores in one PostgreSQL database (default: a SQLite file per session
@@ -229,8 +255,28 @@ class Settings(BaseSettings):
 
     @field_validator("log_level", mode="before")
     @classmethod
-    def _lower(cls, value: Any) -> Any:
-        return value.lower() if isinstance(value, str) else value
+    def _log_level(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        name = value.strip().lower()
+        return PINO_LEVELS.get(name, name)
+
+    @model_validator(mode="after")
+    def _worker_port(self) -> Self:
+        """Seed 002's ``WORKER_PORT`` is the HTTP port unless a port is set explicitly."""
+        if "port" not in self.model_fields_set and self.worker_port is not None:
+            self.port = self.worker_port
+        return self
+
+    @property
+    def port_variable(self) -> str:
+        """The variable the HTTP port came from, for error messages."""
+        given = [
+            n for n in _names(Settings.model_fields["port"].validation_alias) if n in os.environ
+        ]
+        if given:
+            return given[0]
+        return variable("worker_port") if self.worker_port == self.port else "PORT"
 
     @property
     def auth_root(self) -> Path:
@@ -301,11 +347,20 @@ def _describe(exc: ValidationError) -> str:
 
 def _variable(loc: str) -> str:
     """The environment variable behind an error: the one that is set, else all its names."""
-    for field in Settings.model_fields.values():
-        alias = field.validation_alias
-        if isinstance(alias, AliasChoices):
-            names = list(dict.fromkeys(str(c) for c in alias.choices))
-            if loc in names:
-                given = [n for n in names if n in os.environ]
-                return given[0] if given else " / ".join(names)
+    for name, field in Settings.model_fields.items():
+        if loc == name or loc in _names(field.validation_alias):
+            return variable(name)
     return loc
+
+
+def variable(field: str) -> str:
+    """The environment variable a setting was read from, else all the names it is read from."""
+    names = _names(Settings.model_fields[field].validation_alias)
+    given = [n for n in names if n in os.environ]
+    return given[0] if given else " / ".join(names) or field
+
+
+def _names(alias: Any) -> list[str]:
+    if isinstance(alias, AliasChoices):
+        return list(dict.fromkeys(str(c) for c in alias.choices))
+    return []

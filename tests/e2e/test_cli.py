@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +83,131 @@ def test_migrate(databases: DatabaseFactory, tmp_path: Path) -> None:
     fresh = clean_env(WAGATE_DATA_DIR=tmp_path / "fresh")
     assert run_cli(["migrate"], fresh).returncode == 0
     assert (tmp_path / "fresh" / "wagate.db").is_file()
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """A stand-in gateway that answers every request with ``{}`` and remembers its path."""
+
+    seen: list[str] = []
+
+    def _answer(self) -> None:
+        self.seen.append(f"{self.command} {self.path}")
+        body = b'{"id": "x", "qr": "2@x"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_DELETE = do_POST = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def recorder() -> Iterator[tuple[str, list[str]]]:
+    seen: list[str] = []
+    handler = type("Handler", (_Recorder,), {"seen": seen})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sessions", "delete", "shop/../lo1"],
+        ["sessions", "status", "x?y"],
+        ["sessions", "qr", "x#y"],
+        ["sessions", "status", "abc\n"],
+        ["sandbox", "scan", "../lo1", "--phone", "6281234567890"],
+    ],
+)
+def test_a_session_id_is_checked_before_any_request(
+    tmp_path: Path, recorder: tuple[str, list[str]], args: list[str]
+) -> None:
+    url, seen = recorder
+    env = clean_env(WAGATE_DATA_DIR=tmp_path / "data", API_KEY="k", WAGATE_URL=url)
+    result = run_cli(args, env)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: invalid session id "), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert seen == []
+
+
+def test_a_good_session_id_reaches_its_own_path(
+    tmp_path: Path, recorder: tuple[str, list[str]]
+) -> None:
+    url, seen = recorder
+    env = clean_env(WAGATE_DATA_DIR=tmp_path / "data", API_KEY="k", WAGATE_URL=url)
+    assert run_cli(["sessions", "delete", "shop.1"], env).returncode == 0
+    assert run_cli(["sessions", "status", "a..b"], env).returncode == 0
+    assert seen == ["DELETE /api/sessions/shop.1", "GET /api/sessions/a..b/status"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "needle"),
+    [
+        ("AUTH_DIR", "/proc/x", "error: cannot create AUTH_DIR folder /proc/x: "),
+        ("WAGATE_DATA_DIR", "{file}", "error: cannot create WAGATE_DATA_DIR folder {file}: "),
+        ("SESSIONS_DIR", "{file}/sub", "error: cannot create SESSIONS_DIR folder {file}/sub: "),
+    ],
+)
+def test_a_bad_folder_stops_start_up_with_one_line(
+    tmp_path: Path, variable: str, value: str, needle: str
+) -> None:
+    file = tmp_path / "a-file"
+    file.write_text("x")
+    env = clean_env(WAGATE_DATA_DIR=tmp_path / "data", PORT=free_port(), API_KEY="k")
+    env[variable] = value.format(file=file)
+    result = run_cli(["serve", "--engine", "sandbox"], env)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(needle.format(file=file)), result.stderr
+
+
+def test_a_port_in_use_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = clean_env(WAGATE_DATA_DIR=tmp_path / "data", PORT=port, API_KEY="k")
+        result = run_cli(["serve", "--engine", "sandbox"], env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port} (PORT, HOST): address already in use"
+    ]
+
+
+def test_serve_listens_on_worker_port(tmp_path: Path, procs: Any) -> None:
+    port = free_port()
+    env = clean_env(WAGATE_DATA_DIR=tmp_path / "data", WORKER_PORT=port, API_KEY="k")
+    procs(["serve", "--engine", "sandbox"], env, "gateway").wait_http(
+        f"http://127.0.0.1:{port}/healthz"
+    )
+
+
+def test_the_sandbox_server_listens_on_sandbox_port(tmp_path: Path, procs: Any) -> None:
+    port = free_port()
+    env = clean_env(WAGATE_DATA_DIR=tmp_path / "data", WAGATE_SANDBOX_PORT=port)
+    procs(["sandbox"], env, "sandbox").wait_http(f"http://127.0.0.1:{port}/healthz")
+
+
+def test_a_sandbox_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = clean_env(WAGATE_DATA_DIR=tmp_path / "data", WAGATE_SANDBOX_PORT=port)
+        result = run_cli(["sandbox"], env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port} (WAGATE_SANDBOX_PORT): address already in use"
+    ]

@@ -187,7 +187,7 @@ async def test_the_control_token_is_enforced(network) -> None:
 async def test_the_app_mounts_under_a_prefix(network, serve_app, watch) -> None:
     gateway = Starlette(routes=[Mount("/sandbox", app=create_app(network, control_token=TOKEN))])
     served = await serve_app(gateway)
-    engine = SandboxEngine(url=served.ws("/sandbox/ws"))
+    engine = SandboxEngine(url=served.ws("/sandbox/ws"), key=TOKEN)
     control = SandboxControl(served.base + "/sandbox", api_key=TOKEN)
     async with control, engine.link(MemoryAuthStore("s1"), NO_OPTIONS) as link:
         events = watch(link)
@@ -213,7 +213,7 @@ async def test_run_server_serves_until_cancelled(network, watch) -> None:
                         break
                 except httpx.TransportError:
                     await asyncio.sleep(0.01)
-    engine = SandboxEngine(url=f"ws://127.0.0.1:{port}/ws")
+    engine = SandboxEngine(url=f"ws://127.0.0.1:{port}/ws", key=TOKEN)
     async with engine.link(MemoryAuthStore("s1"), NO_OPTIONS) as link:
         events = watch(link)
         await events.expect(QRCode)

@@ -143,7 +143,7 @@ async def test_a_body_far_over_the_limit_is_refused_unread(make_rig: RigFactory)
     await rig.create()
     padding = "A" * (2 * 1024 * 1024)
     body = {"to": ALICE, "type": "document", "media": {"base64": padding}}
-    await _refused(rig, body, "media")
+    await _refused(rig, body, "body", status=413)
 
 
 async def test_unknown_session_is_404(rig: Rig) -> None:

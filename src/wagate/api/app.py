@@ -1,4 +1,10 @@
-"""The FastAPI application: routes, the error table, the key check, the in-process sandbox."""
+"""The FastAPI application: routes, the error table, the key check, the in-process sandbox.
+
+Without a key only health (``/``, ``/health``, ``/healthz``, ``/sandbox/healthz``)
+and the API's description (``/openapi.json``, ``/docs``) answer; the in-process
+sandbox's control API and websocket want the gateway's key, as a keyed
+``wagate sandbox`` server wants its own.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from fastapi import Depends, FastAPI
 from wagate import __version__
 from wagate.api import errors
 from wagate.api.deps import require_key
+from wagate.api.nul import reject_nul
 from wagate.api.routes import groups, health, media, messages, seed002, sessions, webhooks
 from wagate.lifecycle import Gateway
 
@@ -18,6 +25,8 @@ def create_app(gateway: Gateway) -> FastAPI:
         summary="Self-hosted multi-session WhatsApp gateway",
         docs_url="/docs",
         redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,  # no OAuth2 here: one public page fewer
+        dependencies=[Depends(reject_nul)],  # every route, whoever adds it
     )
     app.state.gateway = gateway
     errors.install(app)

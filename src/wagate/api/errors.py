@@ -18,7 +18,18 @@ from wagate import errors as e
 
 log = logging.getLogger(__name__)
 
+
+class BodyTooLarge(e.InvalidInput):
+    """The request body is past what the route accepts (HTTP 413)."""
+
+    code = "body_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__("body", f"the request body is larger than the limit of {limit} bytes")
+
+
 STATUS: list[tuple[type[e.WagateError], int]] = [
+    (BodyTooLarge, 413),
     (e.InvalidInput, 422),
     (e.Unauthorized, 401),
     (e.NotFound, 404),
@@ -71,7 +82,7 @@ def _problem(err: Any) -> dict[str, Any]:
     field = ".".join(loc) or None
     msg = str(err.get("msg", "invalid value"))
     if err.get("type") == "json_invalid":
-        msg = "request body is not valid JSON"
+        field, msg = "body", "request body is not valid JSON"
     return {"field": field, "message": msg}
 
 

@@ -1,8 +1,9 @@
 """Reading a send request: a JSON body, or a multipart form with the file uploaded.
 
 Both forms become the same pydantic model, so validation (and its 422 naming
-the field) is one path. Oversized bodies are refused from ``Content-Length``
-before they are read; an upload is read in chunks and refused past the cap.
+the field) is one path. Oversized bodies are refused (413) from
+``Content-Length`` before they are read, and while they are read when it is
+absent; an upload is read in chunks and refused past the cap.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
+from wagate.api.errors import BodyTooLarge
+from wagate.api.nul import check_data, check_fields
 from wagate.control.media_fetch import MediaBytes, too_large
 from wagate.errors import InvalidInput
 
@@ -37,11 +40,12 @@ async def read_send_body(
     limit = (max_media_bytes if is_form else max_media_bytes * 4 // 3) + _OVERHEAD
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise too_large("media", max_media_bytes)
+        raise BodyTooLarge(limit)
     if not is_form:
-        return validate(model, await _json(request)), None
+        return validate(model, await _json(request, limit)), None
     form = await request.form(max_files=1, max_fields=64)
     try:
+        check_fields(form.multi_items())
         data, upload = await _from_form(form, max_media_bytes)
     finally:
         await form.close()
@@ -55,14 +59,29 @@ def validate(model: type[M], data: Any) -> M:
         raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
 
 
-async def _json(request: Request) -> Any:
-    raw = await request.body()
+async def _json(request: Request, limit: int) -> Any:
+    raw = await _read(request, limit)
     if not raw.strip():
         raise InvalidInput("body", "a JSON body (or a multipart form) is required")
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except ValueError:
         raise InvalidInput("body", "request body is not valid JSON") from None
+    except RecursionError:
+        raise InvalidInput("body", "request body is nested too deeply") from None
+    check_data(data)
+    return data
+
+
+async def _read(request: Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _from_form(form: FormData, max_bytes: int) -> tuple[dict[str, Any], MediaBytes | None]:
@@ -91,7 +110,7 @@ async def _from_form(form: FormData, max_bytes: int) -> tuple[dict[str, Any], Me
 def _json_field(name: str, value: str) -> Any:
     try:
         return json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise InvalidInput(name, f"{name} must be a JSON object in a form") from None
 
 

@@ -40,6 +40,8 @@ def parse_proxy(url: str, field: str = "proxy") -> ProxyURL:
         )
     if not parts.hostname or port is None:
         raise InvalidInput(field, "proxy must name a host and a port: socks5h://host:port")
+    if not 1 <= port <= 65535:
+        raise InvalidInput(field, f"proxy port must be 1-65535 (got {port})")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise InvalidInput(field, "proxy URL must not have a path, query or fragment")
     return ProxyURL(

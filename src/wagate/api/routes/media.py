@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 
 from wagate.api import deps
+from wagate.api.params import RowId
 from wagate.errors import NotFound
 from wagate.lifecycle import Gateway
 
@@ -33,7 +34,7 @@ _INLINE_IMAGES = frozenset(
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
 async def get_media(
-    media_id: int, gw: Annotated[Gateway, Depends(deps.gateway)]
+    media_id: RowId, gw: Annotated[Gateway, Depends(deps.gateway)]
 ) -> StreamingResponse:
     media = await gw.ingest.media_repo.get(media_id)
     if media is None:

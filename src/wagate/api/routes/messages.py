@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -11,6 +10,7 @@ from fastapi.responses import JSONResponse
 from wagate.api import deps
 from wagate.api.message_body import read_send_body
 from wagate.api.message_schemas import MessageListOut, MessageOut, SendMessageIn
+from wagate.api.params import RowId, UtcTime
 from wagate.control.messages import OutboundService
 from wagate.storage.repos.outbound import HistoryQuery
 
@@ -173,17 +173,17 @@ async def history(
     chat: Annotated[str | None, Query(max_length=128, description="Phone or JID")] = None,
     direction: Annotated[str | None, Query(description="in | out")] = None,
     status: Annotated[str | None, Query(max_length=16)] = None,
-    since: Annotated[datetime | None, Query(description="From this time (inclusive)")] = None,
-    until: Annotated[datetime | None, Query(description="Before this time")] = None,
-    before: Annotated[int | None, Query(ge=1, description="Cursor: older than this id")] = None,
+    since: Annotated[UtcTime | None, Query(description="From this time (inclusive)")] = None,
+    until: Annotated[UtcTime | None, Query(description="Before this time")] = None,
+    before: Annotated[RowId | None, Query(description="Cursor: older than this id")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> MessageListOut:
     query = HistoryQuery(
         chat=chat,
         direction=direction,
         status=status,
-        since=_aware(since),
-        until=_aware(until),
+        since=since,
+        until=until,
         before_id=before,
         limit=limit,
     )
@@ -197,9 +197,3 @@ async def history(
 @router.get("/{session_id}/messages/{message_id}", summary="One message, by our id or WhatsApp's")
 async def get_message(session_id: str, message_id: str, service: Outbound) -> MessageOut:
     return MessageOut.of(await service.get(session_id, message_id))
-
-
-def _aware(at: datetime | None) -> datetime | None:
-    if at is None or at.tzinfo is not None:
-        return at
-    return at.replace(tzinfo=UTC)  # a time without a zone is taken as UTC

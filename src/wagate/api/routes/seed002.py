@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Query, Request
 from wagate.api.deps import Sessions
 from wagate.api.message_body import read_send_body
 from wagate.api.message_schemas import Seed002SendIn, iso_z
+from wagate.api.params import Offset
 from wagate.api.routes.messages import IdempotencyKey, Outbound, inline_schema, max_media_bytes
 from wagate.api.schemas import Seed002CreateIn, ok, phone_plus, qr_data_url
 from wagate.domain.session import SEED_002, Session
@@ -103,11 +104,18 @@ async def send(
         message, _ = await outbound.send(session_id, body.to_request(upload, idempotency_key))
     except InvalidInput as exc:
         if exc.field in ("text", "caption"):  # seed 002 calls both of them "message"
-            raise InvalidInput("message", exc.message.replace(exc.field, "message")) from None
+            raise InvalidInput("message", _renamed(exc.message, exc.field)) from None
         raise
     return ok(
         {"messageId": message.wa_msg_id, "status": message.status, "timestamp": iso_z(message.ts)}
     )
+
+
+def _renamed(message: str, field: str) -> str:
+    """``text is required for messages of type text`` → ``message is required … type text``."""
+    if message.startswith(field + " "):
+        return "message" + message[len(field) :]
+    return message
 
 
 @router.get("/{session_id}/messages", summary="Message history, newest first")
@@ -115,7 +123,7 @@ async def messages(
     session_id: str,
     outbound: Outbound,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> dict[str, Any]:
     session, found, total = await outbound.page(session_id, limit, offset)
     me = user_jid(session.phone_number) if session.phone_number else None

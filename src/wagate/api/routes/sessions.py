@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
 from wagate.api import deps
 from wagate.api.deps import Sessions
+from wagate.api.params import RowId
 from wagate.api.schemas import ProvisionIn, QROut, SessionOut, qr_data_url, qr_png
 from wagate.domain.session import SEED_004
 from wagate.lifecycle import Gateway
@@ -22,7 +23,10 @@ async def list_sessions(service: Sessions) -> dict[str, Any]:
 
 
 @router.post("/provision", status_code=201, summary="Create a session and start linking it")
-async def provision(body: ProvisionIn, service: Sessions) -> SessionOut:
+async def provision(
+    service: Sessions, body: Annotated[ProvisionIn | None, Body()] = None
+) -> SessionOut:
+    body = body or ProvisionIn()
     session = await service.provision(
         body.id, phone=body.phone, proxy=body.proxy, pair=body.pairing_code
     )
@@ -92,7 +96,7 @@ async def audit(
     gateway: Annotated[Gateway, Depends(deps.gateway)],
     event: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[int | None, Query(ge=1, description="Entries older than this id")] = None,
+    before: Annotated[RowId | None, Query(description="Entries older than this id")] = None,
 ) -> dict[str, Any]:
     await service.get(session_id)
     entries = await gateway.audit.recent(session_id, event=event, limit=limit, before_id=before)

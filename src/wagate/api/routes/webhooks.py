@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
+from wagate.api.params import RowId
 from wagate.api.schemas import Strict
 from wagate.errors import InvalidInput
 from wagate.ingest.webhook_admin import MAX_URL, Saved, WebhookAdmin
@@ -160,7 +161,7 @@ async def list_deliveries(
     session_id: Annotated[str | None, Query(alias="sessionId")] = None,
     subscription_id: Annotated[str | None, Query(alias="subscriptionId")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[int | None, Query(ge=1, description="Deliveries older than this id")] = None,
+    before: Annotated[RowId | None, Query(description="Deliveries older than this id")] = None,
 ) -> DeliveryPage:
     found = await admin.deliveries(
         status=status,
@@ -187,12 +188,12 @@ async def replay_dead(
 
 
 @router.get("/deliveries/{delivery_id}", summary="One delivery, with its payload")
-async def get_delivery(delivery_id: int, admin: Admin) -> DeliveryDetail:
+async def get_delivery(delivery_id: RowId, admin: Admin) -> DeliveryDetail:
     return DeliveryDetail.detail(await admin.delivery(delivery_id))
 
 
 @router.post("/deliveries/{delivery_id}/replay", summary="Send a delivered or dead delivery again")
-async def replay(delivery_id: int, admin: Admin) -> DeliveryOut:
+async def replay(delivery_id: RowId, admin: Admin) -> DeliveryOut:
     return DeliveryOut.of(await admin.replay(delivery_id))
 
 

@@ -49,6 +49,7 @@ class SandboxEngine:
         url: str | None = None,
         client: str | None = None,
         device_name: str = "wagate",
+        key: str | None = None,
         open_timeout_s: float = 10.0,
         close_timeout_s: float = 2.0,
         request_timeout_s: float = 30.0,
@@ -59,6 +60,7 @@ class SandboxEngine:
         self._url = url
         self._client = client
         self._device_name = device_name
+        self._headers = {"X-Api-Key": key} if key else None  # a keyed server's websocket
         self._open_timeout_s = open_timeout_s
         self._close_timeout_s = close_timeout_s
         self._request_timeout_s = request_timeout_s
@@ -85,6 +87,7 @@ class SandboxEngine:
             connection = await connect(
                 self._url,
                 proxy=options.proxy,  # None also stops websockets reading *_PROXY from the env
+                additional_headers=self._headers,
                 open_timeout=self._open_timeout_s,
                 close_timeout=self._close_timeout_s,
             )

@@ -16,8 +16,10 @@ plus the messaging routes of :mod:`wagate.engine.sandbox.server_mail` (send as a
 phone, read an inbox, mark read, groups, media blobs).
 
 Errors are JSON, ``{"error": {"code", "message", "field"?}}``, with 401, 404,
-409 or 422; never a 500 for bad input. With a ``control_token`` the control API
-wants ``Authorization: Bearer <token>`` or ``X-Api-Key: <token>``.
+409 or 422; never a 500 for bad input. With a ``control_token`` every route
+but ``/healthz`` (the control API and the websocket alike) wants
+``Authorization: Bearer <token>`` or ``X-Api-Key: <token>``; a websocket
+without it is refused before the handshake (HTTP 403).
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ import asyncio
 import dataclasses
 import hmac
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -126,16 +130,21 @@ class _Control:
         return JSONResponse({"accounts": found})
 
 
+def _authorized(headers: Headers, token: str | None) -> bool:
+    if token is None:
+        return True
+    bearer = headers.get("authorization", "")
+    given = bearer[7:] if bearer[:7].lower() == "bearer " else headers.get("x-api-key")
+    return given is not None and hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8"))
+
+
 def _guarded(endpoint: Endpoint, token: str | None) -> Endpoint:
     """Wrap a control endpoint so it needs the control token, when there is one."""
     if token is None:
         return endpoint
-    expected = token.encode("utf-8")
 
     async def guarded(request: Request) -> Response:
-        bearer = request.headers.get("authorization", "")
-        given = bearer[7:] if bearer[:7].lower() == "bearer " else request.headers.get("x-api-key")
-        if given is None or not hmac.compare_digest(given.encode("utf-8"), expected):
+        if not _authorized(request.headers, token):
             raise Unauthorized("the sandbox control API needs a valid token")
         return await endpoint(request)
 
@@ -147,6 +156,9 @@ def create_app(network: SandboxNetwork, *, control_token: str | None = None) -> 
     control = _Control(network)
 
     async def websocket(ws: WebSocket) -> None:
+        if not _authorized(ws.headers, control_token):
+            await ws.close(code=1008, reason="the sandbox needs a valid token")
+            return
         await ws.accept()
         await network.serve(StarletteChannel(ws))
 
@@ -182,9 +194,17 @@ def create_app(network: SandboxNetwork, *, control_token: str | None = None) -> 
 
 
 async def run_server(
-    network: SandboxNetwork, host: str, port: int, control_token: str | None = None
+    network: SandboxNetwork,
+    host: str,
+    port: int,
+    control_token: str | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Serve the sandbox network until cancelled or signalled (``wagate sandbox``)."""
+    """Serve the sandbox network until cancelled or signalled (``wagate sandbox``).
+
+    ``sock``, when given, is already bound to host:port (the CLI binds it first, so a
+    port in use is one clear line rather than uvicorn's exit).
+    """
     config = uvicorn.Config(
         create_app(network, control_token=control_token),
         host=host,
@@ -195,7 +215,8 @@ async def run_server(
     )
     server = uvicorn.Server(config)
     log.info("sandbox network listening on ws://%s:%d/ws", host, port)
-    serving = asyncio.create_task(server.serve(), name="sandbox-server")
+    sockets = [sock] if sock is not None else None
+    serving = asyncio.create_task(server.serve(sockets=sockets), name="sandbox-server")
     try:
         # Shielded so that cancelling us becomes uvicorn's own orderly shutdown.
         await asyncio.shield(serving)

@@ -81,10 +81,21 @@ class SessionRepo:
             async with self._db.begin() as conn:
                 await conn.execute(t.insert().values(**values))
         except IntegrityError:
-            raise Conflict(f"session {session_id!r} already exists") from None
+            raise await self._conflict(session_id, phone) from None
         created = await self.get(session_id)
         assert created is not None
         return created
+
+    async def _conflict(self, session_id: str, phone: str | None) -> Conflict:
+        """Which unique rule an insert broke: the id, or (raced past the check) the phone."""
+        if phone is not None and await self.get(session_id) is None:
+            holder = await self.find_by_phone(phone)
+            if holder is not None:
+                return Conflict(
+                    f"phone +{phone} is already registered to session {holder.id!r}",
+                    code="phone_registered",
+                )
+        return Conflict(f"session {session_id!r} already exists")
 
     async def get(self, session_id: str) -> Session | None:
         async with self._db.begin() as conn:
