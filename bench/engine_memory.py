@@ -76,7 +76,8 @@ async def child_baseline() -> dict[str, Any]:
 
 async def child_sandbox(count: int) -> dict[str, Any]:
     from wagate.engine.base import LinkOptions, MemoryAuthStore, QRCode
-    from wagate.engine.sandbox import SandboxEngine, SandboxNetwork, SandboxTimings
+    from wagate.engine.sandbox import SandboxEngine
+    from wagate.sandbox import SandboxNetwork, SandboxTimings
 
     network = SandboxNetwork(timings=SandboxTimings(qr_first_s=600, qr_next_s=600))
     engine = SandboxEngine(network=network)

@@ -30,9 +30,8 @@ from typing import Any
 from report import report
 
 from wagate.clock import SystemClock
+from wagate.domain.message import MessageKind
 from wagate.engine.base import MessageEvent
-from wagate.engine.messages import MessageKind
-from wagate.events import NullSink
 from wagate.ingest.media import MediaMeta, MediaStore
 from wagate.ingest.pipeline import IngestPipeline
 from wagate.ingest.service import policy_of
@@ -44,6 +43,7 @@ from wagate.storage.repos.groups import GroupRepo
 from wagate.storage.repos.media import MediaRepo
 from wagate.storage.repos.messages import MessageRepo
 from wagate.storage.tables import messages
+from wagate.webhooks.events import NullSink
 
 
 def _event(i: int, now: datetime) -> MessageEvent:

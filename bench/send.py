@@ -36,7 +36,7 @@ from report import report
 
 from wagate.api.app import create_app
 from wagate.api.deps import require_key
-from wagate.lifecycle import Gateway
+from wagate.roles.serve import Gateway
 from wagate.settings import load_settings
 from wagate.testing import ScriptedEngine
 

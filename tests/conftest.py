@@ -25,7 +25,7 @@ import pytest
 
 from wagate.api.app import create_app
 from wagate.clock import ManualClock
-from wagate.lifecycle import Gateway
+from wagate.roles.serve import Gateway
 from wagate.settings import Settings, load_settings
 from wagate.storage.db import Database, create_engine, migrate_sync
 from wagate.storage.repos.audit import AuditRepo

@@ -7,8 +7,8 @@ import pytest
 
 from wagate.engine.sandbox import SandboxEngine
 from wagate.errors import ConfigError
-from wagate.lifecycle import Gateway, make_dirs
 from wagate.logs import configure
+from wagate.roles.serve import Gateway, make_dirs
 from wagate.settings import load_settings, to_async_url
 
 

@@ -96,8 +96,8 @@ def sandbox(
     if ctx.invoked_subcommand is not None:
         return
     settings = _settings()
-    from wagate.engine.sandbox import SandboxNetwork, SandboxTimings
-    from wagate.engine.sandbox.server import run_server
+    from wagate.sandbox import SandboxNetwork, SandboxTimings
+    from wagate.sandbox.server import run_server
 
     network = SandboxNetwork(
         timings=SandboxTimings(

@@ -9,8 +9,8 @@ import uvicorn
 
 from wagate.api.app import create_app
 from wagate.errors import ConfigError
-from wagate.lifecycle import Gateway
 from wagate.logs import configure
+from wagate.roles.serve import Gateway
 from wagate.settings import Settings
 
 log = logging.getLogger(__name__)

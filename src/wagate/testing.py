@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
+from wagate.domain.message import GroupInfo, MediaRef, Outgoing, SendResult
 from wagate.domain.session import DisconnectKind
 from wagate.engine.base import (
     AuthStore,
@@ -25,7 +26,6 @@ from wagate.engine.base import (
     EngineEvent,
     LinkOptions,
 )
-from wagate.engine.messages import GroupInfo, MediaRef, Outgoing, SendResult
 
 Script = Sequence[EngineEvent] | BaseException
 

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from wagate.api.app import create_app
-from wagate.lifecycle import Gateway
+from wagate.roles.serve import Gateway
 from wagate.settings import Settings
 
 PUBLIC = {"/", "/health", "/healthz", "/docs", "/openapi.json", "/sandbox/healthz"}

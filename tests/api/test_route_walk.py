@@ -20,7 +20,7 @@ import pytest
 
 from wagate.api.app import create_app
 from wagate.engine.base import QRCode
-from wagate.lifecycle import Gateway
+from wagate.roles.serve import Gateway
 from wagate.testing import ScriptedEngine
 
 NUL = "a\x00b"

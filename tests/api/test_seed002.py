@@ -9,7 +9,7 @@ import pytest
 
 from wagate.domain.session import SessionState
 from wagate.engine.base import QRCode
-from wagate.lifecycle import Gateway
+from wagate.roles.serve import Gateway
 from wagate.testing import ScriptedEngine, connected
 
 QR = "2@ref2,noise,identity,adv"

@@ -10,7 +10,7 @@ import pytest
 from wagate.domain.session import SessionState
 from wagate.engine.base import QRCode
 from wagate.errors import TransientError
-from wagate.lifecycle import Gateway
+from wagate.roles.serve import Gateway
 from wagate.testing import ScriptedEngine, connected, eventually
 
 QR = "2@ref1,noise,identity,adv"

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from wagate.engine.base import AuthStore, Engine, FileAuthStore
-from wagate.engine.sandbox import SandboxEngine, SandboxNetwork, SandboxTimings
+from wagate.engine.sandbox import SandboxEngine
+from wagate.sandbox import SandboxNetwork, SandboxTimings
 
 # QR codes that outlive any test, so a scan never races an expiry.
 PATIENT = SandboxTimings(qr_first_s=30.0, qr_next_s=30.0, qr_count=6, hello_timeout_s=2.0)

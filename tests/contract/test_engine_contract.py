@@ -11,6 +11,15 @@ import pytest
 
 from tests.contract.conftest import Events
 from tests.contract.drivers import Driver
+from wagate.domain.message import (
+    ContactCard,
+    LinkPreview,
+    Location,
+    MessageKind,
+    Outgoing,
+    OutgoingMedia,
+    Quote,
+)
 from wagate.domain.session import DisconnectKind
 from wagate.engine.base import (
     Connected,
@@ -21,15 +30,6 @@ from wagate.engine.base import (
     MessageEvent,
     QRCode,
     ReceiptEvent,
-)
-from wagate.engine.messages import (
-    ContactCard,
-    LinkPreview,
-    Location,
-    MessageKind,
-    Outgoing,
-    OutgoingMedia,
-    Quote,
 )
 from wagate.errors import InvalidInput, TransientError
 

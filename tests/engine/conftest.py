@@ -14,7 +14,8 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from wagate.engine.base import EngineEvent, Link
-from wagate.engine.sandbox import SandboxEngine, SandboxNetwork, SandboxTimings, create_app
+from wagate.engine.sandbox import SandboxEngine
+from wagate.sandbox import SandboxNetwork, SandboxTimings, create_app
 
 T = TypeVar("T")
 

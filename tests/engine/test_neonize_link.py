@@ -21,6 +21,7 @@ from tests.contract import neonize_go as go
 from tests.contract.conftest import Events
 from tests.contract.neonize_driver import NeonizeDriver, lid_of, settle
 from tests.contract.neonize_fake import FakeGo, patch_ffi
+from wagate.domain.message import MediaRef, MessageKind, Outgoing
 from wagate.domain.session import DisconnectKind
 from wagate.engine.base import (
     Connected,
@@ -30,7 +31,6 @@ from wagate.engine.base import (
     PairCode,
     QRCode,
 )
-from wagate.engine.messages import MediaRef, MessageKind, Outgoing
 from wagate.engine.neonize import NeonizeConfig, NeonizeLink
 from wagate.engine.neonize import _loader as nz
 from wagate.engine.neonize.client import ClientSlot

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.contract import neonize_go as go
-from wagate.engine.messages import (
+from wagate.domain.message import (
     ContactCard,
     LinkPreview,
     Location,

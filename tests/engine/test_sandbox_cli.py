@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from tests.engine.conftest import Served
 from tests.engine.test_sandbox_messaging import ALICE, BOB, CAROL, jid
 from wagate.cli import app
-from wagate.engine.sandbox import create_app
+from wagate.sandbox import create_app
 
 TOKEN = "sandbox-token"
 # Variables a developer's shell may carry that would point the CLI elsewhere.

@@ -9,9 +9,10 @@ import pytest
 
 from wagate.domain.session import DisconnectKind
 from wagate.engine.base import Disconnected, LinkOptions, MemoryAuthStore, QRCode
-from wagate.engine.sandbox import SandboxLink, memory_pair
-from wagate.engine.sandbox.transport import Channel, Frame, MemoryChannel
+from wagate.engine.sandbox import SandboxLink
 from wagate.errors import EngineError, TransientError
+from wagate.sandbox import memory_pair
+from wagate.sandbox.transport import Channel, Frame, MemoryChannel
 
 
 async def scripted_link(*frames: Frame) -> tuple[SandboxLink, MemoryChannel, MemoryAuthStore]:

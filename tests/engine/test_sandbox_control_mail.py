@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from tests.engine.test_sandbox_messaging import ALICE, BOB, CAROL, jid, link_auth, online
+from wagate.domain.message import MessageKind
 from wagate.engine.base import GroupEvent, ReceiptEvent
-from wagate.engine.messages import MessageKind
-from wagate.engine.sandbox import SandboxControl, create_app
 from wagate.errors import InvalidInput, NotFound, Unauthorized
+from wagate.sandbox import SandboxControl, create_app
 
 TOKEN = "s3cret-token"
 

@@ -15,10 +15,11 @@ from tests.engine.test_sandbox_messaging import (
     link_auth,
     online,
 )
+from wagate.domain.message import MessageKind, Outgoing, OutgoingMedia, ReceiptStatus
 from wagate.engine.base import Connected, GroupEvent, MessageEvent, ReceiptEvent
-from wagate.engine.messages import MessageKind, Outgoing, OutgoingMedia, ReceiptStatus
-from wagate.engine.sandbox import SandboxEngine, SandboxLimits
+from wagate.engine.sandbox import SandboxEngine
 from wagate.errors import NotFound
+from wagate.sandbox import SandboxLimits
 
 
 async def test_messages_for_an_offline_device_wait_and_arrive_in_order(network, engine):

@@ -8,8 +8,9 @@ import pytest
 
 from wagate.domain.session import DisconnectKind
 from wagate.engine.base import Connected, Disconnected, LinkOptions, MemoryAuthStore, QRCode
-from wagate.engine.sandbox import SandboxEngine, SandboxNetwork
+from wagate.engine.sandbox import SandboxEngine
 from wagate.errors import InvalidInput, NotFound
+from wagate.sandbox import SandboxNetwork
 
 PHONE = "15550001111"
 NO_OPTIONS = LinkOptions()

@@ -8,9 +8,9 @@ import hashlib
 
 import pytest
 
-from wagate.engine.sandbox import SandboxNetwork, SandboxTimings, memory_pair
-from wagate.engine.sandbox.connection import Connection
-from wagate.engine.sandbox.transport import BadFrame, ChannelClosed, Frame, MemoryChannel
+from wagate.sandbox import SandboxNetwork, SandboxTimings, memory_pair
+from wagate.sandbox.connection import Connection
+from wagate.sandbox.transport import BadFrame, ChannelClosed, Frame, MemoryChannel
 
 PHONE = "15550001111"
 

@@ -15,8 +15,8 @@ from tests.engine.test_sandbox_messaging import (
     link_auth,
     online,
 )
+from wagate.domain.message import GroupInfo, MessageKind, Outgoing
 from wagate.engine.base import GroupEvent
-from wagate.engine.messages import GroupInfo, MessageKind, Outgoing
 from wagate.errors import InvalidInput, NotFound
 
 GROUP_JID = re.compile(r"120363[0-9]{12}@g\.us")

@@ -20,8 +20,9 @@ from wagate.engine.base import (
     PairCode,
     QRCode,
 )
-from wagate.engine.sandbox import SandboxEngine, SandboxNetwork, SandboxTimings
+from wagate.engine.sandbox import SandboxEngine
 from wagate.errors import ConfigError, Conflict, NotFound, TransientError
+from wagate.sandbox import SandboxNetwork, SandboxTimings
 
 PHONE = "15550001111"
 NO_OPTIONS = LinkOptions()

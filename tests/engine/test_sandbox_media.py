@@ -8,10 +8,11 @@ import os
 import pytest
 
 from tests.engine.test_sandbox_messaging import ALICE, BOB, link_auth, online
-from wagate.engine.messages import MediaRef, MessageKind, Outgoing, OutgoingMedia
-from wagate.engine.sandbox import SandboxEngine, SandboxLimits, create_app
+from wagate.domain.message import MediaRef, MessageKind, Outgoing, OutgoingMedia
+from wagate.engine.sandbox import SandboxEngine
 from wagate.engine.sandbox.link import DOWNLOAD_CHUNK, UPLOAD_CHUNK
 from wagate.errors import InvalidInput, NotFound
+from wagate.sandbox import SandboxLimits, create_app
 
 BIG = os.urandom(UPLOAD_CHUNK * 2 + 12_345)  # three chunks each way
 

@@ -16,15 +16,7 @@ from typing import Any
 import pytest
 
 from tests.engine.conftest import Events
-from wagate.engine.base import (
-    Connected,
-    LinkOptions,
-    MemoryAuthStore,
-    MessageEvent,
-    QRCode,
-    ReceiptEvent,
-)
-from wagate.engine.messages import (
+from wagate.domain.message import (
     ContactCard,
     LinkPreview,
     Location,
@@ -34,8 +26,17 @@ from wagate.engine.messages import (
     Quote,
     ReceiptStatus,
 )
-from wagate.engine.sandbox import SandboxEngine, SandboxLink, SandboxNetwork
+from wagate.engine.base import (
+    Connected,
+    LinkOptions,
+    MemoryAuthStore,
+    MessageEvent,
+    QRCode,
+    ReceiptEvent,
+)
+from wagate.engine.sandbox import SandboxEngine, SandboxLink
 from wagate.errors import InvalidInput, TransientError
+from wagate.sandbox import SandboxNetwork
 
 ALICE = "15550001111"  # the account the gateway's sessions are linked to
 BOB = "15550002222"  # a simulated phone

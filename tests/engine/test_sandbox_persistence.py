@@ -8,10 +8,11 @@ import json
 import pytest
 
 from tests.engine.test_sandbox_messaging import ALICE, BOB, CAROL, link_auth, online
+from wagate.domain.message import GroupInfo
 from wagate.engine.base import GroupEvent
-from wagate.engine.messages import GroupInfo
-from wagate.engine.sandbox import SandboxEngine, SandboxLimits, SandboxNetwork
+from wagate.engine.sandbox import SandboxEngine
 from wagate.errors import ConfigError
+from wagate.sandbox import SandboxLimits, SandboxNetwork
 
 
 async def test_groups_inboxes_and_queues_survive_a_restart(tmp_path, make_network) -> None:

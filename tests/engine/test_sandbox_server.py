@@ -12,8 +12,9 @@ from starlette.routing import Mount
 
 from wagate.domain.session import DisconnectKind
 from wagate.engine.base import Connected, Disconnected, LinkOptions, MemoryAuthStore, QRCode
-from wagate.engine.sandbox import SandboxControl, SandboxEngine, create_app, run_server
+from wagate.engine.sandbox import SandboxEngine
 from wagate.errors import Conflict, InvalidInput, NotFound, TransientError, Unauthorized
+from wagate.sandbox import SandboxControl, create_app, run_server
 
 PHONE = "15550001111"
 NO_OPTIONS = LinkOptions()

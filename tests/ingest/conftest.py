@@ -10,7 +10,6 @@ import pytest
 
 from wagate.clock import ManualClock
 from wagate.engine.base import LinkOptions, MemoryAuthStore
-from wagate.events import RecordingSink
 from wagate.ingest.media import MediaStore
 from wagate.ingest.pipeline import IngestPipeline, IngestPolicy
 from wagate.storage.blobs import MemoryBlobStore
@@ -20,6 +19,7 @@ from wagate.storage.repos.groups import GroupRepo
 from wagate.storage.repos.media import MediaRepo
 from wagate.storage.repos.messages import MessageRepo
 from wagate.testing import ScriptedLink
+from wagate.webhooks.events import RecordingSink
 
 MB = 1024 * 1024
 

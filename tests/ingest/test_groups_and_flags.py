@@ -7,9 +7,9 @@ from typing import Any
 
 import httpx
 
+from wagate.domain.message import GroupInfo, MediaRef, MessageKind
 from wagate.engine.base import AuthStore, GroupEvent, LinkOptions, MessageEvent, QRCode
-from wagate.engine.messages import GroupInfo, MediaRef, MessageKind
-from wagate.lifecycle import Gateway
+from wagate.roles.serve import Gateway
 from wagate.storage.repos.flags import EVERY_SESSION, Flag
 from wagate.testing import ScriptedEngine, ScriptedLink, connected, eventually
 

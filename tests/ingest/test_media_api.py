@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from wagate.lifecycle import Gateway
+from wagate.roles.serve import Gateway
 
 
 async def _stored(gateway: Gateway, tmp_path: Path, data: bytes, mime: str, ext: str) -> int:

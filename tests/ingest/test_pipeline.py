@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from tests.ingest.conftest import MB, Bench
+from wagate.domain.message import MediaRef, MessageKind
 from wagate.engine.base import MessageEvent
-from wagate.engine.messages import MediaRef, MessageKind
 from wagate.errors import NotFound
-from wagate.events import Event
+from wagate.webhooks.events import Event
 
 GROUP = "120363000000000001@g.us"
 ALICE = "6281111111111@s.whatsapp.net"

@@ -20,8 +20,8 @@ import pytest
 import sqlalchemy as sa
 
 from wagate.api.app import create_app
-from wagate.engine.sandbox import SandboxNetwork
-from wagate.lifecycle import Gateway
+from wagate.roles.serve import Gateway
+from wagate.sandbox import SandboxNetwork
 from wagate.settings import Settings, load_settings
 from wagate.storage.blobs import BlobStore
 

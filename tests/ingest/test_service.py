@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from wagate.domain.message import ReceiptStatus
 from wagate.engine.base import ReceiptEvent
-from wagate.engine.messages import ReceiptStatus
-from wagate.lifecycle import Gateway
+from wagate.roles.serve import Gateway
 
 
 async def test_a_failing_receipt_handler_is_audited(gateway: Gateway) -> None:

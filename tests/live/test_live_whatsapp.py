@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import segno
 
+from wagate.domain.message import MessageKind, Outgoing
 from wagate.engine.base import (
     Connected,
     Disconnected,
@@ -29,7 +30,6 @@ from wagate.engine.base import (
     PairCode,
     QRCode,
 )
-from wagate.engine.messages import MessageKind, Outgoing
 
 pytestmark = [
     pytest.mark.live,

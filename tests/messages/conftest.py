@@ -16,11 +16,11 @@ import pytest
 from wagate.api.app import create_app
 from wagate.clock import Clock
 from wagate.domain.session import Session
-from wagate.engine.sandbox import SandboxNetwork
-from wagate.events import RecordingSink
-from wagate.lifecycle import Gateway
+from wagate.roles.serve import Gateway
+from wagate.sandbox import SandboxNetwork
 from wagate.settings import load_settings
 from wagate.testing import ScriptedEngine, ScriptedLink, connected, eventually
+from wagate.webhooks.events import RecordingSink
 
 PHONE = "6281234567890"  # our account
 ALICE = "6281111111111"

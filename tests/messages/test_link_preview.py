@@ -10,8 +10,8 @@ import pytest
 from tests.messages.conftest import ALICE, Rig, RigFactory, SandboxRigFactory
 from tests.messages.samples import JPEG, PNG
 from tests.messages.web import Answer, Site, serve
-from wagate.control.link_preview import first_url, read_card
-from wagate.engine.messages import LinkPreview, Outgoing
+from wagate.domain.message import LinkPreview, Outgoing
+from wagate.outbound.link_preview import first_url, read_card
 from wagate.testing import eventually
 
 ARTICLE = b"""<!doctype html><html><head>

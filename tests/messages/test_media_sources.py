@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from tests.messages.conftest import ALICE, Rig, RigFactory
-from wagate.control import media_fetch
-from wagate.control.media_fetch import MediaFetcher, MediaTooLarge
-from wagate.engine.messages import MessageKind
+from wagate.domain.message import MessageKind
 from wagate.errors import InvalidInput
+from wagate.outbound import media_fetch
+from wagate.outbound.media_fetch import MediaFetcher, MediaTooLarge
 from wagate.testing import eventually
 
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8

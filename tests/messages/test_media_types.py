@@ -11,10 +11,10 @@ import pytest
 from tests.messages.conftest import ALICE, Rig, RigFactory, SandboxRigFactory
 from tests.messages.samples import JPEG, M4A, MP3, MP4, OPUS, PDF, PNG, TEXT, VORBIS, WEBP
 from tests.messages.web import Answer, Site, serve
-from wagate.control.message_rules import new_wa_id
-from wagate.control.messages import PAYLOAD_VERSION
-from wagate.engine import outgoing_codec
-from wagate.engine.messages import MessageKind, Outgoing, OutgoingMedia
+from wagate.domain.message import MessageKind, Outgoing, OutgoingMedia
+from wagate.outbound import queue
+from wagate.outbound.rules import new_wa_id
+from wagate.outbound.service import PAYLOAD_VERSION
 from wagate.storage.repos.outbound import NewOutbound
 from wagate.testing import eventually
 
@@ -240,7 +240,7 @@ async def test_media_the_engine_refuses_at_send_time_ends_failed_with_the_reason
     payload = {
         "v": PAYLOAD_VERSION,
         "fingerprint": "-",
-        "message": outgoing_codec.to_json(sticker),
+        "message": queue.to_json(sticker),
         "media": await gateway.outbound.spool.put("s1", wa_id, PNG),
     }
     row = NewOutbound("s1", wa_id, sticker.to, "sticker", None, payload)

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from wagate.clock import ManualClock
-from wagate.engine import outgoing_codec
-from wagate.engine.messages import (
+from wagate.domain.message import (
     ContactCard,
     LinkPreview,
     Location,
@@ -19,10 +18,11 @@ from wagate.engine.messages import (
     OutgoingMedia,
     Quote,
 )
+from wagate.outbound import queue
+from wagate.outbound.sender import SendPolicy
 from wagate.storage.db import Database
 from wagate.storage.repos.outbound import NewOutbound, OutboundRepo
 from wagate.storage.spool import MediaSpool, SpoolError
-from wagate.worker.sender import SendPolicy
 
 
 def test_codec_round_trips_every_field() -> None:
@@ -41,14 +41,14 @@ def test_codec_round_trips_every_field() -> None:
         preview=LinkPreview("https://e.x/", "title", "description", b"\xff\xd8thumb"),
         id="ignored",
     )
-    data = outgoing_codec.to_json(message)
+    data = queue.to_json(message)
     assert "bytes" not in repr(data) and "ignored" not in repr(data)
-    back = outgoing_codec.from_json(data, id="3EB0X", media_data=b"bytes")
+    back = queue.from_json(data, id="3EB0X", media_data=b"bytes")
     assert back == Outgoing(**{**_fields(message), "id": "3EB0X"})
-    minimal = outgoing_codec.to_json(Outgoing("1@s.whatsapp.net", MessageKind.TEXT, "hi"))
+    minimal = queue.to_json(Outgoing("1@s.whatsapp.net", MessageKind.TEXT, "hi"))
     assert minimal == {"to": "1@s.whatsapp.net", "kind": "text", "text": "hi"}
     with pytest.raises(ValueError):
-        outgoing_codec.from_json(data, id=None)  # media named, no bytes given
+        queue.from_json(data, id=None)  # media named, no bytes given
 
 
 def _fields(message: Outgoing) -> dict[str, object]:

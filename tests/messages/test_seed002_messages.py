@@ -6,7 +6,7 @@ import re
 
 from tests.messages.conftest import ALICE, ALICE_JID, PHONE, Rig
 from tests.messages.test_history import inbound
-from wagate.engine.messages import MessageKind
+from wagate.domain.message import MessageKind
 from wagate.testing import eventually
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

@@ -10,7 +10,7 @@ import pytest
 
 from tests.messages.conftest import ALICE, ALICE_JID, PHONE, Rig
 from tests.messages.samples import MP3, MP4, OPUS, PDF, PNG, WEBP
-from wagate.engine.messages import (
+from wagate.domain.message import (
     ContactCard,
     Location,
     MessageKind,

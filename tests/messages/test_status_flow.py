@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tests.messages.conftest import ALICE_JID, Rig, RigFactory
+from wagate.domain.message import ReceiptStatus
 from wagate.engine.base import ReceiptEvent
-from wagate.engine.messages import ReceiptStatus
 from wagate.errors import InvalidInput, TransientError
-from wagate.events import Event, RecordingSink
 from wagate.testing import connected, eventually, lost
+from wagate.webhooks.events import Event, RecordingSink
 
 
 class FlakySink(RecordingSink):

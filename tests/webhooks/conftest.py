@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from wagate.clock import ManualClock
-from wagate.ingest.webhooks import Webhooks
 from wagate.settings import Settings
 from wagate.storage.db import Database, create_engine
+from wagate.webhooks.outbox import Webhooks
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from fastapi import Depends, FastAPI
 from wagate.api import errors
 from wagate.api.deps import require_key
 from wagate.api.routes import webhooks as routes
-from wagate.events import Event
-from wagate.ingest.webhooks import Webhooks
 from wagate.settings import Settings
+from wagate.webhooks.events import Event
+from wagate.webhooks.outbox import Webhooks
 
 from .conftest import HooksFactory, Receiver, Reply, until
 

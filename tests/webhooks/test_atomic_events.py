@@ -12,19 +12,19 @@ from typing import Any
 import pytest
 
 from wagate.clock import ManualClock
+from wagate.domain.message import GroupInfo
 from wagate.domain.session import DisconnectKind, SessionState
 from wagate.engine.base import LinkOptions, MemoryAuthStore
-from wagate.engine.messages import GroupInfo
-from wagate.events import Event
 from wagate.ingest.groups import GroupSync
-from wagate.ingest.webhooks import Outbox
 from wagate.storage.db import Database
 from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.groups import GroupRepo
 from wagate.storage.repos.sessions import SessionRepo
 from wagate.storage.repos.webhooks import DeliveryRepo, SubscriptionRepo
 from wagate.testing import ScriptedLink
-from wagate.worker.status_events import StatusEvents
+from wagate.webhooks.events import Event
+from wagate.webhooks.outbox import Outbox
+from wagate.webhooks.session_events import StatusEvents
 
 
 class Outage(Exception):

@@ -12,12 +12,12 @@ import pytest
 
 from wagate import __version__
 from wagate.clock import ManualClock
-from wagate.events import Event
-from wagate.ingest.webhooks import Webhooks
 from wagate.settings import Settings
 from wagate.storage.db import Database, create_engine
 from wagate.storage.repos.webhooks import Delivery, Subscription
 from wagate.webhooks import verify_signature
+from wagate.webhooks.events import Event
+from wagate.webhooks.outbox import Webhooks
 
 from .conftest import HooksFactory, Receiver, Reply, until
 

@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 
 from wagate.clock import SystemClock
-from wagate.events import Event
 from wagate.settings import Settings
 from wagate.storage.db import Database, create_engine
 from wagate.storage.repos.webhooks import DeliveryRepo
+from wagate.webhooks.events import Event
 
 from ..conftest import PG_URL
 from .conftest import HooksFactory, Receiver, Reply, until

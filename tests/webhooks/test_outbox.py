@@ -8,11 +8,11 @@ import pytest
 import sqlalchemy as sa
 
 from wagate.clock import ManualClock
-from wagate.events import Event, EventSink
-from wagate.ingest.webhooks import Outbox
 from wagate.storage.db import Database
 from wagate.storage.repos.webhooks import DeliveryRepo, SubscriptionRepo
 from wagate.storage.tables import audit_log
+from wagate.webhooks.events import Event, EventSink
+from wagate.webhooks.outbox import Outbox
 
 from .conftest import HooksFactory
 

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from wagate.ingest.webhook_policy import (
+from wagate.settings import load_settings
+from wagate.webhooks.policy import (
     RetryPolicy,
     Verdict,
     encode,
@@ -14,7 +15,6 @@ from wagate.ingest.webhook_policy import (
     parse_retry_after,
     verdict,
 )
-from wagate.settings import load_settings
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from wagate.worker.backoff import Backoff
+from wagate.backoff import Backoff
 
 
 def test_formula_min_max_base_times_two_to_the_n_plus_jitter() -> None:

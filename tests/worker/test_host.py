@@ -10,19 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from wagate.backoff import Backoff
 from wagate.clock import ManualClock
+from wagate.control.flags import FlagWatcher
 from wagate.domain.session import DisconnectKind, SessionState
 from wagate.engine.base import Disconnected, MemoryAuthStore, QRCode
 from wagate.errors import Conflict, NotFound, TransientError
-from wagate.ingest.flags import FlagWatcher
-from wagate.lifecycle import Gateway
+from wagate.roles.serve import Gateway
 from wagate.settings import Settings
 from wagate.storage.db import Database
 from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.flags import Flag, FlagRepo
 from wagate.storage.repos.sessions import SessionRepo
 from wagate.testing import ScriptedEngine, connected, eventually
-from wagate.worker.backoff import Backoff
 from wagate.worker.host import AuthFactory, Worker
 from wagate.worker.unlink import Unlink
 

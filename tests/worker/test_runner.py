@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from wagate.backoff import Backoff
 from wagate.clock import ManualClock
 from wagate.domain.session import DisconnectKind, SessionState
 from wagate.engine.base import Disconnected, FileAuthStore, QRCode
@@ -19,7 +20,6 @@ from wagate.storage.db import Database
 from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.sessions import SessionRepo
 from wagate.testing import ScriptedEngine, connected, eventually, lost
-from wagate.worker.backoff import Backoff
 from wagate.worker.qr import QRTracker
 from wagate.worker.runner import RunnerDeps, SessionChange, SessionRunner
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from wagate.domain.session import DisconnectKind, Session, SessionState
-from wagate.lifecycle import Gateway
+from wagate.roles.serve import Gateway
 from wagate.settings import Settings, load_settings
 from wagate.worker.runner import SessionChange
 

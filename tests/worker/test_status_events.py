@@ -3,8 +3,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from wagate.domain.session import DisconnectKind
-from wagate.events import Event
-from wagate.worker.status_events import events_of
+from wagate.webhooks.events import Event
+from wagate.webhooks.session_events import events_of
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -15,7 +15,7 @@ from wagate.api import errors
 from wagate.api.deps import require_key
 from wagate.api.nul import reject_nul
 from wagate.api.routes import groups, health, media, messages, seed002, sessions, webhooks
-from wagate.lifecycle import Gateway
+from wagate.roles.serve import Gateway
 
 
 def create_app(gateway: Gateway) -> FastAPI:
@@ -40,7 +40,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.include_router(webhooks.router, dependencies=keyed)
     network = gateway.sandbox_network
     if network is not None:
-        from wagate.engine.sandbox.server import create_app as sandbox_app
+        from wagate.sandbox.server import create_app as sandbox_app
 
         app.mount("/sandbox", sandbox_app(network, control_token=gateway.api_key))
     return app

@@ -10,7 +10,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from wagate.control.sessions import SessionService
 from wagate.errors import Unauthorized
-from wagate.lifecycle import Gateway
+from wagate.roles.serve import Gateway
 
 _api_key_header = APIKeyHeader(name="X-Api-Key", auto_error=False)
 _bearer = HTTPBearer(auto_error=False)

@@ -18,8 +18,8 @@ from starlette.datastructures import FormData, UploadFile
 
 from wagate.api.errors import BodyTooLarge
 from wagate.api.nul import check_data, check_fields
-from wagate.control.media_fetch import MediaBytes, too_large
 from wagate.errors import InvalidInput
+from wagate.outbound.media_fetch import MediaBytes, too_large
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -8,8 +8,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from wagate.api.schemas import Strict
-from wagate.control.media_fetch import MediaBytes
-from wagate.control.message_rules import (
+from wagate.domain.message import ContactCard, Location, MessageKind
+from wagate.errors import InvalidInput
+from wagate.outbound.media_fetch import MediaBytes
+from wagate.outbound.rules import (
     CAPTIONED,
     KINDS,
     MediaInput,
@@ -17,8 +19,6 @@ from wagate.control.message_rules import (
     SendRequest,
     message_kind,
 )
-from wagate.engine.messages import ContactCard, Location, MessageKind
-from wagate.errors import InvalidInput
 from wagate.storage.repos.messages import Message
 
 _TYPE_ENUM: dict[str, Any] = {"enum": sorted(KINDS)}

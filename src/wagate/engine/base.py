@@ -15,7 +15,7 @@ folder per session (``AUTH_DIR/<session_id>/``) by default.
 
 A device that is logged out or banned is reported as a one-event stream
 (``Disconnected(LOGGED_OUT | BANNED)``), not as an exception from opening.
-Message types live in :mod:`wagate.engine.messages`.
+Message types live in :mod:`wagate.domain.message`.
 """
 
 from __future__ import annotations
@@ -32,8 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
-from wagate.domain.session import DisconnectKind
-from wagate.engine.messages import (
+from wagate.domain.message import (
     ContactCard,
     GroupInfo,
     Location,
@@ -43,6 +42,7 @@ from wagate.engine.messages import (
     ReceiptStatus,
     SendResult,
 )
+from wagate.domain.session import DisconnectKind
 
 # --- events -------------------------------------------------------------------------
 

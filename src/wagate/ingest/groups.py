@@ -12,10 +12,10 @@ from collections import defaultdict
 from typing import Any
 
 from wagate.engine.base import GroupEvent, Link
-from wagate.events import Event, EventSink
 from wagate.ingest.sanitize import clean_text
 from wagate.storage.repos.audit import AuditEvent, AuditRepo
 from wagate.storage.repos.groups import GroupRepo, Upserted
+from wagate.webhooks.events import Event, EventSink
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,8 @@ from types import TracebackType
 from typing import Any, Self
 
 from wagate.clock import Clock
+from wagate.control.flags import FlagWatcher
 from wagate.engine.base import EngineEvent, GroupEvent, MessageEvent, ReceiptEvent
-from wagate.events import EventSink
-from wagate.ingest.flags import FlagWatcher
 from wagate.ingest.groups import GroupSync
 from wagate.ingest.media import MediaStore
 from wagate.ingest.pipeline import IngestPipeline, IngestPolicy
@@ -26,6 +25,7 @@ from wagate.storage.repos.groups import GroupRepo
 from wagate.storage.repos.media import MediaRepo
 from wagate.storage.repos.messages import MessageRepo
 from wagate.tasks import TaskSet
+from wagate.webhooks.events import EventSink
 from wagate.worker.host import Worker
 from wagate.worker.runner import SessionChange
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from wagate.backoff import Backoff
 from wagate.clock import Clock
 from wagate.domain.session import Session, SessionState
 from wagate.engine.base import AuthStore, Engine, FileAuthStore, Link, LinkOptions
@@ -31,7 +32,6 @@ from wagate.errors import Conflict, NotFound
 from wagate.settings import Settings
 from wagate.storage.repos.audit import AuditEvent, AuditRepo
 from wagate.storage.repos.sessions import SessionRepo
-from wagate.worker.backoff import Backoff
 from wagate.worker.qr import QRTracker
 from wagate.worker.runner import (
     EventSink,

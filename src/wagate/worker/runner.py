@@ -3,7 +3,7 @@
 The runner owns the session's link to the engine and is the only writer of
 its runtime columns. What happens after a disconnect is decided by the pure
 :func:`wagate.domain.session.recovery_for`; delays come from
-:class:`~wagate.worker.backoff.Backoff` and are slept on the injected clock.
+:class:`~wagate.backoff.Backoff` and are slept on the injected clock.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from wagate.backoff import Backoff
 from wagate.clock import Clock
 from wagate.domain.session import (
     DisconnectKind,
@@ -37,7 +38,6 @@ from wagate.engine.base import (
 from wagate.errors import AccountBlocked, ProxyFailure, RelinkRequired, TransientError
 from wagate.storage.repos.audit import AuditEvent, AuditRepo
 from wagate.storage.repos.sessions import SessionRepo
-from wagate.worker.backoff import Backoff
 from wagate.worker.qr import QRTracker
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from wagate.api import deps
 from wagate.api.deps import Sessions
 from wagate.errors import InvalidInput, NotFound
-from wagate.lifecycle import Gateway
+from wagate.roles.serve import Gateway
 from wagate.storage.repos.flags import Flag
 from wagate.storage.repos.groups import Group
 

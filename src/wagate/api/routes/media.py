@@ -18,7 +18,7 @@ from fastapi.responses import StreamingResponse
 from wagate.api import deps
 from wagate.api.params import RowId
 from wagate.errors import NotFound
-from wagate.lifecycle import Gateway
+from wagate.roles.serve import Gateway
 
 router = APIRouter(prefix="/api/media", tags=["media"])
 

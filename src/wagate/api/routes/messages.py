@@ -11,7 +11,7 @@ from wagate.api import deps
 from wagate.api.message_body import read_send_body
 from wagate.api.message_schemas import MessageListOut, MessageOut, SendMessageIn
 from wagate.api.params import RowId, UtcTime
-from wagate.control.messages import OutboundService
+from wagate.outbound.service import OutboundService
 from wagate.storage.repos.outbound import HistoryQuery
 
 router = APIRouter(prefix="/api/sessions", tags=["messages"])

@@ -11,7 +11,7 @@ from wagate.api.deps import Sessions
 from wagate.api.params import RowId
 from wagate.api.schemas import ProvisionIn, QROut, SessionOut, qr_data_url, qr_png
 from wagate.domain.session import SEED_004
-from wagate.lifecycle import Gateway
+from wagate.roles.serve import Gateway
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 

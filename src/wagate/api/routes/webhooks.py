@@ -16,8 +16,8 @@ from pydantic import BaseModel, Field
 from wagate.api.params import RowId
 from wagate.api.schemas import Strict
 from wagate.errors import InvalidInput
-from wagate.ingest.webhook_admin import MAX_URL, Saved, WebhookAdmin
 from wagate.storage.repos.webhooks import PENDING, Delivery, Subscription
+from wagate.webhooks.admin import MAX_URL, Saved, WebhookAdmin
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
 

@@ -16,9 +16,7 @@ import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from wagate.domain.session import DisconnectKind
-from wagate.engine.base import Connected, Disconnected, GroupEvent, MessageEvent, ReceiptEvent
-from wagate.engine.messages import (
+from wagate.domain.message import (
     ContactCard,
     GroupInfo,
     Location,
@@ -26,6 +24,8 @@ from wagate.engine.messages import (
     MessageKind,
     ReceiptStatus,
 )
+from wagate.domain.session import DisconnectKind
+from wagate.engine.base import Connected, Disconnected, GroupEvent, MessageEvent, ReceiptEvent
 from wagate.engine.neonize import _loader as nz
 
 USER_SERVER = "s.whatsapp.net"

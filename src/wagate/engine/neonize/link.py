@@ -15,6 +15,7 @@ from typing import Any, Self
 
 from google.protobuf.message import DecodeError
 
+from wagate.domain.message import MEDIA_KINDS, GroupInfo, MediaRef, Outgoing, SendResult
 from wagate.domain.session import DisconnectKind
 from wagate.engine.base import (
     AuthStore,
@@ -24,7 +25,6 @@ from wagate.engine.base import (
     PairCode,
     QRCode,
 )
-from wagate.engine.messages import MEDIA_KINDS, GroupInfo, MediaRef, Outgoing, SendResult
 from wagate.engine.neonize import _loader as nz
 from wagate.engine.neonize import client as codes
 from wagate.engine.neonize import failures, inbound, outbound

@@ -1,4 +1,4 @@
-"""wagate's :class:`~wagate.engine.messages.Outgoing` → the WhatsApp protobuf neonize sends.
+"""wagate's :class:`~wagate.domain.message.Outgoing` → the WhatsApp protobuf neonize sends.
 
 We build every message ourselves instead of using neonize's conveniences:
 its string form of ``send_message`` reads ``@digits`` in the text as mentions
@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from wagate.engine.messages import (
+from wagate.domain.message import (
     MEDIA_KINDS,
     LinkPreview,
     MessageKind,

@@ -1,44 +1,11 @@
-"""The sandbox WhatsApp network: a simulated WhatsApp for development, demos, CI and fault tests.
+"""The sandbox engine: wagate's adapter to the sandbox WhatsApp network (:mod:`wagate.sandbox`).
 
-- :class:`SandboxNetwork` (``network.py``): the simulated network and its control operations;
-  linking in ``linking.py``, faults in ``faults.py``, messaging in ``messaging.py`` (routing in
-  ``office.py``, inboxes and device queues in ``mail.py``, groups in ``groups.py``, media in
-  ``blobs.py``), all saved through ``state.py``.
-- :func:`create_app` / :func:`run_server` (``server.py``): the network as a websocket + control API.
-- :class:`SandboxEngine` (``client.py``): wagate's engine that connects sessions to it;
-  :class:`SandboxLink` (``link.py``) is one session's link, its frames decoded by ``codec.py``.
-- :class:`SandboxControl` (``control.py``): an HTTP client of the control API.
-- ``transport.py``: the channels frames travel on (in memory, websockets, Starlette).
+- :class:`SandboxEngine` (``client.py``): connects sessions to a network, in this
+  process or over a websocket;
+- :class:`SandboxLink` (``link.py``): one session's link, its frames decoded by ``codec.py``
+  and its requests matched to answers by ``calls.py``.
 """
 
 from wagate.engine.sandbox.client import SandboxEngine, SandboxLink
-from wagate.engine.sandbox.connection import ConnectionInfo
-from wagate.engine.sandbox.control import SandboxControl
-from wagate.engine.sandbox.faults import FaultKind
-from wagate.engine.sandbox.network import (
-    AccountInfo,
-    DeviceInfo,
-    SandboxLimits,
-    SandboxNetwork,
-    SandboxTimings,
-)
-from wagate.engine.sandbox.server import create_app, run_server
-from wagate.engine.sandbox.transport import Channel, ChannelClosed, memory_pair
 
-__all__ = [
-    "AccountInfo",
-    "Channel",
-    "ChannelClosed",
-    "ConnectionInfo",
-    "DeviceInfo",
-    "FaultKind",
-    "SandboxControl",
-    "SandboxEngine",
-    "SandboxLimits",
-    "SandboxLink",
-    "SandboxNetwork",
-    "SandboxTimings",
-    "create_app",
-    "memory_pair",
-    "run_server",
-]
+__all__ = ["SandboxEngine", "SandboxLink"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 
-from wagate.engine.sandbox.transport import Channel, ChannelClosed, Frame
 from wagate.errors import TransientError
+from wagate.sandbox.transport import Channel, ChannelClosed, Frame
 
 
 class Refused(Exception):

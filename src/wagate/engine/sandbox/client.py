@@ -1,10 +1,10 @@
 """The sandbox engine: wagate's :class:`~wagate.engine.base.Engine` over the sandbox network.
 
 ``SandboxEngine(network=...)`` talks to an in-process
-:class:`~wagate.engine.sandbox.network.SandboxNetwork` through a memory
+:class:`~wagate.sandbox.network.SandboxNetwork` through a memory
 channel; ``SandboxEngine(url="ws://host:port/ws")`` talks to a sandbox server
 over a websocket, through the session's proxy when it has one. Either way the
-frames are the same (see :mod:`wagate.engine.sandbox.network`).
+frames are the same (see :mod:`wagate.sandbox.network`).
 
 Links are :class:`~wagate.engine.sandbox.link.SandboxLink`. Foreign failures
 of opening are translated here, once: failing to reach the network is a
@@ -24,9 +24,9 @@ from websockets.asyncio.client import connect
 
 from wagate.engine.base import AuthStore, LinkOptions
 from wagate.engine.sandbox.link import SandboxLink
-from wagate.engine.sandbox.network import SandboxNetwork
-from wagate.engine.sandbox.transport import Channel, WebsocketsChannel
 from wagate.errors import ConfigError, EngineError, ProxyFailure, TransientError
+from wagate.sandbox.network import SandboxNetwork
+from wagate.sandbox.transport import Channel, WebsocketsChannel
 
 _PROXY_ERRORS = (
     python_socks.ProxyError,

@@ -11,17 +11,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from wagate.domain.session import DisconnectKind
-from wagate.engine.base import (
-    Connected,
-    Disconnected,
-    GroupEvent,
-    MessageEvent,
-    PairCode,
-    QRCode,
-    ReceiptEvent,
-)
-from wagate.engine.messages import (
+from wagate.domain.message import (
     ContactCard,
     GroupInfo,
     LinkPreview,
@@ -32,7 +22,17 @@ from wagate.engine.messages import (
     ReceiptStatus,
     SendResult,
 )
-from wagate.engine.sandbox.transport import Frame
+from wagate.domain.session import DisconnectKind
+from wagate.engine.base import (
+    Connected,
+    Disconnected,
+    GroupEvent,
+    MessageEvent,
+    PairCode,
+    QRCode,
+    ReceiptEvent,
+)
+from wagate.sandbox.transport import Frame
 
 
 def timestamp(raw: object) -> datetime:

@@ -1,8 +1,8 @@
 """A session's link to the sandbox network: events in, verbs out.
 
-:class:`SandboxLink` speaks the frames of :mod:`wagate.engine.sandbox.network`
-and :mod:`wagate.engine.sandbox.messaging` over a
-:class:`~wagate.engine.sandbox.transport.Channel` that
+:class:`SandboxLink` speaks the frames of :mod:`wagate.sandbox.network`
+and :mod:`wagate.sandbox.messaging` over a
+:class:`~wagate.sandbox.transport.Channel` that
 :class:`~wagate.engine.sandbox.client.SandboxEngine` opens for it.
 """
 
@@ -18,13 +18,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Self, TypeVar
 
+from wagate.domain.message import GroupInfo, MediaRef, Outgoing, OutgoingMedia, SendResult
 from wagate.domain.session import DisconnectKind
 from wagate.engine.base import AuthStore, Connected, Disconnected, EngineEvent, LinkOptions
-from wagate.engine.messages import GroupInfo, MediaRef, Outgoing, OutgoingMedia, SendResult
 from wagate.engine.sandbox import codec
 from wagate.engine.sandbox.calls import Calls, Refused
-from wagate.engine.sandbox.transport import BadFrame, Channel, ChannelClosed, Frame
 from wagate.errors import EngineError, InvalidInput, NotFound, TransientError, WagateError
+from wagate.sandbox.transport import BadFrame, Channel, ChannelClosed, Frame
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
-from wagate.events import Then
 from wagate.storage.db import Database
 from wagate.storage.tables import groups as t
 from wagate.storage.upsert import insert_for
+from wagate.webhooks.events import Then
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,11 +21,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from wagate.clock import Clock
-from wagate.events import Then
 from wagate.storage.db import Database
 from wagate.storage.repos.messages import OUT, Message, to_message
 from wagate.storage.tables import messages as t
 from wagate.storage.upsert import insert_for
+from wagate.webhooks.events import Then
 
 QUEUED, SENT, FAILED = "queued", "sent", "failed"
 STATUSES = ("received", "queued", "sent", "delivered", "read", "played", "failed")

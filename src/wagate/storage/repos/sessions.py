@@ -14,9 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from wagate.clock import Clock
 from wagate.domain.session import DisconnectKind, Session, SessionState, seed_000
 from wagate.errors import Conflict
-from wagate.events import Then
 from wagate.storage.db import Database
 from wagate.storage.tables import sessions as t
+from wagate.webhooks.events import Then
 
 _FIELDS = frozenset(f.name for f in fields(Session))
 _CLEAR_QR: dict[str, Any] = {"qr": None, "qr_generated_at": None, "qr_expires_at": None}
@@ -43,7 +43,7 @@ class SessionRepo:
 
     ``on_write(conn, write)``, when given, runs inside the transaction of every
     :meth:`update` that changed a row: the lifecycle events of a state are
-    recorded with the state itself (see :mod:`wagate.worker.status_events`).
+    recorded with the state itself (see :mod:`wagate.webhooks.session_events`).
     """
 
     def __init__(

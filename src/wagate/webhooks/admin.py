@@ -1,7 +1,7 @@
 """What an operator does with webhooks: subscribe, change, look at the log, replay.
 
 Every input is checked here (so the API, the CLI and the dashboard refuse the
-same things the same way): event names against :class:`wagate.events.Event`,
+same things the same way): event names against :class:`wagate.webhooks.events.Event`,
 URLs through the network guard, extra headers against the ones wagate sets.
 Error fields use the API's names (``url``, ``events``, ``sessionId`` …).
 
@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from wagate.errors import Conflict, InvalidInput, NotFound
-from wagate.events import Event
 from wagate.ids import check_session_id
 from wagate.netguard import check_url
 from wagate.settings import Settings
@@ -30,6 +29,7 @@ from wagate.storage.repos.webhooks import (
     Subscription,
     SubscriptionRepo,
 )
+from wagate.webhooks.events import Event
 
 KNOWN_EVENTS = frozenset(e.value for e in Event)
 MAX_URL = 2048

@@ -1,6 +1,6 @@
 """Linking devices on the sandbox network: QR codes, pairing codes, logging in.
 
-Mixed into :class:`~wagate.engine.sandbox.network.SandboxNetwork`. A
+Mixed into :class:`~wagate.sandbox.network.SandboxNetwork`. A
 connection without creds is shown rotating QR codes (and a pairing code when
 it asked for one) until a phone scans or confirms; one with creds logs in, or
 is told why not (logged out, banned). See the network's docstring for frames.
@@ -12,10 +12,10 @@ import logging
 from dataclasses import dataclass
 
 from wagate.domain.session import DisconnectKind
-from wagate.engine.sandbox.accounts import Account, AccountBook, Device, normalize_phone
-from wagate.engine.sandbox.codes import QRKeys, new_pair_code, new_ref, normalize_pair_code, ref_of
-from wagate.engine.sandbox.connection import Connection, ConnState
 from wagate.errors import Conflict, NotFound
+from wagate.sandbox.accounts import Account, AccountBook, Device, normalize_phone
+from wagate.sandbox.codes import QRKeys, new_pair_code, new_ref, normalize_pair_code, ref_of
+from wagate.sandbox.connection import Connection, ConnState
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import re
 from collections import OrderedDict
 from pathlib import Path
 
-from wagate.engine.sandbox.state import write_atomic
 from wagate.errors import InvalidInput, NotFound
+from wagate.sandbox.state import write_atomic
 
 _HANDLE = re.compile(r"[0-9a-f]{64}")
 

@@ -19,9 +19,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from wagate.engine.messages import MessageKind
-from wagate.engine.sandbox.accounts import Account, AccountBook, phone_jid, phone_of
-from wagate.engine.sandbox.envelope import (
+from wagate.domain.message import MessageKind
+from wagate.errors import InvalidInput, NotFound
+from wagate.sandbox.accounts import Account, AccountBook, phone_jid, phone_of
+from wagate.sandbox.envelope import (
     Content,
     Envelope,
     Json,
@@ -31,10 +32,9 @@ from wagate.engine.sandbox.envelope import (
     new_message_id,
     receipt_frame,
 )
-from wagate.engine.sandbox.groups import Group, GroupBook
-from wagate.engine.sandbox.mail import Mail
-from wagate.engine.sandbox.state import StateFile
-from wagate.errors import InvalidInput, NotFound
+from wagate.sandbox.groups import Group, GroupBook
+from wagate.sandbox.mail import Mail
+from wagate.sandbox.state import StateFile
 
 _PLAYABLE = frozenset({MessageKind.VOICE.value, MessageKind.AUDIO.value, MessageKind.VIDEO.value})
 

@@ -1,4 +1,4 @@
-"""An :class:`~wagate.engine.messages.Outgoing` as JSON, for the durable outbound queue.
+"""An :class:`~wagate.domain.message.Outgoing` as JSON, for the durable outbound queue.
 
 The API stores what to send in ``messages.payload`` before it answers; the
 sender rebuilds the :class:`Outgoing` from it, possibly in another process or
@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from wagate.engine.messages import (
+from wagate.domain.message import (
     ContactCard,
     LinkPreview,
     Location,

@@ -22,8 +22,8 @@ import logging
 from collections import OrderedDict, deque
 from typing import Any
 
-from wagate.engine.sandbox.limits import SandboxLimits
-from wagate.engine.sandbox.state import StateFile
+from wagate.sandbox.limits import SandboxLimits
+from wagate.sandbox.state import StateFile
 
 log = logging.getLogger(__name__)
 

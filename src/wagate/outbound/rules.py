@@ -11,10 +11,10 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from wagate.control.media_fetch import MediaBytes
-from wagate.engine.messages import ContactCard, Location, MessageKind
+from wagate.domain.message import ContactCard, Location, MessageKind
 from wagate.errors import InvalidInput
 from wagate.ids import LID_SERVER, USER_SERVER, normalize_phone, user_jid
+from wagate.outbound.media_fetch import MediaBytes
 
 MAX_TEXT = 65_536
 MAX_EMOJI = 32

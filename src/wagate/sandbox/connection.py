@@ -1,6 +1,6 @@
 """One client connection as the sandbox network sees it.
 
-A :class:`Connection` wraps a :class:`~wagate.engine.sandbox.transport.Channel`
+A :class:`Connection` wraps a :class:`~wagate.sandbox.transport.Channel`
 with what the network knows about the peer (its ``hello``, the account and
 device it authenticated as) and the only two ways a connection ends: with a
 ``disconnected`` frame (:meth:`Connection.end`) or abruptly with none
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from wagate.domain.session import DisconnectKind
-from wagate.engine.sandbox.accounts import Creds, normalize_phone
-from wagate.engine.sandbox.blobs import Upload
-from wagate.engine.sandbox.transport import Channel, ChannelClosed, Frame
 from wagate.errors import InvalidInput
+from wagate.sandbox.accounts import Creds, normalize_phone
+from wagate.sandbox.blobs import Upload
+from wagate.sandbox.transport import Channel, ChannelClosed, Frame
 
 _MAX_LABEL = 200
 

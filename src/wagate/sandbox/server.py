@@ -2,7 +2,7 @@
 
 Routes (relative, so the app can be mounted under a prefix such as ``/sandbox``)::
 
-    WS   /ws                    sessions connect here (frames: wagate.engine.sandbox.network)
+    WS   /ws                    sessions connect here (frames: wagate.sandbox.network)
     POST /control/scan          {"qr", "phone", "pushName"?}   a phone scans a QR
     POST /control/pair          {"code"}                        a phone confirms a pairing code
     POST /control/fault         {"kind", "session"?, "phone"?, "delayMs"?}
@@ -12,7 +12,7 @@ Routes (relative, so the app can be mounted under a prefix such as ``/sandbox``)
     GET  /control/accounts      accounts and their linked devices (never secrets)
     GET  /healthz               {"ok": true}
 
-plus the messaging routes of :mod:`wagate.engine.sandbox.server_mail` (send as a
+plus the messaging routes of :mod:`wagate.sandbox.server_mail` (send as a
 phone, read an inbox, mark read, groups, media blobs).
 
 Errors are JSON, ``{"error": {"code", "message", "field"?}}``, with 401, 404,
@@ -40,11 +40,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from wagate.engine.sandbox.bodies import Body, body_of, integer, optional, required
-from wagate.engine.sandbox.network import SandboxNetwork
-from wagate.engine.sandbox.server_mail import JSON_FIELDS, mail_routes
-from wagate.engine.sandbox.transport import StarletteChannel
 from wagate.errors import Conflict, InvalidInput, NotFound, Unauthorized, WagateError
+from wagate.sandbox.bodies import Body, body_of, integer, optional, required
+from wagate.sandbox.network import SandboxNetwork
+from wagate.sandbox.server_mail import JSON_FIELDS, mail_routes
+from wagate.sandbox.transport import StarletteChannel
 
 log = logging.getLogger(__name__)
 

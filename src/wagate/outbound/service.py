@@ -3,7 +3,7 @@
 :meth:`OutboundService.send` answers only once the message is recorded
 (``queued``, with its media bytes durable and its WhatsApp id chosen), so an
 acknowledged message survives a crash; the worker's sender does the rest
-(:mod:`wagate.worker.sender`). An idempotency key makes a repeated request
+(:mod:`wagate.outbound.sender`). An idempotency key makes a repeated request
 return the first message instead of sending twice; the same key with a
 different request is a conflict.
 """
@@ -18,14 +18,26 @@ from dataclasses import replace
 from typing import Any
 
 from wagate.clock import Clock
-from wagate.control.media_fetch import MediaBytes, MediaFetcher, decode_base64
-from wagate.control.media_types import (
+from wagate.domain.message import (
+    ContactCard,
+    Location,
+    MessageKind,
+    Outgoing,
+    OutgoingMedia,
+    Quote,
+)
+from wagate.domain.session import Session
+from wagate.errors import Conflict, InvalidInput, NotFound
+from wagate.ids import check_session_id, phone_of_jid, user_jid
+from wagate.media_types import (
     claimed,
     default_filename,
     guess_from_name,
     sendable_mimetype,
 )
-from wagate.control.message_rules import (
+from wagate.outbound import queue
+from wagate.outbound.media_fetch import MediaBytes, MediaFetcher, decode_base64
+from wagate.outbound.rules import (
     MediaInput,
     SendRequest,
     check_fields,
@@ -35,18 +47,6 @@ from wagate.control.message_rules import (
     new_wa_id,
     recipient_jid,
 )
-from wagate.domain.session import Session
-from wagate.engine import outgoing_codec
-from wagate.engine.messages import (
-    ContactCard,
-    Location,
-    MessageKind,
-    Outgoing,
-    OutgoingMedia,
-    Quote,
-)
-from wagate.errors import Conflict, InvalidInput, NotFound
-from wagate.ids import check_session_id, phone_of_jid, user_jid
 from wagate.storage.repos.messages import Message
 from wagate.storage.repos.outbound import STATUSES, HistoryQuery, NewOutbound, OutboundRepo
 from wagate.storage.repos.sessions import SessionRepo
@@ -110,7 +110,7 @@ class OutboundService:
         payload = {
             "v": PAYLOAD_VERSION,
             "fingerprint": fingerprint,
-            "message": outgoing_codec.to_json(draft),
+            "message": queue.to_json(draft),
             "media": ref,
         }
         new = NewOutbound(
@@ -271,7 +271,7 @@ def _chat_filter(chat: str) -> str:
 
 def _fingerprint(draft: Outgoing, media: MediaInput | None, local: MediaBytes | None) -> str:
     """What makes two requests "the same" for an idempotency key."""
-    described: dict[str, Any] = {"message": outgoing_codec.to_json(draft)}
+    described: dict[str, Any] = {"message": queue.to_json(draft)}
     if media is not None:
         source = media.url if local is None else hashlib.sha256(local.data).hexdigest()
         described["media"] = {

@@ -2,9 +2,9 @@
 
 :class:`SandboxNetwork` holds the whole simulated state (accounts, linked
 devices, bans, live connections, QR and pairing codes) and serves peers over
-any :class:`~wagate.engine.sandbox.transport.Channel`: in-process through
+any :class:`~wagate.sandbox.transport.Channel`: in-process through
 :meth:`SandboxNetwork.open_channel`, or over a websocket through
-:mod:`wagate.engine.sandbox.server`. Its control methods let a test or a
+:mod:`wagate.sandbox.server`. Its control methods let a test or a
 developer act as the phone (scan a QR, confirm a pair code) and as fate
 (drop, logout, ban, replace, proxy errors, slowness, outages).
 
@@ -47,7 +47,7 @@ lost.
 New ops are added to the table with :meth:`SandboxNetwork.register_op`. The
 messaging ops and events (``send``, ``upload``, ``download``, ``groups``,
 ``presence``, ``handled``; ``message``, ``receipt``, ``group``) are described in
-:mod:`wagate.engine.sandbox.messaging`. A logged-in connection first gets
+:mod:`wagate.sandbox.messaging`. A logged-in connection first gets
 ``connected``, then the events its device has not confirmed yet, oldest first.
 
 State (accounts, groups, inboxes, device queues) lives in one JSON file when
@@ -65,19 +65,19 @@ from types import TracebackType
 from typing import Self
 
 from wagate.domain.session import DisconnectKind
-from wagate.engine.sandbox.accounts import AccountBook, AccountInfo, DeviceInfo
-from wagate.engine.sandbox.blobs import BlobStore
-from wagate.engine.sandbox.connection import Connection, ConnectionInfo, Hello, error_frame
-from wagate.engine.sandbox.faults import FaultKind, FaultsMixin
-from wagate.engine.sandbox.groups import GroupBook
-from wagate.engine.sandbox.limits import SandboxLimits
-from wagate.engine.sandbox.linking import LinkingMixin, SandboxTimings
-from wagate.engine.sandbox.mail import Mail
-from wagate.engine.sandbox.messaging import MessagingMixin, OpHandler
-from wagate.engine.sandbox.office import PostOffice
-from wagate.engine.sandbox.state import StateFile
-from wagate.engine.sandbox.transport import BadFrame, Channel, ChannelClosed, Frame, memory_pair
 from wagate.errors import EngineError, InvalidInput, WagateError
+from wagate.sandbox.accounts import AccountBook, AccountInfo, DeviceInfo
+from wagate.sandbox.blobs import BlobStore
+from wagate.sandbox.connection import Connection, ConnectionInfo, Hello, error_frame
+from wagate.sandbox.faults import FaultKind, FaultsMixin
+from wagate.sandbox.groups import GroupBook
+from wagate.sandbox.limits import SandboxLimits
+from wagate.sandbox.linking import LinkingMixin, SandboxTimings
+from wagate.sandbox.mail import Mail
+from wagate.sandbox.messaging import MessagingMixin, OpHandler
+from wagate.sandbox.office import PostOffice
+from wagate.sandbox.state import StateFile
+from wagate.sandbox.transport import BadFrame, Channel, ChannelClosed, Frame, memory_pair
 
 log = logging.getLogger(__name__)
 

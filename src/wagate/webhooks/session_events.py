@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from wagate.domain.session import SEED_004, SessionState
-from wagate.events import Event, EventSink
 from wagate.storage.repos.sessions import SessionWrite
+from wagate.webhooks.events import Event, EventSink
 
 
 class StatusEvents:

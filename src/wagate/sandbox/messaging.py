@@ -1,6 +1,6 @@
 """Messaging on the sandbox network: the ops sessions use and the phone's side of it.
 
-Mixed into :class:`~wagate.engine.sandbox.network.SandboxNetwork`, like the
+Mixed into :class:`~wagate.sandbox.network.SandboxNetwork`, like the
 faults. Frames of a logged-in connection (``rid`` is the client's request id,
 echoed in the answer; several requests may be in flight)::
 
@@ -37,19 +37,19 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from wagate.engine.messages import ContactCard, Location, MessageKind
-from wagate.engine.sandbox import compose
-from wagate.engine.sandbox.accounts import Account, AccountBook, AccountInfo, phone_jid, phone_of
-from wagate.engine.sandbox.blobs import BlobStore, MediaTooLarge, Upload
-from wagate.engine.sandbox.connection import Connection, ConnState
-from wagate.engine.sandbox.envelope import Content, Json, Media
-from wagate.engine.sandbox.groups import GroupBook, check_subject
-from wagate.engine.sandbox.limits import SandboxLimits
-from wagate.engine.sandbox.mail import Mail
-from wagate.engine.sandbox.office import PostOffice
-from wagate.engine.sandbox.state import StateFile
-from wagate.engine.sandbox.transport import Frame
+from wagate.domain.message import ContactCard, Location, MessageKind
 from wagate.errors import Conflict, InvalidInput, NotFound
+from wagate.sandbox import compose
+from wagate.sandbox.accounts import Account, AccountBook, AccountInfo, phone_jid, phone_of
+from wagate.sandbox.blobs import BlobStore, MediaTooLarge, Upload
+from wagate.sandbox.connection import Connection, ConnState
+from wagate.sandbox.envelope import Content, Json, Media
+from wagate.sandbox.groups import GroupBook, check_subject
+from wagate.sandbox.limits import SandboxLimits
+from wagate.sandbox.mail import Mail
+from wagate.sandbox.office import PostOffice
+from wagate.sandbox.state import StateFile
+from wagate.sandbox.transport import Frame
 
 MAX_CHUNK = 1024 * 1024  # decoded bytes in one upload or download frame
 

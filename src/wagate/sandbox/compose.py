@@ -16,9 +16,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from wagate.engine.messages import MEDIA_KINDS, MessageKind, media_format_problem
-from wagate.engine.sandbox.envelope import Content, Json, Media
+from wagate.domain.message import MEDIA_KINDS, MessageKind, media_format_problem
 from wagate.errors import InvalidInput
+from wagate.sandbox.envelope import Content, Json, Media
 
 MAX_TEXT = 65_536  # WhatsApp's own limit on a text or a caption
 MAX_MENTIONS = 1_024

@@ -1,6 +1,6 @@
 """Fault injection on the sandbox network: what can go wrong with WhatsApp, on request.
 
-Mixed into :class:`~wagate.engine.sandbox.network.SandboxNetwork`; kept apart
+Mixed into :class:`~wagate.sandbox.network.SandboxNetwork`; kept apart
 so the happy path and the failures each read on their own.
 """
 
@@ -10,9 +10,9 @@ import enum
 import logging
 
 from wagate.domain.session import DisconnectKind
-from wagate.engine.sandbox.accounts import AccountBook, normalize_phone
-from wagate.engine.sandbox.connection import Connection
 from wagate.errors import InvalidInput, NotFound
+from wagate.sandbox.accounts import AccountBook, normalize_phone
+from wagate.sandbox.connection import Connection
 
 log = logging.getLogger(__name__)
 

@@ -31,16 +31,16 @@ from types import TracebackType
 from typing import Any, Self
 
 from wagate.clock import Clock
-from wagate.engine import outgoing_codec
+from wagate.domain.message import Outgoing, SendResult
 from wagate.engine.base import Link, ReceiptEvent
-from wagate.engine.messages import Outgoing, SendResult
 from wagate.errors import RequestError
-from wagate.events import Event, EventSink, Then
+from wagate.outbound import queue
 from wagate.settings import Settings
 from wagate.storage.repos.messages import Message
 from wagate.storage.repos.outbound import OutboundRepo
 from wagate.storage.spool import MediaSpool, SpoolError
 from wagate.tasks import TaskSet
+from wagate.webhooks.events import Event, EventSink, Then
 from wagate.worker.runner import SessionChange
 
 log = logging.getLogger(__name__)
@@ -260,7 +260,7 @@ class Sender:
         payload = message.payload or {}
         ref = payload.get("media")
         data = await self.spool.load(ref) if ref else None
-        return outgoing_codec.from_json(payload["message"], id=message.wa_msg_id, media_data=data)
+        return queue.from_json(payload["message"], id=message.wa_msg_id, media_data=data)
 
     async def _sent(self, message: Message, result: SendResult) -> None:
         await self.outbound.mark_sent(

@@ -24,11 +24,11 @@ from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
-from wagate.control.media_fetch import MediaBytes, MediaFetcher
-from wagate.control.media_types import detect
-from wagate.engine.messages import LinkPreview, MessageKind, Outgoing
+from wagate.domain.message import LinkPreview, MessageKind, Outgoing
 from wagate.errors import InvalidInput
+from wagate.media_types import detect
 from wagate.netguard import parse_http_url
+from wagate.outbound.media_fetch import MediaBytes, MediaFetcher
 from wagate.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Webhooks that lose nothing: a durable outbox and the dispatcher that empties it.
 
-:class:`Outbox` is the :class:`~wagate.events.EventSink`: an event becomes one
+:class:`Outbox` is the :class:`~wagate.webhooks.events.EventSink`: an event becomes one
 ``webhook_deliveries`` row per matching subscription, in one transaction
 (``emit_in`` joins the producer's own transaction, so a message and its event
 commit together). :class:`WebhookDispatcher` leases due rows, POSTs them
@@ -26,10 +26,14 @@ import httpx
 from wagate import __version__
 from wagate.clock import Clock
 from wagate.errors import InvalidInput
-from wagate.events import Event
 from wagate.ingest.sanitize import clean
-from wagate.ingest.webhook_admin import WebhookAdmin
-from wagate.ingest.webhook_policy import (
+from wagate.netguard import check_url, connect_guard
+from wagate.settings import Settings
+from wagate.storage.db import Database
+from wagate.storage.repos.webhooks import Claim, DeliveryRepo, SubscriptionRepo, on_commit
+from wagate.webhooks.admin import WebhookAdmin
+from wagate.webhooks.events import Event
+from wagate.webhooks.policy import (
     RETRY_AFTER_STATUSES,
     Outcome,
     RetryPolicy,
@@ -41,11 +45,7 @@ from wagate.ingest.webhook_policy import (
     short_reason,
     verdict,
 )
-from wagate.netguard import check_url, connect_guard
-from wagate.settings import Settings
-from wagate.storage.db import Database
-from wagate.storage.repos.webhooks import Claim, DeliveryRepo, SubscriptionRepo, on_commit
-from wagate.webhooks import (
+from wagate.webhooks.signing import (
     DELIVERY_HEADER,
     EVENT_HEADER,
     SIGNATURE_HEADER,
@@ -63,7 +63,7 @@ _LEASE_MARGIN_S = 60.0  # a lease outlives the attempt's own deadline by this mu
 
 
 class Outbox:
-    """The durable :class:`~wagate.events.EventSink`: events become pending deliveries."""
+    """The durable :class:`~wagate.webhooks.events.EventSink`: events become pending deliveries."""
 
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db

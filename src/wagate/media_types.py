@@ -17,7 +17,7 @@ import mimetypes
 
 import filetype
 
-from wagate.engine.messages import STICKER_MIMETYPE, VOICE_MIMETYPE, MessageKind
+from wagate.domain.message import STICKER_MIMETYPE, VOICE_MIMETYPE, MessageKind
 from wagate.errors import InvalidInput
 
 SNIFF_BYTES = 8192  # what the magic-byte matchers look at

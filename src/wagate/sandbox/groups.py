@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from wagate.engine.sandbox.state import StateFile
 from wagate.errors import InvalidInput, NotFound
+from wagate.sandbox.state import StateFile
 
 MAX_SUBJECT = 100  # WhatsApp's limit on a group's name
 MAX_MEMBERS = 1_024

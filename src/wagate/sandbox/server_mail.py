@@ -1,6 +1,6 @@
 """The control API's messaging routes: act as a phone that sends, reads and runs groups.
 
-Relative routes, mounted by :func:`wagate.engine.sandbox.server.create_app`::
+Relative routes, mounted by :func:`wagate.sandbox.server.create_app`::
 
     POST /control/send                 {"from", "to", "text"?, "mediaBase64"?, "mimetype"?,
                                         "filename"?, "caption"?, "kind"?, "quoteId"?,
@@ -29,9 +29,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from wagate.engine.sandbox.bodies import Body, body_of, optional, required, strings
-from wagate.engine.sandbox.network import SandboxNetwork
 from wagate.errors import InvalidInput
+from wagate.sandbox.bodies import Body, body_of, optional, required, strings
+from wagate.sandbox.network import SandboxNetwork
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Guard = Callable[[Endpoint], Endpoint]

@@ -16,15 +16,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from wagate.clock import Clock, SystemClock
-from wagate.control.link_preview import LinkPreviewer
-from wagate.control.media_fetch import MediaFetcher
-from wagate.control.messages import OutboundService
 from wagate.control.sessions import SessionService
 from wagate.engine.base import Engine
 from wagate.errors import ConfigError
-from wagate.events import EventSink
 from wagate.ingest.service import Ingest
-from wagate.ingest.webhooks import Webhooks
+from wagate.outbound.link_preview import LinkPreviewer
+from wagate.outbound.media_fetch import MediaFetcher
+from wagate.outbound.sender import Sender, SendPolicy
+from wagate.outbound.service import OutboundService
 from wagate.settings import Settings, variable
 from wagate.storage.blobs import BlobStore, S3BlobStore, blob_store
 from wagate.storage.db import Database, create_engine, migrate
@@ -32,12 +31,13 @@ from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.outbound import OutboundRepo
 from wagate.storage.repos.sessions import SessionRepo
 from wagate.storage.spool import MediaSpool
+from wagate.webhooks.events import EventSink
+from wagate.webhooks.outbox import Webhooks
+from wagate.webhooks.session_events import StatusEvents
 from wagate.worker.host import Worker
-from wagate.worker.sender import Sender, SendPolicy
-from wagate.worker.status_events import StatusEvents
 
 if TYPE_CHECKING:
-    from wagate.engine.sandbox import SandboxNetwork
+    from wagate.sandbox import SandboxNetwork
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,8 @@ class Gateway:
             from wagate.engine.neonize import NeonizeConfig, NeonizeEngine
 
             return NeonizeEngine(NeonizeConfig.from_settings(s))
-        from wagate.engine.sandbox import SandboxEngine, SandboxNetwork, SandboxTimings
+        from wagate.engine.sandbox import SandboxEngine
+        from wagate.sandbox import SandboxNetwork, SandboxTimings
 
         if s.sandbox_url:
             return SandboxEngine(

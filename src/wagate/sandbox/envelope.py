@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from wagate.engine.messages import MessageKind
+from wagate.domain.message import MessageKind
 
 Json = dict[str, Any]
 

@@ -3,7 +3,7 @@
 An :class:`AccountBook` is what a phone number knows about itself on the
 simulated WhatsApp: its push name, its stable ``@lid`` identity and the
 companion devices linked to it. It is the ``accounts`` section of the
-network's :class:`~wagate.engine.sandbox.state.StateFile`, saved at once on
+network's :class:`~wagate.sandbox.state.StateFile`, saved at once on
 every link change, so a restarted network still recognises linked devices (a
 gateway restart must reconnect without a new QR). An account with no linked
 device is a simulated phone: it sends and receives through the control API.
@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from wagate.engine.sandbox.state import StateFile
 from wagate.errors import InvalidInput, NotFound
+from wagate.sandbox.state import StateFile
 
 _PHONE_RE = re.compile(r"[0-9]{6,15}")
 
