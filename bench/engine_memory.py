@@ -75,9 +75,10 @@ async def child_baseline() -> dict[str, Any]:
 
 
 async def child_sandbox(count: int) -> dict[str, Any]:
-    from wagate.engine.base import LinkOptions, MemoryAuthStore, QRCode
+    from wagate.engine.base import LinkOptions, QRCode
     from wagate.engine.sandbox import SandboxEngine
     from wagate.sandbox import SandboxNetwork, SandboxTimings
+    from wagate.storage.auth_state import MemoryAuthStore
 
     network = SandboxNetwork(timings=SandboxTimings(qr_first_s=600, qr_next_s=600))
     engine = SandboxEngine(network=network)
@@ -93,8 +94,9 @@ async def child_sandbox(count: int) -> dict[str, Any]:
 
 
 async def child_neonize(count: int) -> dict[str, Any]:
-    from wagate.engine.base import FileAuthStore, LinkOptions
+    from wagate.engine.base import LinkOptions
     from wagate.engine.neonize import NeonizeConfig, NeonizeEngine
+    from wagate.storage.auth_state import FileAuthStore
 
     engine = NeonizeEngine(NeonizeConfig(start_window_s=0.05, max_sessions=max(count, 1)))
     root = Path(tempfile.mkdtemp())
@@ -108,9 +110,10 @@ async def child_neonize(count: int) -> dict[str, Any]:
 
 
 async def child_leak(dials: int) -> dict[str, Any]:
-    from wagate.engine.base import FileAuthStore, LinkOptions
+    from wagate.engine.base import LinkOptions
     from wagate.engine.neonize import NeonizeConfig, NeonizeEngine
     from wagate.errors import TransientError
+    from wagate.storage.auth_state import FileAuthStore
 
     engine = NeonizeEngine(NeonizeConfig(connect_backoff_base_s=0.001, connect_backoff_max_s=0.001))
     auth = FileAuthStore(Path(tempfile.mkdtemp()), "s1")

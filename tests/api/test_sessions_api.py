@@ -132,7 +132,7 @@ async def test_list_restart_and_delete(
     engine.add([connected("6282222222")], [connected("6282222222")])
     await api.post("/api/sessions/provision", json={"id": "d1"})
     await _wait_state(api, "d1", "connected")
-    gateway.worker.auth("d1").save("creds", {"k": 1})
+    await gateway.worker.auth("d1").save("creds", {"k": 1})
     listed = (await api.get("/api/sessions")).json()
     assert listed["total"] == 1 and listed["sessions"][0]["id"] == "d1"
 
@@ -150,7 +150,7 @@ async def test_list_restart_and_delete(
         "loggedOut": True,
     }
     assert engine.links[1].logged_out  # logged out through the engine
-    assert gateway.worker.auth("d1").load("creds") is None
+    assert (await gateway.worker.auth("d1").load("creds")) is None
     assert (await api.get("/api/sessions/d1/status")).status_code == 404
     assert not gateway.worker.is_running("d1")
 
@@ -186,7 +186,7 @@ async def _stopped_and_linked(
     engine.add([connected("6284444444")])
     await api.post("/api/sessions/provision", json={"id": sid})
     await _wait_state(api, sid, "connected")
-    gateway.worker.auth(sid).save("creds", {"k": 1})
+    await gateway.worker.auth(sid).save("creds", {"k": 1})
     assert (await api.post(f"/api/sessions/{sid}/stop")).json()["state"] == "stopped"
 
 
@@ -204,7 +204,7 @@ async def test_delete_logs_out_a_stopped_linked_session(
         "loggedOut": True,
     }
     assert len(engine.links) == 2 and engine.links[1].logged_out and engine.links[1].closed
-    assert gateway.worker.auth("idle").load("creds") is None
+    assert (await gateway.worker.auth("idle").load("creds")) is None
     assert (await api.get("/api/sessions/idle/status")).status_code == 404
 
 
@@ -216,7 +216,7 @@ async def test_delete_says_when_the_device_could_not_be_logged_out(
     r = await api.delete("/api/sessions/far")
     assert r.status_code == 200
     assert (r.json()["success"], r.json()["loggedOut"]) == (True, False)
-    assert gateway.worker.auth("far").load("creds") is None
+    assert (await gateway.worker.auth("far").load("creds")) is None
     assert (await api.get("/api/sessions/far/status")).status_code == 404
     errors = await gateway.audit.recent("far", event="error")
     assert [e.data["code"] for e in errors] == ["LOGOUT_FAILED"]

@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from wagate.engine.base import AuthStore, Engine, FileAuthStore
+from wagate.engine.base import AuthStore, Engine
 from wagate.engine.sandbox import SandboxEngine
 from wagate.sandbox import SandboxNetwork, SandboxTimings
+from wagate.storage.auth_state import FileAuthStore
 
 # QR codes that outlive any test, so a scan never races an expiry.
 PATIENT = SandboxTimings(qr_first_s=30.0, qr_next_s=30.0, qr_count=6, hello_timeout_s=2.0)

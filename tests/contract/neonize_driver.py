@@ -23,9 +23,10 @@ from typing import Any
 from tests.contract import neonize_go as go
 from tests.contract.neonize_fake import FakeClient, FakeGo, Sent
 from wagate.domain.message import ContactCard, Location
-from wagate.engine.base import AuthStore, FileAuthStore
+from wagate.engine.base import AuthStore
 from wagate.engine.neonize import NeonizeConfig, NeonizeEngine
 from wagate.engine.neonize import _loader as nz
+from wagate.storage.auth_state import FileAuthStore
 
 E = nz.wae2e
 _MEDIA_PARTS = {

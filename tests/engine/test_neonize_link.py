@@ -233,7 +233,7 @@ async def test_session_events_end_the_link_with_their_kind(
         expires = datetime.fromisoformat(ended.detail["expires_at"])
         assert abs(expires - (datetime.now(UTC) + timedelta(hours=2))) < timedelta(minutes=1)
     if code == 6:
-        assert auth.load("neonize") == {}, "whatsmeow deleted the device; so do we"
+        assert (await auth.load("neonize")) == {}, "whatsmeow deleted the device; so do we"
 
 
 async def test_keepalive_timeouts_count_only_when_they_repeat(
@@ -407,7 +407,7 @@ async def test_a_postgres_store_keys_by_session_and_loads_the_linked_device(
         await link_up(world, link)
     first = fake.client("s1")
     assert (first.db, first.new_device, first.jid) == (url, True, "")
-    assert auth.load("neonize") == {
+    assert (await auth.load("neonize")) == {
         "jid": f"{PHONE}:7@s.whatsapp.net",
         "lid": f"{lid_of(PHONE)}@lid",
     }

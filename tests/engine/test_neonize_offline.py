@@ -196,7 +196,7 @@ def _engine(**overrides: Any) -> Any:
 
 
 async def scenario_retries(count: str) -> dict[str, Any]:
-    from wagate.engine.base import FileAuthStore
+    from wagate.storage.auth_state import FileAuthStore
 
     engine = _engine(connect_backoff_base_s=0.05, connect_backoff_max_s=0.4)
     auth = FileAuthStore(Path(tempfile.mkdtemp()), "s1")
@@ -224,7 +224,7 @@ async def scenario_retries(count: str) -> dict[str, Any]:
 
 
 async def scenario_proxy(port: str) -> dict[str, Any]:
-    from wagate.engine.base import FileAuthStore
+    from wagate.storage.auth_state import FileAuthStore
 
     engine = _engine()
     root = Path(tempfile.mkdtemp())
@@ -256,8 +256,9 @@ class _AnyCall:
 
 async def scenario_twenty() -> dict[str, Any]:
     """Twenty clients whose dials hang in Go, and calls beside them."""
-    from wagate.engine.base import FileAuthStore, LinkOptions
+    from wagate.engine.base import LinkOptions
     from wagate.engine.neonize.calls import GoCalls
+    from wagate.storage.auth_state import FileAuthStore
 
     engine = _engine(max_sessions=20, start_window_s=0.1, dial_deadline_s=300, stop_timeout_s=0.5)
     root = Path(tempfile.mkdtemp())
@@ -289,7 +290,8 @@ async def scenario_twenty() -> dict[str, Any]:
 
 async def scenario_deadline(port: str) -> dict[str, Any]:
     """Dials into a proxy that never answers: the link ends at the dial deadline."""
-    from wagate.engine.base import Disconnected, FileAuthStore, LinkOptions
+    from wagate.engine.base import Disconnected, LinkOptions
+    from wagate.storage.auth_state import FileAuthStore
 
     engine = _engine(start_window_s=0.2, dial_deadline_s=1.0, stop_timeout_s=0.5)
     root = Path(tempfile.mkdtemp())
@@ -343,7 +345,7 @@ async def scenario_crash() -> dict[str, Any]:
 
 async def scenario_churn(seconds: str) -> dict[str, Any]:
     """Sessions reconnect every fraction of a second while others call into Go."""
-    from wagate.engine.base import FileAuthStore
+    from wagate.storage.auth_state import FileAuthStore
 
     engine = _engine(connect_backoff_base_s=0.001, connect_backoff_max_s=0.004, max_sessions=40)
     root = Path(tempfile.mkdtemp())

@@ -8,11 +8,12 @@ import logging
 import pytest
 
 from wagate.domain.session import DisconnectKind
-from wagate.engine.base import Disconnected, LinkOptions, MemoryAuthStore, QRCode
+from wagate.engine.base import Disconnected, LinkOptions, QRCode
 from wagate.engine.sandbox import SandboxLink
 from wagate.errors import EngineError, TransientError
 from wagate.sandbox import memory_pair
 from wagate.sandbox.transport import Channel, Frame, MemoryChannel
+from wagate.storage.auth_state import MemoryAuthStore
 
 
 async def scripted_link(*frames: Frame) -> tuple[SandboxLink, MemoryChannel, MemoryAuthStore]:
@@ -38,7 +39,7 @@ async def test_a_malformed_frame_ends_the_stream_as_lost_without_logging_it(watc
         events = await watch(link).rest()
     assert isinstance(events[0], QRCode)
     assert events[1:] == [Disconnected(DisconnectKind.CONNECTION_LOST, events[1].reason)]
-    assert auth.load("creds") is None
+    assert (await auth.load("creds")) is None
     assert "SECRET-xyz" not in caplog.text
 
 

@@ -136,7 +136,7 @@ async def test_a_logged_out_device_loses_its_queue(network, engine) -> None:
     msg_id = await network.phone_send(BOB, ALICE, text="for the new device")
     async with online(engine, fresh) as alice:
         assert (await alice.message()).id == msg_id
-    assert auth.load("creds") is not None  # the old creds are simply refused now
+    assert (await auth.load("creds")) is not None  # the old creds are simply refused now
 
 
 @pytest.fixture

@@ -7,10 +7,11 @@ import asyncio
 import pytest
 
 from wagate.domain.session import DisconnectKind
-from wagate.engine.base import Connected, Disconnected, LinkOptions, MemoryAuthStore, QRCode
+from wagate.engine.base import Connected, Disconnected, LinkOptions, QRCode
 from wagate.engine.sandbox import SandboxEngine
 from wagate.errors import InvalidInput, NotFound
 from wagate.sandbox import SandboxNetwork
+from wagate.storage.auth_state import MemoryAuthStore
 
 PHONE = "15550001111"
 NO_OPTIONS = LinkOptions()

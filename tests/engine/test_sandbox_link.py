@@ -10,19 +10,11 @@ from pathlib import Path
 import pytest
 
 from wagate.domain.session import DisconnectKind
-from wagate.engine.base import (
-    AuthStore,
-    Connected,
-    Disconnected,
-    FileAuthStore,
-    LinkOptions,
-    MemoryAuthStore,
-    PairCode,
-    QRCode,
-)
+from wagate.engine.base import AuthStore, Connected, Disconnected, LinkOptions, PairCode, QRCode
 from wagate.engine.sandbox import SandboxEngine
 from wagate.errors import ConfigError, Conflict, NotFound, TransientError
 from wagate.sandbox import SandboxNetwork, SandboxTimings
+from wagate.storage.auth_state import FileAuthStore, MemoryAuthStore
 
 PHONE = "15550001111"
 NO_OPTIONS = LinkOptions()
@@ -89,7 +81,7 @@ async def test_scan_pairs_connects_and_saves_creds(
     assert connected.phone == PHONE and connected.push_name == "Alice"
     assert connected.device_name == "wagate"
     assert connected.lid is not None and re.fullmatch(r"[1-9][0-9]{13}@lid", connected.lid)
-    creds = auth.load("creds")
+    creds = await auth.load("creds")
     assert creds is not None and creds["phone"] == PHONE and creds["engine"] == "sandbox"
     if store == "file":
         assert json.loads((tmp_path / "s1" / "creds.json").read_text()) == creds
@@ -127,7 +119,9 @@ async def test_linked_devices_survive_a_network_restart(tmp_path: Path, make_net
     first = await link_device(SandboxEngine(network=before), before, auth, watch)
     await before.aclose()
 
-    assert auth.load("creds")["secret"] not in state.read_text(), "secrets are stored hashed"
+    assert (await auth.load("creds"))["secret"] not in state.read_text(), (
+        "secrets are stored hashed"
+    )
     after = await make_network(state_path=state)
     async with SandboxEngine(network=after).link(auth, NO_OPTIONS) as link:
         assert await watch(link).expect(Connected) == first
@@ -177,7 +171,7 @@ async def test_pair_code_flow(engine, network, watch) -> None:
         linked = await network.pair(code.code.replace("-", "").lower())
         connected = await events.expect(Connected)
     assert linked["phone"] == PHONE and connected.phone == PHONE
-    assert auth.load("creds") is not None
+    assert (await auth.load("creds")) is not None
     with pytest.raises(NotFound, match="pairing code"):
         await network.pair(code.code)
 
@@ -250,7 +244,7 @@ async def test_events_end_quietly_when_the_link_is_closed_under_them(engine, wat
 
 async def test_creds_of_another_engine_are_not_sent(engine, watch) -> None:
     auth = MemoryAuthStore("s1")
-    auth.save("creds", {"noise_key": "..."})
+    await auth.save("creds", {"noise_key": "..."})
     async with engine.link(auth, NO_OPTIONS) as link:
         await watch(link).expect(QRCode)
 

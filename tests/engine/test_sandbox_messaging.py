@@ -26,17 +26,11 @@ from wagate.domain.message import (
     Quote,
     ReceiptStatus,
 )
-from wagate.engine.base import (
-    Connected,
-    LinkOptions,
-    MemoryAuthStore,
-    MessageEvent,
-    QRCode,
-    ReceiptEvent,
-)
+from wagate.engine.base import Connected, LinkOptions, MessageEvent, QRCode, ReceiptEvent
 from wagate.engine.sandbox import SandboxEngine, SandboxLink
 from wagate.errors import InvalidInput, TransientError
 from wagate.sandbox import SandboxNetwork
+from wagate.storage.auth_state import MemoryAuthStore
 
 ALICE = "15550001111"  # the account the gateway's sessions are linked to
 BOB = "15550002222"  # a simulated phone

@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from wagate.domain.session import DisconnectKind
-from wagate.engine.base import Connected, Disconnected, LinkOptions, MemoryAuthStore, QRCode
+from wagate.engine.base import Connected, Disconnected, LinkOptions, QRCode
 from wagate.engine.sandbox import SandboxEngine
 from wagate.errors import ProxyFailure
+from wagate.storage.auth_state import MemoryAuthStore
 
 PHONE = "15550001111"
 

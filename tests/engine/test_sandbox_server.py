@@ -11,10 +11,11 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from wagate.domain.session import DisconnectKind
-from wagate.engine.base import Connected, Disconnected, LinkOptions, MemoryAuthStore, QRCode
+from wagate.engine.base import Connected, Disconnected, LinkOptions, QRCode
 from wagate.engine.sandbox import SandboxEngine
 from wagate.errors import Conflict, InvalidInput, NotFound, TransientError, Unauthorized
 from wagate.sandbox import SandboxControl, create_app, run_server
+from wagate.storage.auth_state import MemoryAuthStore
 
 PHONE = "15550001111"
 NO_OPTIONS = LinkOptions()
@@ -52,7 +53,7 @@ async def test_scan_through_the_control_api_links_a_websocket_session(network, s
     assert connected.push_name == "Bob"
     assert conn["session"] == "s1" and conn["client"] == "gw-7" and conn["state"] == "connected"
     assert accounts[0]["phone"] == PHONE and len(accounts[0]["devices"]) == 1
-    assert auth.load("creds")["secret"] not in str(accounts), "no secret in API answers"
+    assert (await auth.load("creds"))["secret"] not in str(accounts), "no secret in API answers"
     async with engine.link(auth, NO_OPTIONS) as link:
         assert await watch(link).expect(Connected) == connected
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from wagate.clock import ManualClock
-from wagate.engine.base import LinkOptions, MemoryAuthStore
+from wagate.engine.base import LinkOptions
 from wagate.ingest.media import MediaStore
 from wagate.ingest.pipeline import IngestPipeline, IngestPolicy
+from wagate.storage.auth_state import MemoryAuthStore
 from wagate.storage.blobs import MemoryBlobStore
 from wagate.storage.db import Database
 from wagate.storage.repos.audit import AuditRepo

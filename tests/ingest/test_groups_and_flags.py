@@ -119,13 +119,13 @@ async def test_disconnect_flag_logs_out_and_clears(
 ) -> None:
     link = await _link(api, engine, [])
     await _until(lambda: _audit(api, "connect"))
-    gateway.worker.auth("g1").save("creds", {"x": 1})
+    await gateway.worker.auth("g1").save("creds", {"x": 1})
     await gateway.ingest.flags.set(EVERY_SESSION, Flag.DISCONNECT)  # seed 003 writes it so
     assert await gateway.ingest.watcher.poll() == 1
     assert link.logged_out
     status = (await api.get("/api/sessions/g1/status")).json()
     assert status["status"] == "disconnected" and status["isConnected"] is False
-    assert gateway.worker.auth("g1").load("creds") is None
+    assert (await gateway.worker.auth("g1").load("creds")) is None
     assert await gateway.ingest.flags.count() == 0
     assert len(await _audit(api, "disconnect")) == 1
 

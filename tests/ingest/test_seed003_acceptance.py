@@ -49,7 +49,7 @@ def settings003(
     extra: dict[str, Any] = {}
     if request.param == "s3":
         extra = {
-            "storage": "s3",
+            "blob_store": "s3",
             "s3_endpoint": s3_url,
             "s3_access_key": "t",
             "s3_secret_key": "t",

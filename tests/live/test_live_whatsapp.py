@@ -24,12 +24,12 @@ from wagate.engine.base import (
     Connected,
     Disconnected,
     EngineEvent,
-    FileAuthStore,
     LinkOptions,
     MessageEvent,
     PairCode,
     QRCode,
 )
+from wagate.storage.auth_state import FileAuthStore
 
 pytestmark = [
     pytest.mark.live,

@@ -14,8 +14,9 @@ import pytest
 from wagate.clock import ManualClock
 from wagate.domain.message import GroupInfo
 from wagate.domain.session import DisconnectKind, SessionState
-from wagate.engine.base import LinkOptions, MemoryAuthStore
+from wagate.engine.base import LinkOptions
 from wagate.ingest.groups import GroupSync
+from wagate.storage.auth_state import MemoryAuthStore
 from wagate.storage.db import Database
 from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.groups import GroupRepo

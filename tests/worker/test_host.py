@@ -14,10 +14,11 @@ from wagate.backoff import Backoff
 from wagate.clock import ManualClock
 from wagate.control.flags import FlagWatcher
 from wagate.domain.session import DisconnectKind, SessionState
-from wagate.engine.base import Disconnected, MemoryAuthStore, QRCode
+from wagate.engine.base import Disconnected, QRCode
 from wagate.errors import Conflict, NotFound, TransientError
 from wagate.roles.serve import Gateway
 from wagate.settings import Settings
+from wagate.storage.auth_state import MemoryAuthStore
 from wagate.storage.db import Database
 from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.flags import Flag, FlagRepo
@@ -148,14 +149,14 @@ async def test_the_sweep_clears_expired_qrs(
     assert s is not None and (s.qr, s.qr_generated_at, s.qr_expires_at) == (None, None, None)
 
 
-def test_file_auth_store_is_per_session_folder(tmp_path: Path) -> None:
-    from wagate.engine.base import FileAuthStore
+async def test_file_auth_store_is_per_session_folder(tmp_path: Path) -> None:
+    from wagate.storage.auth_state import FileAuthStore
 
     store = FileAuthStore(tmp_path, "abc")
-    store.save("creds", {"x": 1})
-    assert (tmp_path / "abc" / "creds.json").is_file() and store.exists()
-    store.clear()
-    assert not (tmp_path / "abc").exists() and store.load("creds") is None
+    await store.save("creds", {"x": 1})
+    assert (tmp_path / "abc" / "creds.json").is_file() and (await store.exists())
+    await store.clear()
+    assert not (tmp_path / "abc").exists() and (await store.load("creds")) is None
 
 
 # --- one runner per id, under concurrency ----------------------------------------------
@@ -214,11 +215,11 @@ class _ClearFailsOnce(MemoryAuthStore):
         super().__init__(session_id)
         self.failures = 1
 
-    def clear(self) -> None:
+    async def clear(self) -> None:
         if self.failures:
             self.failures -= 1
             raise OSError("read-only file system")
-        super().clear()
+        await super().clear()
 
 
 async def test_a_crashed_runner_is_restarted_after_a_backoff(
@@ -229,7 +230,7 @@ async def test_a_crashed_runner_is_restarted_after_a_backoff(
     clock: ManualClock,
 ) -> None:
     store = _ClearFailsOnce("s1")
-    store.save("creds", {"device": "d1"})
+    await store.save("creds", {"device": "d1"})
     await session_repo.create("s1", engine="scripted")
     engine.add([Disconnected(DisconnectKind.LOGGED_OUT, "removed")], [QRCode("2@n,a,b,c", 60)])
     w = _worker(settings, engine, session_repo, audit_repo, clock, auth_factory=lambda _: store)
@@ -268,12 +269,12 @@ async def test_logout_of_a_stopped_linked_session_opens_a_link_to_log_out(
     worker: Worker, session_repo: SessionRepo, engine: ScriptedEngine, audit_repo: AuditRepo
 ) -> None:
     await session_repo.create("s1", engine="scripted", proxy="socks5h://p:1080")
-    worker.auth("s1").save("creds", {"device": "d1"})
+    await worker.auth("s1").save("creds", {"device": "d1"})
     engine.add([connected()])
     assert await worker.logout("s1") is Unlink.RELINKED
     link = engine.links[0]
     assert link.logged_out and link.closed and link.options.proxy == "socks5h://p:1080"
-    assert worker.auth("s1").load("creds") is None and not worker.is_running("s1")
+    assert (await worker.auth("s1").load("creds")) is None and not worker.is_running("s1")
     assert [e.data for e in await audit_repo.recent("s1", event="logout")] == [{"via": "relinked"}]
 
 
@@ -281,13 +282,13 @@ async def test_logout_gives_up_after_its_bound_and_says_so(
     worker: Worker, session_repo: SessionRepo, engine: ScriptedEngine, clock: ManualClock
 ) -> None:
     await session_repo.create("s1", engine="scripted")
-    worker.auth("s1").save("creds", {"device": "d1"})
+    await worker.auth("s1").save("creds", {"device": "d1"})
     engine.add([])  # the link opens and never connects
     pending = asyncio.create_task(worker.logout("s1"))
     await clock.wait_for_sleepers(2)  # the sweeper and the logout's deadline
     await clock.advance(worker.settings.stop_timeout_ms / 1000)
     assert await asyncio.wait_for(pending, 5) is Unlink.FAILED
-    assert engine.links[0].closed and worker.auth("s1").load("creds") is None
+    assert engine.links[0].closed and (await worker.auth("s1").load("creds")) is None
 
 
 async def test_logout_of_an_unreachable_device_fails_and_of_an_unlinked_one_is_a_no_op(
@@ -296,7 +297,7 @@ async def test_logout_of_an_unreachable_device_fails_and_of_an_unlinked_one_is_a
     await session_repo.create("s1", engine="scripted")
     assert await worker.logout("s1") is Unlink.NOT_LINKED  # no credentials: nothing to unlink
     assert engine.options == []
-    worker.auth("s1").save("creds", {"device": "d1"})
+    await worker.auth("s1").save("creds", {"device": "d1"})
     engine.add(TransientError("network unreachable"))
     assert await worker.logout("s1") is Unlink.FAILED
     errors = await audit_repo.recent("s1", event="error")

@@ -14,8 +14,9 @@ import pytest
 from wagate.backoff import Backoff
 from wagate.clock import ManualClock
 from wagate.domain.session import DisconnectKind, SessionState
-from wagate.engine.base import Disconnected, FileAuthStore, QRCode
+from wagate.engine.base import Disconnected, QRCode
 from wagate.errors import ProxyFailure, TransientError
+from wagate.storage.auth_state import FileAuthStore
 from wagate.storage.db import Database
 from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.sessions import SessionRepo
@@ -148,13 +149,15 @@ async def test_open_errors_are_retried(h: Harness) -> None:
 
 
 async def test_logged_out_deletes_auth_and_rests(h: Harness) -> None:
-    h.auth.save("creds", {"device": "d1"})
-    assert h.auth.folder().exists()
+    await h.auth.save("creds", {"device": "d1"})
+    assert (await h.auth.folder()).exists()
     h.engine.add([connected(), Disconnected(DisconnectKind.LOGGED_OUT, "device removed")])
     state = await asyncio.wait_for(h.runner().run(), 5)
     assert state is SessionState.LOGGED_OUT
-    assert not (h.auth.folder().parent / "s1").exists() or not any(h.auth.folder().iterdir())
-    assert h.auth.load("creds") is None
+    assert not ((await h.auth.folder()).parent / "s1").exists() or not any(
+        (await h.auth.folder()).iterdir()
+    )
+    assert (await h.auth.load("creds")) is None
     s = await h.sessions.get("s1")
     assert s is not None
     assert (s.status, s.disconnect_kind, s.disconnect_reason) == (
@@ -169,7 +172,7 @@ async def test_logged_out_deletes_auth_and_rests(h: Harness) -> None:
     rerun = SessionRunner("s1", h.auth, h.deps, state=SessionState.LOGGED_OUT)
     h.start(rerun)
     await eventually(lambda: any(c.event == "qr" for c in h.changes))
-    assert h.engine.links[-1].auth.load("creds") is None
+    assert (await h.engine.links[-1].auth.load("creds")) is None
     s = await h.sessions.get("s1")
     assert s is not None and s.status is SessionState.QR and s.qr == "2@new,k,i,a"
 
@@ -178,7 +181,7 @@ async def test_logged_out_deletes_auth_and_rests(h: Harness) -> None:
 async def test_banned_and_replaced_end_failed_with_the_reason(
     h: Harness, kind: DisconnectKind
 ) -> None:
-    h.auth.save("creds", {"device": "d1"})
+    await h.auth.save("creds", {"device": "d1"})
     h.engine.add([connected(), Disconnected(kind, f"{kind} by server")], [connected()])
     state = await asyncio.wait_for(h.runner().run(), 5)
     assert state is SessionState.FAILED
@@ -190,7 +193,7 @@ async def test_banned_and_replaced_end_failed_with_the_reason(
         f"{kind} by server",
     )
     assert len(h.engine.links) == 1 and h.clock.sleeps == []
-    assert h.auth.load("creds") == {"device": "d1"}  # kept: an operator decides
+    assert (await h.auth.load("creds")) == {"device": "d1"}  # kept: an operator decides
 
 
 async def test_qr_timeout_stops(h: Harness) -> None:

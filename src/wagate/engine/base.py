@@ -11,7 +11,8 @@ opening a link may raise :class:`~wagate.errors.TransientError` (including
 :class:`~wagate.errors.ProxyFailure`).
 
 Credentials live in an :class:`AuthStore` the runtime hands to the engine: a
-folder per session (``AUTH_DIR/<session_id>/``) by default.
+folder per session (``AUTH_DIR/<session_id>/``) by default, or rows in the
+database (:mod:`wagate.storage.auth_state`).
 
 A device that is logged out or banned is reported as a one-event stream
 (``Disconnected(LOGGED_OUT | BANNED)``), not as an exception from opening.
@@ -20,11 +21,6 @@ Message types live in :mod:`wagate.domain.message`.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -146,84 +142,29 @@ EngineEvent = (
 
 @runtime_checkable
 class AuthStore(Protocol):
-    """Where one session's engine credentials live."""
+    """Where one session's engine credentials live (kept by :mod:`wagate.storage.auth_state`).
+
+    Every method is async: a store on disk does its file I/O in a thread, one
+    in the database makes a round trip; neither blocks the event loop.
+    """
 
     session_id: str
 
-    def load(self, name: str) -> dict[str, Any] | None: ...
+    async def load(self, name: str) -> dict[str, Any] | None: ...
 
-    def save(self, name: str, data: dict[str, Any]) -> None: ...
-
-    def exists(self) -> bool: ...
-
-    def clear(self) -> None: ...
-
-    def folder(self) -> Path | None:
-        """A folder the engine may use for files of its own, or None if it has none."""
+    async def save(self, name: str, data: dict[str, Any]) -> None:
+        """Replace the record ``name``: durable when this returns, never half written."""
         ...
 
+    async def exists(self) -> bool: ...
 
-class FileAuthStore:
-    """``<root>/<session_id>/<name>.json`` files, written atomically (write, fsync, rename)."""
+    async def clear(self) -> None:
+        """Remove every record of the session (a logged-out device's keys)."""
+        ...
 
-    def __init__(self, root: Path, session_id: str) -> None:
-        self.session_id = session_id
-        self._dir = root / session_id
-
-    def folder(self) -> Path:
-        self._dir.mkdir(parents=True, exist_ok=True)
-        return self._dir
-
-    def load(self, name: str) -> dict[str, Any] | None:
-        try:
-            data = json.loads((self._dir / f"{name}.json").read_text("utf-8"))
-        except FileNotFoundError:
-            return None
-        return data if isinstance(data, dict) else None
-
-    def save(self, name: str, data: dict[str, Any]) -> None:
-        folder = self.folder()
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, folder / f"{name}.json")
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-
-    def exists(self) -> bool:
-        return self._dir.is_dir() and any(self._dir.iterdir())
-
-    def clear(self) -> None:
-        shutil.rmtree(self._dir, ignore_errors=True)
-
-
-class MemoryAuthStore:
-    """In-memory twin of :class:`FileAuthStore` for tests."""
-
-    def __init__(self, session_id: str) -> None:
-        self.session_id = session_id
-        self.files: dict[str, dict[str, Any]] = {}
-
-    def folder(self) -> Path | None:
-        return None
-
-    def load(self, name: str) -> dict[str, Any] | None:
-        data = self.files.get(name)
-        return dict(data) if data is not None else None
-
-    def save(self, name: str, data: dict[str, Any]) -> None:
-        self.files[name] = dict(data)
-
-    def exists(self) -> bool:
-        return bool(self.files)
-
-    def clear(self) -> None:
-        self.files.clear()
+    async def folder(self) -> Path | None:
+        """A folder the engine may use for files of its own, or None if it has none."""
+        ...
 
 
 # --- the engine ---------------------------------------------------------------------

@@ -208,24 +208,14 @@ class Sender:
     async def _nap(self, drain: _Drain, seconds: float) -> None:
         """Sleep ``seconds``, or less if the session reconnects meanwhile."""
         drain.connected.clear()
-        await self._until(drain.connected, seconds)
+        await self.clock.wait(drain.connected, seconds)
 
     async def _idle(self, drain: _Drain) -> None:
         """Wait to be rung; look again anyway after ``poll_s`` (a row another process queued)."""
         if self.policy.poll_s <= 0:
             await drain.bell.wait()
         else:
-            await self._until(drain.bell, self.policy.poll_s)
-
-    async def _until(self, event: asyncio.Event, seconds: float) -> None:
-        sleep = asyncio.ensure_future(self.clock.sleep(seconds))
-        wait = asyncio.ensure_future(event.wait())
-        try:
-            await asyncio.wait({sleep, wait}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in (sleep, wait):
-                waiter.cancel()
-            await asyncio.gather(sleep, wait, return_exceptions=True)
+            await self.clock.wait(drain.bell, self.policy.poll_s)
 
     # --- one message ---------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from wagate.errors import InvalidInput, NotFound
-from wagate.sandbox.state import write_atomic
+from wagate.files import write_atomic
 
 _HANDLE = re.compile(r"[0-9a-f]{64}")
 

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any, Protocol, Self
 
 from wagate.errors import ConfigError, NotFound, TransientError
+from wagate.files import write_atomic
 from wagate.settings import Settings
 
 CHUNK = 256 * 1024
@@ -65,18 +63,8 @@ class LocalBlobStore:
 
     @staticmethod
     def _copy(src: Path, dest: Path) -> None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".upload.")
-        try:
-            with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
-                shutil.copyfileobj(inp, out, CHUNK)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, dest)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        with src.open("rb") as inp:
+            write_atomic(dest, inp)
 
     async def exists(self, key: str) -> bool:
         return self._path(key).is_file()

@@ -21,11 +21,11 @@ import asyncio
 import base64
 import contextlib
 import hashlib
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from wagate.files import write_atomic
 
 Ref = dict[str, Any]
 
@@ -47,7 +47,7 @@ class MediaSpool:
             ref["data"] = base64.b64encode(data).decode("ascii")
             return ref
         relative = f"{session_id}/{message_id}.bin"
-        await asyncio.to_thread(_write_durably, self.root / relative, data)
+        await asyncio.to_thread(write_atomic, self.root / relative, data)
         ref["file"] = relative
         return ref
 
@@ -93,18 +93,3 @@ class MediaSpool:
         if not path.is_relative_to(self.root.resolve()):
             raise SpoolError("queued media names a file outside the outbox")
         return path
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

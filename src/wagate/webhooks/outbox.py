@@ -236,16 +236,7 @@ class WebhookDispatcher:
 
     async def _idle(self) -> None:
         """Wait for a wake-up or the poll interval (on the injected clock), whichever is first."""
-        if self._wakeup.is_set():
-            return
-        waiter = asyncio.create_task(self._wakeup.wait())
-        sleeper = asyncio.create_task(self._clock.sleep(self._poll_s))
-        try:
-            await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (waiter, sleeper):
-                task.cancel()
-            await asyncio.gather(waiter, sleeper, return_exceptions=True)
+        await self._clock.wait(self._wakeup, self._poll_s)
 
     # --- one delivery ------------------------------------------------------------------
 

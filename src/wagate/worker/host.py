@@ -27,9 +27,10 @@ from typing import Any, Self
 from wagate.backoff import Backoff
 from wagate.clock import Clock
 from wagate.domain.session import Session, SessionState
-from wagate.engine.base import AuthStore, Engine, FileAuthStore, Link, LinkOptions
+from wagate.engine.base import AuthStore, Engine, Link, LinkOptions
 from wagate.errors import Conflict, NotFound
 from wagate.settings import Settings
+from wagate.storage.auth_state import FileAuthStore
 from wagate.storage.repos.audit import AuditEvent, AuditRepo
 from wagate.storage.repos.sessions import SessionRepo
 from wagate.worker.qr import QRTracker
@@ -231,7 +232,7 @@ class Worker:
             await self._cancel(session_id)
             if outcome is None:
                 outcome = await self._unlink(session_id)
-            self._auth_factory(session_id).clear()
+            await self._auth_factory(session_id).clear()
             await self._audit_logout(session_id, outcome)
             return outcome
 

@@ -161,7 +161,7 @@ class SessionRunner:
         if recovery is Recovery.RELINK:
             # the credential goes before the row says so: whoever reads "logged out"
             # (an API caller, a restart) never finds a stale credential behind it
-            self.auth.clear()
+            await self.auth.clear()
         await self._record_disconnect(state, disconnected)
         if recovery in (Recovery.RELINK, Recovery.FAIL, Recovery.STOP):
             return state

@@ -49,7 +49,7 @@ async def unlink(
     engine: Engine, auth: AuthStore, options: LinkOptions, clock: Clock, within_s: float
 ) -> Unlink:
     """Log the device behind ``auth`` out, if it is linked; never raises an engine error."""
-    if not auth.exists():
+    if not await auth.exists():
         return Unlink.NOT_LINKED
     try:
         outcome = await _bounded(clock, within_s, _logout_over_new_link(engine, auth, options))

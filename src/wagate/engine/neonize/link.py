@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -67,6 +66,9 @@ class NeonizeLink:
         self._qrs = 0
         self._grace: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # device record writes: in the order asked, and finished (never cancelled) at close
+        self._record_lock = asyncio.Lock()
+        self._writes: set[asyncio.Task[None]] = set()
         self._on_event: dict[int, Callable[[Any], None]] = {
             codes.CONNECTED: self._connected_event,
             codes.DISCONNECTED: lambda _: self._connection_trouble("the connection dropped"),
@@ -103,6 +105,7 @@ class NeonizeLink:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._writes, return_exceptions=True)
         await self._session.close()
 
     async def events(self) -> AsyncIterator[EngineEvent]:
@@ -206,10 +209,21 @@ class NeonizeLink:
         self._push(connected)
 
     def _remember_device(self, jid: str, lid: str | None) -> None:
-        try:
-            self._auth.save(AUTH_RECORD, {"jid": jid, "lid": lid})
-        except OSError as exc:  # the link works without it; only PostgreSQL stores need it
-            self._session.log.warning("could not record the device JID: %s", exc)
+        self._write_record({"jid": jid, "lid": lid})
+
+    def _write_record(self, record: dict[str, Any]) -> None:
+        """Save the device record after every write asked before it (see ``__aexit__``)."""
+
+        async def write() -> None:
+            async with self._record_lock:
+                try:
+                    await self._auth.save(AUTH_RECORD, record)
+                except OSError as exc:  # the link works without it; PostgreSQL stores need it
+                    self._session.log.warning("could not record the device JID: %s", exc)
+
+        task = asyncio.get_running_loop().create_task(write())
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
 
     def _keepalive_timeout(self, event: Any) -> None:
         if event.ErrorCount >= KEEPALIVE_FAILURES:
@@ -240,8 +254,7 @@ class NeonizeLink:
         self._push(inbound.logged_out(event))
 
     def _forget_device(self) -> None:
-        with contextlib.suppress(OSError):
-            self._auth.save(AUTH_RECORD, {})
+        self._write_record({})
 
     def _end(self, kind: DisconnectKind, reason: str) -> None:
         self._push(Disconnected(kind, reason))

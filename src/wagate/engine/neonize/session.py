@@ -90,14 +90,14 @@ class SessionClient:
         """Connect the session's client for a new link; raises what the runtime retries."""
         if self._sink is not None:
             raise EngineError(f"session {self.session_id} already has an open link")
-        db_name, jid, new_device = self._store(auth)
+        db_name, jid, new_device = await self._store(auth)
         proxy = failures.proxy_settings(options.proxy)
         await self._space_dials()
         slot = self._slot_for_open()
         sink.attach(slot)
         self._sink = sink
         try:
-            await slot.connect(db_name, proxy, jid, new_device, resuming=_linked(auth))
+            await slot.connect(db_name, proxy, jid, new_device, resuming=await _linked(auth))
             await self._wait_alive(slot)
         except BaseException:
             self._sink = None
@@ -136,16 +136,16 @@ class SessionClient:
             self.log.log(level, "waiting %.1fs more before dialing (%d failed)", delay, failed)
             await asyncio.sleep(delay)
 
-    def _store(self, auth: AuthStore) -> tuple[str, Any, bool]:
+    async def _store(self, auth: AuthStore) -> tuple[str, Any, bool]:
         """Where whatsmeow keeps this session's keys, and which device to load."""
         url = self._host.database_url
         if url:
-            saved = auth.load(AUTH_RECORD) or {}
+            saved = await auth.load(AUTH_RECORD) or {}
             jid = saved.get("jid")
             if isinstance(jid, str) and jid:
                 return url, outbound.parse_jid(jid, "jid"), False
             return url, None, True  # a shared database: never "the first device" in it
-        folder = auth.folder()
+        folder = await auth.folder()
         if folder is None:
             raise ConfigError(
                 "the neonize engine keeps each session's keys in AUTH_DIR/<session>/"
@@ -269,10 +269,10 @@ class SessionClient:
         return sum(1 for s in slots if s is not None and s.task is not None and not s.task.done())
 
 
-def _linked(auth: AuthStore) -> bool:
+async def _linked(auth: AuthStore) -> bool:
     """The session has a linked device (its JID is recorded at every login, removed at logout)."""
     try:
-        saved = auth.load(AUTH_RECORD) or {}
+        saved = await auth.load(AUTH_RECORD) or {}
     except OSError:
         return False
     return bool(saved.get("jid"))

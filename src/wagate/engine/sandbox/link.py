@@ -82,7 +82,6 @@ class SandboxLink:
             "pair_code": codec.pair_code,
             "connected": self._on_connected,
             "disconnected": codec.disconnected,
-            "paired": self._on_paired,
             "error": self._on_error,
             "message": codec.message,
             "receipt": codec.receipt,
@@ -122,7 +121,7 @@ class SandboxLink:
     async def _handshake(self, channel: Channel) -> Frame:
         """Say hello and wait for the network's first answer; refusals become errors."""
         try:
-            await channel.send(self._hello())
+            await channel.send(await self._hello())
         except ChannelClosed:
             pass  # refused before our hello went out: the reason is waiting to be read
         try:
@@ -137,8 +136,8 @@ class SandboxLink:
             raise EngineError(message, code=code)
         return first
 
-    def _hello(self) -> Frame:
-        creds = self._auth.load("creds")
+    async def _hello(self) -> Frame:
+        creds = await self._auth.load("creds")
         if creds is not None and creds.get("engine") != "sandbox":
             log.warning("session %s: ignoring creds of another engine", self._auth.session_id)
             creds = None
@@ -178,7 +177,9 @@ class SandboxLink:
             frame = await self._inbound.get()
             if self._finished:  # closed by us while waiting: end quietly
                 return
-            event = self._decode(frame)
+            event = (
+                await self._paired(frame) if frame.get("ev") == "paired" else self._decode(frame)
+            )
             if isinstance(event, Disconnected):
                 self._finished = True
                 self._calls.fail_all(f"the sandbox link is down: {event.kind}")
@@ -198,11 +199,15 @@ class SandboxLink:
         try:
             return handler(frame)
         except (KeyError, ValueError, TypeError) as exc:
-            # Only the frame's name is logged: a paired frame carries secrets.
-            log.warning("session %s: malformed %r frame: %r", self._auth.session_id, name, exc)
-            if "q" in frame:
-                return None  # one bad queued event is skipped (and confirmed), not fatal
-            return Disconnected(DisconnectKind.CONNECTION_LOST, "malformed frame from the network")
+            return self._malformed(frame, exc)
+
+    def _malformed(self, frame: Frame, exc: Exception) -> Disconnected | None:
+        # Only the frame's name is logged: a paired frame carries secrets.
+        name = frame.get("ev")
+        log.warning("session %s: malformed %r frame: %r", self._auth.session_id, name, exc)
+        if "q" in frame:
+            return None  # one bad queued event is skipped (and confirmed), not fatal
+        return Disconnected(DisconnectKind.CONNECTION_LOST, "malformed frame from the network")
 
     async def _confirm(self, seq: int) -> None:
         with contextlib.suppress(ChannelClosed):
@@ -283,12 +288,14 @@ class SandboxLink:
         self._logged_in = True
         return event
 
-    def _on_paired(self, frame: Frame) -> None:
-        creds = frame["creds"]
+    async def _paired(self, frame: Frame) -> Disconnected | None:
+        """Keep the credentials the network gave at pairing; None, or why the link ends."""
+        creds = frame.get("creds")
         if not isinstance(creds, dict):
-            raise TypeError("creds must be an object")
-        self._auth.save("creds", creds)
+            return self._malformed(frame, TypeError("creds must be an object"))
+        await self._auth.save("creds", creds)
         log.info("session %s: paired, creds saved", self._auth.session_id)
+        return None
 
     def _on_error(self, frame: Frame) -> None:
         log.warning(

@@ -20,6 +20,15 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator, mode
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wagate.errors import ConfigError
+from wagate.settings.views import (
+    IngestSettings,
+    NeonizeSettings,
+    SandboxSettings,
+    SendSettings,
+    StorageSettings,
+    WebhookSettings,
+    WorkerSettings,
+)
 
 
 def _env(name: str, *seed_names: str) -> Any:
@@ -198,7 +207,7 @@ class Settings(BaseSettings):
     retry_max_ms: int = Field(1_000, ge=0, validation_alias=_env("RETRY_MAX_MS"))
 
     # --- object storage ------------------------------------------------------------
-    storage: Literal["local", "s3"] | None = Field(None, validation_alias=_env("STORAGE"))
+    blob_store: Literal["local", "s3"] | None = Field(None, validation_alias=_env("STORAGE"))
     media_dir: Path | None = Field(None, validation_alias=_env("MEDIA_DIR"))
     media_prefix: str = Field("wa-media", validation_alias=_env("MEDIA_PREFIX"))
     s3_endpoint: str | None = Field(
@@ -292,8 +301,8 @@ class Settings(BaseSettings):
     @property
     def blob_backend(self) -> Literal["local", "s3"]:
         """``s3`` when chosen, or when an S3/MinIO endpoint is configured; else ``local``."""
-        if self.storage is not None:
-            return self.storage
+        if self.blob_store is not None:
+            return self.blob_store
         return "s3" if self.s3_endpoint else "local"
 
     @property
@@ -315,6 +324,36 @@ class Settings(BaseSettings):
     @property
     def sandbox_state_file(self) -> Path:
         return self.data_dir / "sandbox-network.json"
+
+    # --- one typed view per package (see views.py) ----------------------------------
+
+    @property
+    def worker(self) -> WorkerSettings:
+        return WorkerSettings.of(self)
+
+    @property
+    def send(self) -> SendSettings:
+        return SendSettings.of(self)
+
+    @property
+    def ingest(self) -> IngestSettings:
+        return IngestSettings.of(self)
+
+    @property
+    def webhooks(self) -> WebhookSettings:
+        return WebhookSettings.of(self)
+
+    @property
+    def neonize(self) -> NeonizeSettings:
+        return NeonizeSettings.of(self)
+
+    @property
+    def sandbox(self) -> SandboxSettings:
+        return SandboxSettings.of(self)
+
+    @property
+    def storage(self) -> StorageSettings:
+        return StorageSettings.of(self)
 
 
 def to_async_url(url: str) -> str:
