@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
-from wagate.domain.message import GroupInfo, MediaRef, Outgoing, SendResult
+from wagate.domain.group import GroupInfo
+from wagate.domain.message import MediaRef, Outgoing, SendResult
 from wagate.domain.session import DisconnectKind
 from wagate.engine.base import (
     AuthStore,

@@ -15,7 +15,8 @@ from tests.engine.test_sandbox_messaging import (
     link_auth,
     online,
 )
-from wagate.domain.message import GroupInfo, MessageKind, Outgoing
+from wagate.domain.group import GroupInfo
+from wagate.domain.message import MessageKind, Outgoing
 from wagate.engine.base import GroupEvent
 from wagate.errors import InvalidInput, NotFound
 

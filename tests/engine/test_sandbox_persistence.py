@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.engine.test_sandbox_messaging import ALICE, BOB, CAROL, link_auth, online
-from wagate.domain.message import GroupInfo
+from wagate.domain.group import GroupInfo
 from wagate.engine.base import GroupEvent
 from wagate.engine.sandbox import SandboxEngine
 from wagate.errors import ConfigError

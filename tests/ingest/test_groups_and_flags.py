@@ -7,10 +7,11 @@ from typing import Any
 
 import httpx
 
-from wagate.domain.message import GroupInfo, MediaRef, MessageKind
+from wagate.domain.flag import EVERY_SESSION, Flag
+from wagate.domain.group import GroupInfo
+from wagate.domain.message import MediaRef, MessageKind
 from wagate.engine.base import AuthStore, GroupEvent, LinkOptions, MessageEvent, QRCode
 from wagate.roles.serve import Gateway
-from wagate.storage.repos.flags import EVERY_SESSION, Flag
 from wagate.testing import ScriptedEngine, ScriptedLink, connected, eventually
 
 TEAM, SALES = "111@g.us", "222@g.us"

@@ -6,10 +6,11 @@ import pytest
 import sqlalchemy as sa
 
 from wagate.clock import ManualClock
+from wagate.domain.audit import AuditEvent
 from wagate.domain.session import DisconnectKind, SessionState
 from wagate.errors import Conflict
 from wagate.storage.db import Database
-from wagate.storage.repos.audit import AuditEvent, AuditRepo
+from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.sessions import SessionRepo
 
 

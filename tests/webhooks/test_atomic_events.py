@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from wagate.clock import ManualClock
-from wagate.domain.message import GroupInfo
+from wagate.domain.group import GroupInfo
 from wagate.domain.session import DisconnectKind, SessionState
 from wagate.engine.base import LinkOptions
 from wagate.ingest.groups import GroupSync

@@ -13,7 +13,8 @@ import pytest
 from wagate.backoff import Backoff
 from wagate.clock import ManualClock
 from wagate.control.flags import FlagWatcher
-from wagate.domain.session import DisconnectKind, SessionState
+from wagate.domain.flag import Flag
+from wagate.domain.session import DisconnectKind, SessionState, Unlink
 from wagate.engine.base import Disconnected, QRCode
 from wagate.errors import Conflict, NotFound, TransientError
 from wagate.roles.serve import Gateway
@@ -21,11 +22,10 @@ from wagate.settings import Settings
 from wagate.storage.auth_state import MemoryAuthStore
 from wagate.storage.db import Database
 from wagate.storage.repos.audit import AuditRepo
-from wagate.storage.repos.flags import Flag, FlagRepo
+from wagate.storage.repos.flags import FlagRepo
 from wagate.storage.repos.sessions import SessionRepo
 from wagate.testing import ScriptedEngine, connected, eventually
 from wagate.worker.host import AuthFactory, Worker
-from wagate.worker.unlink import Unlink
 
 
 @pytest.fixture

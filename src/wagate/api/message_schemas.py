@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from wagate.api.schemas import Strict
-from wagate.domain.message import ContactCard, Location, MessageKind
+from wagate.domain.message import ContactCard, Location, Message, MessageKind
 from wagate.errors import InvalidInput
 from wagate.outbound.media_fetch import MediaBytes
 from wagate.outbound.rules import (
@@ -19,7 +19,6 @@ from wagate.outbound.rules import (
     SendRequest,
     message_kind,
 )
-from wagate.storage.repos.messages import Message
 
 _TYPE_ENUM: dict[str, Any] = {"enum": sorted(KINDS)}
 

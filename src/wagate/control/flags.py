@@ -21,10 +21,12 @@ from types import TracebackType
 from typing import Self
 
 from wagate.clock import Clock
-from wagate.storage.repos.audit import AuditEvent, AuditRepo
-from wagate.storage.repos.flags import Flag, FlagRepo
+from wagate.domain.audit import AuditEvent
+from wagate.domain.flag import Flag
+from wagate.domain.session import Unlink
+from wagate.storage.repos.audit import AuditRepo
+from wagate.storage.repos.flags import FlagRepo
 from wagate.worker.host import Worker
-from wagate.worker.unlink import Unlink
 
 log = logging.getLogger(__name__)
 

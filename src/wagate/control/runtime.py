@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from wagate.domain.session import SessionState
-from wagate.worker.unlink import Unlink
+from wagate.domain.session import SessionState, Unlink
 
 
 class SessionRuntime(Protocol):

@@ -11,11 +11,10 @@ import logging
 from wagate.clock import Clock
 from wagate.control.runtime import SessionRuntime
 from wagate.domain.proxy import parse_proxy
-from wagate.domain.session import Session, SessionState
+from wagate.domain.session import Session, SessionState, Unlink
 from wagate.errors import Conflict, InvalidInput, NotFound
 from wagate.ids import check_session_id, new_session_id, normalize_phone
 from wagate.storage.repos.sessions import SessionRepo
-from wagate.worker.unlink import Unlink
 
 log = logging.getLogger(__name__)
 

@@ -153,10 +153,87 @@ class SendResult:
     timestamp: datetime
 
 
+# --- stored messages ------------------------------------------------------------------
+
+
+class Direction(enum.StrEnum):
+    IN = "in"  # received (or sent by us from another device)
+    OUT = "out"  # sent through wagate
+
+
+IN = Direction.IN
+OUT = Direction.OUT
+
+
+class MessageStatus(enum.StrEnum):
+    """Where a message stands. A received message is ``received``; a sent one moves forward only::
+
+    queued ─► sent ─► delivered ─► read ─► played
+       └────► failed (permanent error, or too many attempts)
+    """
+
+    RECEIVED = "received"
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    PLAYED = "played"
+    FAILED = "failed"
+
+
+STATUSES = tuple(s.value for s in MessageStatus)
+# how far along a sent message is; a receipt never moves a message to a lower rank
+STATUS_RANK: dict[MessageStatus, int] = {
+    MessageStatus.QUEUED: 0,
+    MessageStatus.SENT: 1,
+    MessageStatus.DELIVERED: 2,
+    MessageStatus.READ: 3,
+    MessageStatus.PLAYED: 4,
+}
+
+
+def overtaken_by(status: MessageStatus) -> list[MessageStatus]:
+    """The statuses a receipt of ``status`` moves forward: every lower rank, and ``failed``.
+
+    A receipt is proof the message arrived, even if our send call reported a failure.
+    """
+    rank = STATUS_RANK[status]
+    return [s for s, r in STATUS_RANK.items() if r < rank] + [MessageStatus.FAILED]
+
+
 @dataclass(frozen=True, slots=True)
-class GroupInfo:
-    jid: str
-    name: str
-    participants: int | None = None
-    owner: str | None = None
-    announce: bool | None = None
+class Message:
+    """A message as stored, either direction; unique by ``(session_id, wa_msg_id)``."""
+
+    id: int
+    session_id: str
+    wa_msg_id: str
+    direction: str
+    chat_id: str
+    sender: str | None
+    sender_pn: str | None
+    sender_lid: str | None
+    push_name: str | None
+    kind: str
+    text: str | None
+    raw: dict[str, Any] | None
+    group_id: int | None
+    media_id: int | None
+    parent_id: int | None
+    quoted_id: str | None
+    status: str
+    error: str | None
+    idempotency_key: str | None
+    payload: dict[str, Any] | None
+    attempts: int
+    ts: datetime
+    sent_at: datetime | None
+    delivered_at: datetime | None
+    read_at: datetime | None
+    notified_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def is_media(self) -> bool:
+        return self.kind in MEDIA_KINDS

@@ -22,8 +22,9 @@ every other non-running state recovers by itself.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 class SessionState(enum.StrEnum):
@@ -232,3 +233,42 @@ class Session:
 
     def qr_valid_at(self, now: datetime) -> bool:
         return self.qr is not None and (self.qr_expires_at is None or self.qr_expires_at > now)
+
+
+class Unlink(enum.StrEnum):
+    """How a logout ended."""
+
+    LIVE = "live"  # logged out over the session's running link (its runner recorded it)
+    RELINKED = "relinked"  # logged out over a link opened for the purpose
+    NOT_LINKED = "not_linked"  # nothing to unlink: no credentials, or WhatsApp no longer knew them
+    FAILED = "failed"  # credentials exist but the device could not be unlinked in time
+
+    @property
+    def unlinked(self) -> bool:
+        """No linked device is left behind on the phone."""
+        return self is not Unlink.FAILED
+
+
+class ChangeKind(enum.StrEnum):
+    """What a :class:`SessionChange` reports."""
+
+    STATE = "state"  # the runner entered a state (connecting, reconnecting, stopped, …)
+    QR = "qr"  # a new QR to scan (data: qr, expires_at)
+    PAIR_CODE = "pair_code"  # a pairing code to type (data: code)
+    CONNECTED = "connected"  # logged in (data: phone, jid, push_name)
+    DISCONNECTED = "disconnected"  # the link went down (data: kind, reason, …)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionChange:
+    """One change of a session, as its runner records it and listeners (webhooks, uplinks) hear it.
+
+    Plain data: it crosses processes (a worker's report to its control plane)
+    as it is. ``state`` is the session's state after the change.
+    """
+
+    session_id: str
+    state: SessionState
+    kind: ChangeKind
+    at: datetime
+    data: dict[str, Any] = field(default_factory=dict)

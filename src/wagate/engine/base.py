@@ -28,9 +28,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
+from wagate.domain.group import GroupInfo
 from wagate.domain.message import (
     ContactCard,
-    GroupInfo,
     Location,
     MediaRef,
     MessageKind,

@@ -11,9 +11,10 @@ import logging
 from collections import defaultdict
 from typing import Any
 
+from wagate.domain.audit import AuditEvent
 from wagate.engine.base import GroupEvent, Link
 from wagate.ingest.sanitize import clean_text
-from wagate.storage.repos.audit import AuditEvent, AuditRepo
+from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.groups import GroupRepo, Upserted
 from wagate.webhooks.events import Event, EventSink
 

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import filetype
 
+from wagate.domain.media import Media
 from wagate.errors import WagateError
 from wagate.storage.blobs import BlobStore
-from wagate.storage.repos.media import Media, MediaRepo
+from wagate.storage.repos.media import MediaRepo
 
 _HEAD = 8192
 # seed 003: image/*, video/*, audio/*, application/pdf, application/*zip*; others only if small

@@ -23,14 +23,15 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from wagate.clock import Clock
-from wagate.domain.message import MEDIA_KINDS, MediaRef
+from wagate.domain.audit import AuditEvent
+from wagate.domain.message import MEDIA_KINDS, MediaRef, Message
 from wagate.engine.base import Link, MessageEvent
 from wagate.errors import TransientError, WagateError
 from wagate.ingest.media import MediaMeta, MediaRejected, MediaStore, Stored
 from wagate.ingest.sanitize import clean
-from wagate.storage.repos.audit import AuditEvent, AuditRepo
+from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.groups import GroupRepo
-from wagate.storage.repos.messages import Message, MessageRepo
+from wagate.storage.repos.messages import MessageRepo
 from wagate.webhooks.events import Event, EventSink
 
 log = logging.getLogger(__name__)

@@ -11,6 +11,7 @@ from typing import Any, Self
 
 from wagate.clock import Clock
 from wagate.control.flags import FlagWatcher
+from wagate.domain.audit import AuditEvent
 from wagate.engine.base import EngineEvent, GroupEvent, MessageEvent, ReceiptEvent
 from wagate.ingest.groups import GroupSync
 from wagate.ingest.media import MediaStore
@@ -19,7 +20,7 @@ from wagate.ingest.sanitize import clean
 from wagate.settings import Settings
 from wagate.storage.blobs import BlobStore
 from wagate.storage.db import Database
-from wagate.storage.repos.audit import AuditEvent, AuditRepo
+from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.flags import FlagRepo
 from wagate.storage.repos.groups import GroupRepo
 from wagate.storage.repos.media import MediaRepo

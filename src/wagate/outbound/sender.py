@@ -31,12 +31,11 @@ from types import TracebackType
 from typing import Any, Self
 
 from wagate.clock import Clock
-from wagate.domain.message import Outgoing, SendResult
+from wagate.domain.message import Message, Outgoing, SendResult
 from wagate.engine.base import Link, ReceiptEvent
 from wagate.errors import RequestError
 from wagate.outbound import queue
 from wagate.settings import Settings
-from wagate.storage.repos.messages import Message
 from wagate.storage.repos.outbound import OutboundRepo
 from wagate.storage.spool import MediaSpool, SpoolError
 from wagate.tasks import TaskSet

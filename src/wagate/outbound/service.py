@@ -21,6 +21,7 @@ from wagate.clock import Clock
 from wagate.domain.message import (
     ContactCard,
     Location,
+    Message,
     MessageKind,
     Outgoing,
     OutgoingMedia,
@@ -47,7 +48,6 @@ from wagate.outbound.rules import (
     new_wa_id,
     recipient_jid,
 )
-from wagate.storage.repos.messages import Message
 from wagate.storage.repos.outbound import STATUSES, HistoryQuery, NewOutbound, OutboundRepo
 from wagate.storage.repos.sessions import SessionRepo
 from wagate.storage.spool import MediaSpool

@@ -26,12 +26,13 @@ from typing import Any, Self
 
 from wagate.backoff import Backoff
 from wagate.clock import Clock
-from wagate.domain.session import Session, SessionState
+from wagate.domain.audit import AuditEvent
+from wagate.domain.session import Session, SessionState, Unlink
 from wagate.engine.base import AuthStore, Engine, Link, LinkOptions
 from wagate.errors import Conflict, NotFound
 from wagate.settings import Settings
 from wagate.storage.auth_state import FileAuthStore
-from wagate.storage.repos.audit import AuditEvent, AuditRepo
+from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.sessions import SessionRepo
 from wagate.worker.qr import QRTracker
 from wagate.worker.runner import (
@@ -41,7 +42,7 @@ from wagate.worker.runner import (
     SessionChange,
     SessionRunner,
 )
-from wagate.worker.unlink import Unlink, unlink
+from wagate.worker.unlink import unlink
 
 log = logging.getLogger(__name__)
 

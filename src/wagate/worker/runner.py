@@ -17,6 +17,7 @@ from typing import Any
 
 from wagate.backoff import Backoff
 from wagate.clock import Clock
+from wagate.domain.audit import AuditEvent
 from wagate.domain.session import (
     DisconnectKind,
     Recovery,
@@ -36,7 +37,7 @@ from wagate.engine.base import (
     QRCode,
 )
 from wagate.errors import AccountBlocked, ProxyFailure, RelinkRequired, TransientError
-from wagate.storage.repos.audit import AuditEvent, AuditRepo
+from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.sessions import SessionRepo
 from wagate.worker.qr import QRTracker
 

@@ -11,13 +11,12 @@ every engine, and gives up after a bound measured on the injected clock.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from collections.abc import Coroutine
 from typing import Any
 
 from wagate.clock import Clock
-from wagate.domain.session import DisconnectKind
+from wagate.domain.session import DisconnectKind, Unlink
 from wagate.engine.base import (
     AuthStore,
     Connected,
@@ -29,20 +28,6 @@ from wagate.engine.base import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class Unlink(enum.StrEnum):
-    """How a logout ended."""
-
-    LIVE = "live"  # logged out over the session's running link (its runner recorded it)
-    RELINKED = "relinked"  # logged out over a link opened for the purpose
-    NOT_LINKED = "not_linked"  # nothing to unlink: no credentials, or WhatsApp no longer knew them
-    FAILED = "failed"  # credentials exist but the device could not be unlinked in time
-
-    @property
-    def unlinked(self) -> bool:
-        """No linked device is left behind on the phone."""
-        return self is not Unlink.FAILED
 
 
 async def unlink(

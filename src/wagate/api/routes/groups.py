@@ -10,10 +10,10 @@ from pydantic import BaseModel, ConfigDict
 
 from wagate.api import deps
 from wagate.api.deps import Sessions
+from wagate.domain.flag import Flag
+from wagate.domain.group import Group
 from wagate.errors import InvalidInput, NotFound
 from wagate.roles.serve import Gateway
-from wagate.storage.repos.flags import Flag
-from wagate.storage.repos.groups import Group
 
 router = APIRouter(prefix="/api/sessions", tags=["groups"])
 GatewayDep = Annotated[Gateway, Depends(deps.gateway)]

@@ -12,10 +12,10 @@ from wagate.api.message_schemas import Seed002SendIn, iso_z
 from wagate.api.params import Offset
 from wagate.api.routes.messages import IdempotencyKey, Outbound, inline_schema, max_media_bytes
 from wagate.api.schemas import Seed002CreateIn, ok, phone_plus, qr_data_url
+from wagate.domain.message import Message
 from wagate.domain.session import SEED_002, Session
 from wagate.errors import InvalidInput
 from wagate.ids import user_jid
-from wagate.storage.repos.messages import Message
 
 router = APIRouter(prefix="/session", tags=["seed 002 worker API"])
 

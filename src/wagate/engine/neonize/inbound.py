@@ -16,14 +16,8 @@ import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from wagate.domain.message import (
-    ContactCard,
-    GroupInfo,
-    Location,
-    MediaRef,
-    MessageKind,
-    ReceiptStatus,
-)
+from wagate.domain.group import GroupInfo
+from wagate.domain.message import ContactCard, Location, MediaRef, MessageKind, ReceiptStatus
 from wagate.domain.session import DisconnectKind
 from wagate.engine.base import Connected, Disconnected, GroupEvent, MessageEvent, ReceiptEvent
 from wagate.engine.neonize import _loader as nz

@@ -14,7 +14,8 @@ from typing import Any, Self
 
 from google.protobuf.message import DecodeError
 
-from wagate.domain.message import MEDIA_KINDS, GroupInfo, MediaRef, Outgoing, SendResult
+from wagate.domain.group import GroupInfo
+from wagate.domain.message import MEDIA_KINDS, MediaRef, Outgoing, SendResult
 from wagate.domain.session import DisconnectKind
 from wagate.engine.base import (
     AuthStore,

@@ -11,9 +11,9 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
+from wagate.domain.group import GroupInfo
 from wagate.domain.message import (
     ContactCard,
-    GroupInfo,
     LinkPreview,
     Location,
     MediaRef,

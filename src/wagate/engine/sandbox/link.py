@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Self, TypeVar
 
-from wagate.domain.message import GroupInfo, MediaRef, Outgoing, OutgoingMedia, SendResult
+from wagate.domain.group import GroupInfo
+from wagate.domain.message import MediaRef, Outgoing, OutgoingMedia, SendResult
 from wagate.domain.session import DisconnectKind
 from wagate.engine.base import AuthStore, Connected, Disconnected, EngineEvent, LinkOptions
 from wagate.engine.sandbox import codec

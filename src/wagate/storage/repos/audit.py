@@ -2,39 +2,14 @@
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
+from wagate.domain.audit import AuditEntry, AuditEvent
 from wagate.storage.db import Database
 from wagate.storage.tables import audit_log as t
-
-
-class AuditEvent(enum.StrEnum):
-    """The events seeds 003 and 000 name, plus wagate's own lifecycle ones."""
-
-    QR_GENERATED = "qr_generated"
-    CONNECT = "connect"
-    DISCONNECT = "disconnect"
-    RECONNECT = "reconnect"
-    LOGOUT = "logout"
-    DISCOVERY = "discovery"
-    GROUP_RENAME = "group_rename"
-    INGEST = "ingest"
-    ERROR = "error"
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    id: int
-    session_id: str | None
-    event: str
-    data: dict[str, Any]
-    created_at: datetime
 
 
 class AuditRepo:

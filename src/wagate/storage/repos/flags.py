@@ -6,36 +6,15 @@ session deployments write it that way).
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 
 from wagate.clock import Clock
+from wagate.domain.flag import EVERY_SESSION, Flag, flag_time
 from wagate.storage.db import Database
 from wagate.storage.tables import runtime_flags as t
 from wagate.storage.upsert import insert_for
-
-EVERY_SESSION = ""
-
-
-class Flag(enum.StrEnum):
-    FETCH_GROUPS = "fetch_groups_requested"
-    REFRESH_QR = "wa_refresh_qr_requested"
-    DISCONNECT = "wa_disconnect_requested"
-
-
-def flag_time(value: Any) -> datetime | None:
-    """The ``at`` of a flag value, or None when it has none or it does not parse."""
-    at = value.get("at") if isinstance(value, dict) else None
-    if not isinstance(at, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(at.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
 
 
 class FlagRepo:

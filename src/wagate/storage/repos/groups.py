@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
+from wagate.domain.group import Group
 from wagate.storage.db import Database
 from wagate.storage.tables import groups as t
 from wagate.storage.upsert import insert_for
 from wagate.webhooks.events import Then
-
-
-@dataclass(frozen=True, slots=True)
-class Group:
-    id: int
-    session_id: str
-    wa_group_id: str
-    name: str | None
-    monitor: bool
-    participants: int | None
-    created_at: datetime
-    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

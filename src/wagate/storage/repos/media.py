@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-
 from wagate.clock import Clock
+from wagate.domain.media import Media
 from wagate.storage.db import Database
 from wagate.storage.tables import media as t
 from wagate.storage.upsert import insert_ignore
-
-
-@dataclass(frozen=True, slots=True)
-class Media:
-    id: int
-    sha256: str
-    mime: str
-    bytes: int
-    width: int | None
-    height: int | None
-    duration_s: float | None
-    storage_path: str
-    created_at: datetime
 
 
 class MediaRepo:

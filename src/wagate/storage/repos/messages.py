@@ -3,58 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, fields
-from datetime import datetime, timedelta
+from dataclasses import fields
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
 from wagate.clock import Clock
+from wagate.domain.message import IN, MEDIA_KINDS, Message
 from wagate.storage.db import Database
 from wagate.storage.tables import messages as t
 from wagate.storage.upsert import insert_for
-
-IN = "in"
-OUT = "out"
-MEDIA_KINDS = ("image", "video", "audio", "voice", "document", "sticker")
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    id: int
-    session_id: str
-    wa_msg_id: str
-    direction: str
-    chat_id: str
-    sender: str | None
-    sender_pn: str | None
-    sender_lid: str | None
-    push_name: str | None
-    kind: str
-    text: str | None
-    raw: dict[str, Any] | None
-    group_id: int | None
-    media_id: int | None
-    parent_id: int | None
-    quoted_id: str | None
-    status: str
-    error: str | None
-    idempotency_key: str | None
-    payload: dict[str, Any] | None
-    attempts: int
-    ts: datetime
-    sent_at: datetime | None
-    delivered_at: datetime | None
-    read_at: datetime | None
-    notified_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-
-    @property
-    def is_media(self) -> bool:
-        return self.kind in MEDIA_KINDS
-
 
 _FIELDS = frozenset(f.name for f in fields(Message))
 

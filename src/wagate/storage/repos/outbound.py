@@ -21,8 +21,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from wagate.clock import Clock
+from wagate.domain.message import OUT, Message
 from wagate.storage.db import Database
-from wagate.storage.repos.messages import OUT, Message, to_message
+from wagate.storage.repos.messages import to_message
 from wagate.storage.tables import messages as t
 from wagate.storage.upsert import insert_for
 from wagate.webhooks.events import Then
