@@ -23,7 +23,6 @@ import asyncpg
 import httpx
 import pytest
 
-from wagate.api.app import create_app
 from wagate.clock import ManualClock
 from wagate.roles.serve import Gateway
 from wagate.settings import Settings, load_settings
@@ -154,14 +153,14 @@ async def gateway(settings: Settings, engine: ScriptedEngine) -> AsyncIterator[G
 
 @pytest.fixture
 async def anon(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(gateway))
+    transport = httpx.ASGITransport(app=gateway.app())
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
         yield client
 
 
 @pytest.fixture
 async def api(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(gateway))
+    transport = httpx.ASGITransport(app=gateway.app())
     headers = {"X-Api-Key": "test-key"}
     async with httpx.AsyncClient(transport=transport, base_url="http://gw", headers=headers) as c:
         yield c

@@ -56,10 +56,10 @@ def serve(
 ) -> None:
     """Run the gateway: control plane + an embedded worker (SQLite + local files by default)."""
     settings = _settings(engine=engine, port=port, host=host)
-    from wagate.server import run_gateway
+    from wagate.roles.serve import run
 
     try:
-        asyncio.run(run_gateway(settings))
+        asyncio.run(run(settings))
     except ConfigError as exc:
         _fail(exc.message)
     except KeyboardInterrupt:
@@ -108,7 +108,7 @@ def sandbox(
         state_path=state or settings.data_dir / "sandbox-network.json",
     )
     from wagate.logs import configure
-    from wagate.server import bind
+    from wagate.roles.http import bind
 
     configure(settings.log_level)
     token = key or settings.sandbox_key

@@ -8,6 +8,8 @@
     │   ├── Unauthorized        missing or wrong API key        → 401
     │   ├── NotFound            no such session/resource        → 404
     │   └── Conflict            the request clashes with state  → 409
+    ├── StorageError            raised by storage/, translated once there (``storage/db.py``)
+    │   └── StorageUnavailable  the database cannot be reached right now: retry later
     ├── EngineError             raised by an engine adapter, translated once there
     │   ├── TransientError      retry later with backoff (connection lost, timeouts)
     │   │   └── ProxyFailure    the session's proxy failed; retry, ideally via another proxy
@@ -61,6 +63,18 @@ class NotFound(RequestError):
 
 class Conflict(RequestError):
     code = "conflict"
+
+
+class StorageError(WagateError):
+    """Raised by :mod:`wagate.storage`; never a driver's exception."""
+
+    code = "storage_error"
+
+
+class StorageUnavailable(StorageError):
+    """The database (or its connection) failed in a way worth retrying later."""
+
+    code = "storage_unavailable"
 
 
 class EngineError(WagateError):

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from wagate.domain.group import GroupInfo
 from wagate.domain.message import MediaRef, Outgoing, SendResult
@@ -25,10 +26,62 @@ from wagate.engine.base import (
     Connected,
     Disconnected,
     EngineEvent,
+    GroupEvent,
+    Link,
     LinkOptions,
+    MessageEvent,
+    ReceiptEvent,
 )
+from wagate.settings import Settings, load_settings
 
 Script = Sequence[EngineEvent] | BaseException
+
+
+def settings_for_tests(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings for a test: the sandbox engine, a key, everything under ``data_dir``.
+
+    The environment still applies to what is not given (a database URL, say).
+    """
+    values: dict[str, Any] = {"engine": "sandbox", "data_dir": data_dir, "api_key": "test-key"}
+    return load_settings(**(values | overrides))
+
+
+@dataclass
+class RecordingHandler:
+    """An :class:`~wagate.worker.events.EventHandler` that keeps what it was handed."""
+
+    calls: list[tuple[str, str, object]] = field(default_factory=list)
+    links: dict[str, object] = field(default_factory=dict)
+
+    async def linked(self, session_id: str, link: Link) -> None:
+        self.links[session_id] = link
+        self.calls.append(("linked", session_id, link))
+
+    async def unlinked(self, session_id: str) -> None:
+        self.links.pop(session_id, None)
+        self.calls.append(("unlinked", session_id, None))
+
+    async def message(self, session_id: str, link: Link, event: MessageEvent) -> None:
+        self.calls.append(("message", session_id, event))
+
+    async def group(self, session_id: str, link: Link, event: GroupEvent) -> None:
+        self.calls.append(("group", session_id, event))
+
+    async def receipt(self, session_id: str, event: ReceiptEvent) -> None:
+        self.calls.append(("receipt", session_id, event))
+
+    def of(self, kind: str) -> list[object]:
+        return [what for name, _, what in self.calls if name == kind]
+
+
+async def until(check: Callable[[], Awaitable[bool]], limit_s: float = 10.0) -> None:
+    """Wait (in real time, bounded) until ``await check()`` holds: for state in a database."""
+
+    async def wait() -> None:
+        while not await check():  # noqa: ASYNC110 - the database is the only signal
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(wait(), limit_s)
 
 
 async def eventually(predicate: Callable[[], object], limit_s: float = 5.0) -> None:
@@ -67,6 +120,8 @@ class ScriptedLink:
     blobs: dict[str, bytes] = field(default_factory=dict)
     group_list: list[GroupInfo] = field(default_factory=list)
     presence: list[bool] = field(default_factory=list)
+    drained: bool = False
+    refused: list[EngineEvent] = field(default_factory=list)  # pushed after a drain: not taken
     _queue: asyncio.Queue[EngineEvent | None] = field(default_factory=asyncio.Queue)
 
     async def __aenter__(self) -> Self:
@@ -92,7 +147,16 @@ class ScriptedLink:
                 return
 
     def push(self, event: EngineEvent) -> None:
+        if self.drained:
+            self.refused.append(event)
+            return
         self._queue.put_nowait(event)
+
+    async def drain(self) -> None:
+        """What was pushed so far is still yielded; then the stream ends."""
+        if not self.drained:
+            self.drained = True
+            self._queue.put_nowait(None)
 
     def end(self, kind: DisconnectKind = DisconnectKind.CONNECTION_LOST, reason: str = "") -> None:
         self.push(Disconnected(kind, reason))

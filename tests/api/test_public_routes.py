@@ -13,7 +13,6 @@ import pytest
 from fastapi import FastAPI
 from starlette.routing import Mount, Route, WebSocketRoute
 
-from wagate.api.app import create_app
 from wagate.roles.serve import Gateway
 from wagate.settings import Settings
 
@@ -25,7 +24,7 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     """The gateway with its in-process sandbox network (as ``wagate serve --engine sandbox``)."""
     async with Gateway(settings) as gw:
         assert gw.sandbox_network is not None
-        yield create_app(gw)
+        yield gw.app()
 
 
 def _every_route(app: FastAPI) -> list[tuple[str, set[str]]]:

@@ -18,7 +18,6 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from wagate.api.app import create_app
 from wagate.engine.base import QRCode
 from wagate.roles.serve import Gateway
 from wagate.testing import ScriptedEngine
@@ -220,7 +219,7 @@ def form_cases(op: Op) -> Iterator[Case]:
 @pytest.fixture
 async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
     """Like ``api``, but a 500 is an answer to look at, not an exception."""
-    transport = httpx.ASGITransport(app=create_app(gateway), raise_app_exceptions=False)
+    transport = httpx.ASGITransport(app=gateway.app(), raise_app_exceptions=False)
     headers = {"X-Api-Key": "test-key"}
     async with httpx.AsyncClient(transport=transport, base_url="http://gw", headers=headers) as c:
         yield c

@@ -19,7 +19,6 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from wagate.api.app import create_app
 from wagate.roles.serve import Gateway
 from wagate.sandbox import SandboxNetwork
 from wagate.settings import Settings, load_settings
@@ -74,7 +73,7 @@ async def gw(settings003: Settings) -> AsyncIterator[Gateway]:
 
 @pytest.fixture
 async def api(gw: Gateway) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(gw))
+    transport = httpx.ASGITransport(app=gw.app())
     async with httpx.AsyncClient(
         transport=transport, base_url="http://gw", headers={"X-Api-Key": "k"}
     ) as client:

@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 
-from wagate.api.app import create_app
 from wagate.clock import Clock
 from wagate.domain.session import Session
 from wagate.roles.serve import Gateway
@@ -105,7 +104,7 @@ async def make_rig(tmp_path: Path, database_url: str) -> AsyncIterator[RigFactor
             await stack.enter_async_context(gateway)
             sink = RecordingSink()
             gateway.sender.sink = sink
-            transport = httpx.ASGITransport(app=create_app(gateway))
+            transport = httpx.ASGITransport(app=gateway.app())
             api = await stack.enter_async_context(
                 httpx.AsyncClient(
                     transport=transport, base_url="http://gw", headers={"X-Api-Key": "test-key"}
@@ -186,7 +185,7 @@ async def make_sandbox_rig(tmp_path: Path, database_url: str) -> AsyncIterator[S
             }
             values.update(overrides)
             gateway = await stack.enter_async_context(Gateway(load_settings(**values)))
-            transport = httpx.ASGITransport(app=create_app(gateway))
+            transport = httpx.ASGITransport(app=gateway.app())
             api = await stack.enter_async_context(
                 httpx.AsyncClient(
                     transport=transport, base_url="http://gw", headers={"X-Api-Key": "test-key"}

@@ -67,6 +67,6 @@ def test_s3_is_chosen_by_minio_settings(monkeypatch: pytest.MonkeyPatch) -> None
         "https://minio:9000",
         "whatsapp-sessions",
     )
-    assert isinstance(blob_store(s), S3BlobStore)
+    assert isinstance(blob_store(s.storage), S3BlobStore)
     monkeypatch.setenv("WAGATE_STORAGE", "local")
-    assert isinstance(blob_store(load_settings()), LocalBlobStore)
+    assert isinstance(blob_store(load_settings().storage), LocalBlobStore)

@@ -1,17 +1,21 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from wagate.clock import ManualClock
 from wagate.domain.audit import AuditEvent
-from wagate.domain.session import DisconnectKind, SessionState
+from wagate.domain.session import ChangeKind, DisconnectKind, SessionChange, SessionState
 from wagate.errors import Conflict
 from wagate.storage.db import Database
 from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.sessions import SessionRepo
+
+
+def _change(session_id: str, state: SessionState, at: datetime) -> SessionChange:
+    return SessionChange(session_id, state, ChangeKind.STATE, at)
 
 
 async def test_create_get_list_delete(session_repo: SessionRepo) -> None:
@@ -38,7 +42,9 @@ async def test_qr_then_connected_sets_seed_000_columns(
 ) -> None:
     await session_repo.create("s", engine="sandbox")
     now = clock.now()
-    await session_repo.record_qr("s", "2@abc", now, now + timedelta(seconds=60))
+    await session_repo.record_qr(
+        _change("s", SessionState.QR, now), "2@abc", now, now + timedelta(seconds=60)
+    )
     s = await session_repo.get("s")
     assert s is not None
     assert (s.status, s.qr, s.qr_generated_at, s.qr_expires_at) == (
@@ -50,7 +56,7 @@ async def test_qr_then_connected_sets_seed_000_columns(
     assert (s.is_ready, s.is_connected) == (False, False)
     await clock.advance(5)
     await session_repo.record_connected(
-        "s",
+        _change("s", SessionState.CONNECTED, clock.now()),
         phone_number="6281",
         jid="6281:3@s.whatsapp.net",
         wa_name="Ann",
@@ -70,7 +76,7 @@ async def test_disconnect_records_kind_and_reason(
 ) -> None:
     await session_repo.create("s", engine="sandbox")
     await session_repo.record_disconnected(
-        "s", SessionState.FAILED, DisconnectKind.BANNED, "temporary ban 24h"
+        _change("s", SessionState.FAILED, clock.now()), DisconnectKind.BANNED, "temporary ban 24h"
     )
     s = await session_repo.get("s")
     assert s is not None
@@ -88,7 +94,8 @@ async def test_expire_qrs_clears_only_expired(
     now = clock.now()
     for sid, ttl in (("old", 10), ("fresh", 100)):
         await session_repo.create(sid, engine="sandbox")
-        await session_repo.record_qr(sid, f"2@{sid}", now, now + timedelta(seconds=ttl))
+        change = _change(sid, SessionState.QR, now)
+        await session_repo.record_qr(change, f"2@{sid}", now, now + timedelta(seconds=ttl))
     assert await session_repo.expire_qrs(now + timedelta(seconds=11)) == ["old"]
     old, fresh = await session_repo.get("old"), await session_repo.get("fresh")
     assert old is not None and fresh is not None

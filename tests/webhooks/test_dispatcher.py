@@ -12,9 +12,9 @@ import pytest
 
 from wagate import __version__
 from wagate.clock import ManualClock
+from wagate.domain.webhook import Delivery, Subscription
 from wagate.settings import Settings
 from wagate.storage.db import Database, create_engine
-from wagate.storage.repos.webhooks import Delivery, Subscription
 from wagate.webhooks import verify_signature
 from wagate.webhooks.events import Event
 from wagate.webhooks.outbox import Webhooks

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,8 +14,9 @@ import pytest
 from wagate.backoff import Backoff
 from wagate.clock import ManualClock
 from wagate.control.flags import FlagWatcher
+from wagate.control.runtime import LocalRuntime
 from wagate.domain.flag import Flag
-from wagate.domain.session import DisconnectKind, SessionState, Unlink
+from wagate.domain.session import ChangeKind, DisconnectKind, SessionChange, SessionState, Unlink
 from wagate.engine.base import Disconnected, QRCode
 from wagate.errors import Conflict, NotFound, TransientError
 from wagate.roles.serve import Gateway
@@ -24,7 +26,7 @@ from wagate.storage.db import Database
 from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.flags import FlagRepo
 from wagate.storage.repos.sessions import SessionRepo
-from wagate.testing import ScriptedEngine, connected, eventually
+from wagate.testing import RecordingHandler, ScriptedEngine, connected, eventually
 from wagate.worker.host import AuthFactory, Worker
 
 
@@ -45,12 +47,13 @@ def _worker(
 ) -> Worker:
     stores: dict[str, MemoryAuthStore] = {}
     return Worker(
-        settings.model_copy(update={"qr_sweep_interval_ms": 1000, "worker_max_sessions": 2}),
+        replace(settings.worker, qr_sweep_interval_s=1.0, max_sessions=2),
         engine=engine,  # type: ignore[arg-type]
         sessions=repo,
         audit=audit,
         clock=clock,
-        auth_factory=auth_factory or (lambda sid: stores.setdefault(sid, MemoryAuthStore(sid))),
+        handler=RecordingHandler(),
+        auth=auth_factory or (lambda sid: stores.setdefault(sid, MemoryAuthStore(sid))),
         only_worker=only_worker,
     )
 
@@ -75,7 +78,7 @@ async def test_a_session_runs_at_most_once_per_process(
     assert await worker.start("s1") is True
     assert await worker.start("s1") is False
     await eventually(lambda: worker.runner_state("s1") is SessionState.CONNECTED)
-    assert len(engine.links) == 1 and worker.running() == ["s1"]
+    assert len(engine.links) == 1 and list(worker.running()) == ["s1"]
 
 
 async def test_unknown_session_cannot_start(worker: Worker) -> None:
@@ -135,7 +138,8 @@ async def test_the_sweep_clears_expired_qrs(
 ) -> None:
     await session_repo.create("idle", engine="scripted")
     now = clock.now()
-    await session_repo.record_qr("idle", "2@old,a,b,c", now, now + timedelta(seconds=1.5))
+    change = SessionChange("idle", SessionState.QR, ChangeKind.QR, now)
+    await session_repo.record_qr(change, "2@old,a,b,c", now, now + timedelta(seconds=1.5))
     await clock.wait_for_sleepers(1)
     await clock.advance(1)  # the sweep at t=1 finds nothing expired
     await clock.wait_for_sleepers(1)
@@ -171,7 +175,7 @@ async def test_concurrent_starts_of_one_id_run_one_runner(
     assert sorted(results) == [False, False, False, True]
     await eventually(lambda: worker.runner_state("r1") is SessionState.QR)
     await worker.stop("r1")
-    assert worker.running() == []
+    assert list(worker.running()) == []
     assert len(engine.links) == 1 and engine.links[0].closed  # none left running
     s = await session_repo.get("r1")
     assert s is not None and s.status is SessionState.STOPPED and s.qr is None
@@ -186,7 +190,7 @@ async def test_verbs_on_one_id_take_turns(
         worker.start("r1"), worker.stop("r1"), worker.start("r1"), worker.restart("r1")
     )
     await eventually(lambda: worker.runner_state("r1") is SessionState.QR)
-    assert worker.running() == ["r1"]
+    assert list(worker.running()) == ["r1"]
     assert sum(not link.closed for link in engine.links) == 1
     s = await session_repo.get("r1")
     assert s is not None and s.status is SessionState.QR
@@ -286,7 +290,7 @@ async def test_logout_gives_up_after_its_bound_and_says_so(
     engine.add([])  # the link opens and never connects
     pending = asyncio.create_task(worker.logout("s1"))
     await clock.wait_for_sleepers(2)  # the sweeper and the logout's deadline
-    await clock.advance(worker.settings.stop_timeout_ms / 1000)
+    await clock.advance(worker.settings.stop_timeout_s)
     assert await asyncio.wait_for(pending, 5) is Unlink.FAILED
     assert engine.links[0].closed and (await worker.auth("s1").load("creds")) is None
 
@@ -335,11 +339,11 @@ async def test_serve_resumes_linked_sessions_after_worker_id_changes(
     engine.add([connected()], [connected()])
     before = settings.model_copy(update={"worker_id": "box-1"})
     async with Gateway(before, engine=engine) as gw:  # type: ignore[arg-type]
-        await gw.service.provision("s1")
+        await gw.services.sessions.provision("s1")
         await eventually(lambda: gw.worker.runner_state("s1") is SessionState.CONNECTED)
     after = settings.model_copy(update={"worker_id": "box-2"})
     async with Gateway(after, engine=engine) as gw:  # type: ignore[arg-type]
-        assert gw.worker.running() == ["s1"]
+        assert list(gw.worker.running()) == ["s1"]
         await eventually(lambda: gw.worker.runner_state("s1") is SessionState.CONNECTED)
         assert len(engine.links) == 2
 
@@ -357,7 +361,7 @@ async def test_a_qr_refresh_never_cuts_off_a_scan_that_landed_while_it_waited(
     await worker.start("s1")
     await eventually(lambda: worker.runner_state("s1") is SessionState.QR)
     flags = FlagRepo(db, clock)
-    watcher = FlagWatcher(flags, worker, audit_repo, clock, interval_s=1, discover=_no_discovery)
+    watcher = FlagWatcher(flags, LocalRuntime(worker), audit_repo, discover=_no_discovery)
     await flags.set("s1", Flag.REFRESH_QR)
     users = worker._locks._users  # how many verbs hold or await the session's lock
     async with worker._locks.hold("s1"):  # another verb on the session is under way

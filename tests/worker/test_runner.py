@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,16 +13,16 @@ import pytest
 
 from wagate.backoff import Backoff
 from wagate.clock import ManualClock
-from wagate.domain.session import DisconnectKind, SessionState
+from wagate.domain.session import ChangeKind, DisconnectKind, SessionChange, SessionState
 from wagate.engine.base import Disconnected, QRCode
-from wagate.errors import ProxyFailure, TransientError
+from wagate.errors import ProxyFailure, StorageUnavailable, TransientError
 from wagate.storage.auth_state import FileAuthStore
 from wagate.storage.db import Database
 from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.sessions import SessionRepo
-from wagate.testing import ScriptedEngine, connected, eventually, lost
+from wagate.testing import RecordingHandler, ScriptedEngine, connected, eventually, lost
 from wagate.worker.qr import QRTracker
-from wagate.worker.runner import RunnerDeps, SessionChange, SessionRunner
+from wagate.worker.runner import RunnerDeps, SessionRunner
 
 BACKOFF = Backoff(base_s=1.0, max_s=30.0, jitter_s=0.5)
 
@@ -74,6 +74,7 @@ async def h(
         qr=QRTracker(timedelta(minutes=5)),
         reset_after_s=60.0,
         notify=notify,
+        handler=RecordingHandler(),
     )
     harness = Harness(
         engine,
@@ -101,7 +102,7 @@ async def test_connection_lost_reconnects_with_growing_delays(h: Harness) -> Non
         assert s.disconnect_kind is DisconnectKind.CONNECTION_LOST
         await h.clock.advance(h.clock.sleeps[-1])
     await eventually(lambda: len(h.engine.links) == 8)
-    await eventually(lambda: any(c.event == "connected" for c in h.changes))
+    await eventually(lambda: any(c.kind is ChangeKind.CONNECTED for c in h.changes))
     assert len(h.clock.sleeps) == 7
     for attempt, delay in enumerate(h.clock.sleeps):
         low, high = BACKOFF.bounds(attempt)
@@ -122,7 +123,7 @@ async def test_backoff_resets_after_a_healthy_period(h: Harness) -> None:
         await h.clock.wait_for_sleepers(1)
         await h.clock.advance(h.clock.sleeps[-1])
     await eventually(lambda: len(h.engine.links) == 3)
-    await eventually(lambda: any(c.event == "connected" for c in h.changes))
+    await eventually(lambda: any(c.kind is ChangeKind.CONNECTED for c in h.changes))
     await h.clock.advance(61)  # healthy for longer than reset_after
     h.engine.links[-1].end()
     await h.clock.wait_for_sleepers(1)
@@ -145,7 +146,7 @@ async def test_open_errors_are_retried(h: Harness) -> None:
     s = await h.sessions.get("s1")
     assert s is not None and s.disconnect_reason == "refused"
     await h.clock.advance(h.clock.sleeps[-1])
-    await eventually(lambda: any(c.event == "connected" for c in h.changes))
+    await eventually(lambda: any(c.kind is ChangeKind.CONNECTED for c in h.changes))
 
 
 async def test_logged_out_deletes_auth_and_rests(h: Harness) -> None:
@@ -171,7 +172,7 @@ async def test_logged_out_deletes_auth_and_rests(h: Harness) -> None:
     h.engine.add([QRCode("2@new,k,i,a", 60)])
     rerun = SessionRunner("s1", h.auth, h.deps, state=SessionState.LOGGED_OUT)
     h.start(rerun)
-    await eventually(lambda: any(c.event == "qr" for c in h.changes))
+    await eventually(lambda: any(c.kind is ChangeKind.QR for c in h.changes))
     assert (await h.engine.links[-1].auth.load("creds")) is None
     s = await h.sessions.get("s1")
     assert s is not None and s.status is SessionState.QR and s.qr == "2@new,k,i,a"
@@ -228,13 +229,13 @@ async def test_unchanged_qr_is_not_rewritten(h: Harness) -> None:
     h.engine.add([QRCode("2@a,k,i,s", 60)])
     h.start()
     await eventually(lambda: len(h.engine.links) == 1)
-    await eventually(lambda: any(c.event == "qr" for c in h.changes))
+    await eventually(lambda: any(c.kind is ChangeKind.QR for c in h.changes))
     first = await h.sessions.get("s1")
     link = h.engine.links[0]
     await h.clock.advance(10)
     link.push(QRCode("2@a,k,i,s", 60))  # same code inside its validity: skipped
     link.push(QRCode("2@b,k,i,s", 20))
-    await eventually(lambda: sum(c.event == "qr" for c in h.changes) == 2)
+    await eventually(lambda: sum(c.kind is ChangeKind.QR for c in h.changes) == 2)
     second = await h.sessions.get("s1")
     assert first is not None and second is not None
     assert second.qr == "2@b,k,i,s"
@@ -242,7 +243,7 @@ async def test_unchanged_qr_is_not_rewritten(h: Harness) -> None:
     assert second.qr_expires_at == second.qr_generated_at + timedelta(seconds=20)  # type: ignore[operator]
     await h.clock.advance(25)  # past b's validity: the same code is written again
     link.push(QRCode("2@b,k,i,s", 20))
-    await eventually(lambda: sum(c.event == "qr" for c in h.changes) == 3)
+    await eventually(lambda: sum(c.kind is ChangeKind.QR for c in h.changes) == 3)
     assert (await h.audit_events()).count("qr_generated") == 3
 
 
@@ -250,7 +251,7 @@ async def test_logout_verb_unlinks_through_the_engine(h: Harness) -> None:
     h.engine.add([connected()])
     runner = h.runner()
     task = h.start(runner)
-    await eventually(lambda: any(c.event == "connected" for c in h.changes))
+    await eventually(lambda: any(c.kind is ChangeKind.CONNECTED for c in h.changes))
     assert await runner.logout() is True
     assert await asyncio.wait_for(task, 5) is SessionState.LOGGED_OUT
     assert h.engine.links[0].logged_out
@@ -261,20 +262,22 @@ class _FailsOnce(SessionRepo):
 
     fail_on: SessionState | None = None
 
-    async def update(self, session_id: str, **values: object) -> None:
-        if self.fail_on is not None and values.get("status") is self.fail_on:
+    async def record(self, change: SessionChange, **columns: object) -> None:
+        if self.fail_on is not None and change.state is self.fail_on:
             self.fail_on = None
-            raise OSError("database unavailable")
-        await super().update(session_id, **values)
+            raise StorageUnavailable("database unavailable")
+        await super().record(change, **columns)
 
 
 async def test_a_failed_write_while_reconnecting_is_retried(
     h: Harness, db: Database, clock: ManualClock
 ) -> None:
     flaky = _FailsOnce(db, clock)
-    h.deps.sessions = flaky
     h.engine.add([lost()], [connected()])
-    task = h.start()
+    runner = SessionRunner(
+        "s1", h.auth, replace(h.deps, sessions=flaky), state=SessionState.CREATED
+    )
+    task = h.start(runner)
     await h.clock.wait_for_sleepers(1)  # backing off after the lost link
     flaky.fail_on = SessionState.CONNECTING
     await h.clock.advance(h.clock.sleeps[-1])  # the reconnect's first write fails
@@ -283,6 +286,6 @@ async def test_a_failed_write_while_reconnecting_is_retried(
     errors = await h.audit.recent("s1", event="error")
     assert [e.data["code"] for e in errors] == ["RUNNER_ERROR"]
     await h.clock.advance(h.clock.sleeps[-1])
-    await eventually(lambda: any(c.event == "connected" for c in h.changes))
+    await eventually(lambda: any(c.kind is ChangeKind.CONNECTED for c in h.changes))
     s = await h.sessions.get("s1")
     assert s is not None and s.status is SessionState.CONNECTED

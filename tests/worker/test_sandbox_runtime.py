@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from wagate.domain.session import DisconnectKind, Session, SessionState
+from wagate.domain.session import ChangeKind, DisconnectKind, Session, SessionChange, SessionState
 from wagate.roles.serve import Gateway
 from wagate.settings import Settings, load_settings
-from wagate.worker.runner import SessionChange
+from wagate.testing import until
 
 PHONE = "6281234567890"
 
@@ -38,13 +38,6 @@ async def gw(fast: Settings) -> AsyncIterator[Gateway]:
         yield gateway
 
 
-@pytest.fixture
-async def rotating(fast: Settings) -> AsyncIterator[Gateway]:
-    quick = {"sandbox_qr_first_ms": 150, "sandbox_qr_next_ms": 60}
-    async with Gateway(fast.model_copy(update=quick)) as gateway:
-        yield gateway
-
-
 async def _wait(
     gw: Gateway, sid: str, ok: Callable[[Session], bool], limit_s: float = 10
 ) -> Session:
@@ -57,32 +50,39 @@ async def _wait(
             return True
         return False
 
-    assert await gw.worker.wait_for(check, limit_s), await gw.sessions.get(sid)
+    try:
+        await until(check, limit_s)
+    except TimeoutError:
+        raise AssertionError(await gw.sessions.get(sid)) from None
     return found[-1]
 
 
 async def _linked(gw: Gateway, sid: str = "s1") -> Session:
-    await gw.service.provision(sid)
+    await gw.services.sessions.provision(sid)
     s = await _wait(gw, sid, lambda s: s.qr is not None)
     assert gw.sandbox_network is not None
     await gw.sandbox_network.scan(s.qr or "", PHONE, "Shop")
     return await _wait(gw, sid, lambda s: s.status is SessionState.CONNECTED)
 
 
-async def test_six_distinct_qrs_then_qr_timeout(rotating: Gateway) -> None:
-    gw = rotating
+async def test_six_distinct_qrs_then_qr_timeout(fast: Settings) -> None:
     qrs: list[SessionChange] = []
     rows: list[Session] = []
 
     async def on_change(change: SessionChange) -> None:
-        if change.event == "qr":
+        if change.kind is ChangeKind.QR:
             qrs.append(change)
             row = await gw.sessions.get(change.session_id)
             assert row is not None
             rows.append(row)
 
-    gw.worker.subscribe(on_change)
-    await gw.service.provision("s1")
+    quick = {"sandbox_qr_first_ms": 150, "sandbox_qr_next_ms": 60}
+    async with Gateway(fast.model_copy(update=quick), listeners=[on_change]) as gw:
+        await _six_qrs_then_timeout(gw, qrs, rows)
+
+
+async def _six_qrs_then_timeout(gw: Gateway, qrs: list[SessionChange], rows: list[Session]) -> None:
+    await gw.services.sessions.provision("s1")
     s = await _wait(gw, "s1", lambda s: s.status is SessionState.STOPPED)
     codes = [c.data["qr"] for c in qrs]
     assert len(codes) == 6 and len(set(codes)) == 6
@@ -135,7 +135,7 @@ async def test_logout_deletes_auth_and_asks_for_a_new_qr(gw: Gateway, fast: Sett
     assert s.disconnect_kind is DisconnectKind.LOGGED_OUT
     folder = fast.auth_root / "s1"
     assert not folder.exists() or not any(folder.iterdir())
-    await gw.service.restart("s1")
+    await gw.services.sessions.restart("s1")
     s = await _wait(gw, "s1", lambda s: s.qr is not None)
     assert s.status is SessionState.QR
 
@@ -164,7 +164,7 @@ async def test_restart_of_the_gateway_resumes_linked_sessions(fast: Settings) ->
 
 
 async def test_pairing_code_links_by_phone_number(gw: Gateway) -> None:
-    await gw.service.provision("p1", phone="+" + PHONE, pair=True)
+    await gw.services.sessions.provision("p1", phone="+" + PHONE, pair=True)
     s = await _wait(gw, "p1", lambda s: s.pair_code is not None)
     assert s.pair_code is not None and len(s.pair_code.replace("-", "")) == 8
     assert gw.sandbox_network is not None
@@ -175,7 +175,7 @@ async def test_pairing_code_links_by_phone_number(gw: Gateway) -> None:
 
 async def test_deleting_a_stopped_linked_session_unlinks_the_device(gw: Gateway) -> None:
     await _linked(gw)
-    await gw.service.stop("s1")
+    await gw.services.sessions.stop("s1")
     assert gw.sandbox_network is not None
 
     async def devices() -> int:
@@ -183,5 +183,5 @@ async def test_deleting_a_stopped_linked_session_unlinks_the_device(gw: Gateway)
         return sum(len(a.devices) for a in accounts if a.phone == PHONE)
 
     assert await devices() == 1
-    assert (await gw.service.delete("s1")).unlinked
+    assert (await gw.services.sessions.delete("s1")).unlinked
     assert await devices() == 0  # no linked device left behind on the phone

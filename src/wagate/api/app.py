@@ -8,6 +8,8 @@ sandbox's control API and websocket want the gateway's key, as a keyed
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import Depends, FastAPI
 
 from wagate import __version__
@@ -15,10 +17,16 @@ from wagate.api import errors
 from wagate.api.deps import require_key
 from wagate.api.nul import reject_nul
 from wagate.api.routes import groups, health, media, messages, seed002, sessions, webhooks
-from wagate.roles.serve import Gateway
+from wagate.control.services import Services
+
+if TYPE_CHECKING:
+    from wagate.sandbox import SandboxNetwork
 
 
-def create_app(gateway: Gateway) -> FastAPI:
+def create_app(
+    services: Services, *, api_key: str, sandbox: SandboxNetwork | None = None
+) -> FastAPI:
+    """The API over ``services``; ``sandbox``: an in-process network, served under ``/sandbox``."""
     app = FastAPI(
         title="wagate",
         version=__version__,
@@ -28,7 +36,8 @@ def create_app(gateway: Gateway) -> FastAPI:
         swagger_ui_oauth2_redirect_url=None,  # no OAuth2 here: one public page fewer
         dependencies=[Depends(reject_nul)],  # every route, whoever adds it
     )
-    app.state.gateway = gateway
+    app.state.services = services
+    app.state.api_key = api_key
     errors.install(app)
     keyed = [Depends(require_key)]
     app.include_router(health.router)
@@ -38,9 +47,8 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.include_router(media.router, dependencies=keyed)
     app.include_router(messages.router, dependencies=keyed)
     app.include_router(webhooks.router, dependencies=keyed)
-    network = gateway.sandbox_network
-    if network is not None:
+    if sandbox is not None:
         from wagate.sandbox.server import create_app as sandbox_app
 
-        app.mount("/sandbox", sandbox_app(network, control_token=gateway.api_key))
+        app.mount("/sandbox", sandbox_app(sandbox, control_token=api_key))
     return app

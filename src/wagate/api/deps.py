@@ -1,4 +1,8 @@
-"""Request dependencies: the API key check and the services routes use."""
+"""Request dependencies: the API key check, and one ``Annotated`` alias per service.
+
+Routes receive the control plane's services (:class:`wagate.control.services.Services`)
+and nothing else: no repository, no worker, no process.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,24 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from wagate.control.groups import GroupService
+from wagate.control.health import HealthService
+from wagate.control.media import MediaService
+from wagate.control.messages import MessageService
+from wagate.control.services import Services
 from wagate.control.sessions import SessionService
 from wagate.errors import Unauthorized
-from wagate.roles.serve import Gateway
+from wagate.outbound.service import SendService
+from wagate.settings import SendSettings
+from wagate.webhooks.admin import WebhookAdmin
 
 _api_key_header = APIKeyHeader(name="X-Api-Key", auto_error=False)
 _bearer = HTTPBearer(auto_error=False)
 
 
-def gateway(request: Request) -> Gateway:
-    gw: Gateway = request.app.state.gateway
-    return gw
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
 
 
 def require_key(
@@ -30,13 +41,48 @@ def require_key(
     given = header_key or (bearer.credentials if bearer else None)
     if not given:
         raise Unauthorized("missing API key: send X-Api-Key or Authorization: Bearer")
-    expected: str = request.app.state.gateway.api_key
+    expected: str = request.app.state.api_key
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise Unauthorized("wrong API key")
 
 
-def sessions(request: Request) -> SessionService:
-    return gateway(request).service
+def _sessions(request: Request) -> SessionService:
+    return services(request).sessions
 
 
-Sessions = Annotated[SessionService, Depends(sessions)]
+def _messages(request: Request) -> MessageService:
+    return services(request).messages
+
+
+def _sending(request: Request) -> SendService:
+    return services(request).sending
+
+
+def _groups(request: Request) -> GroupService:
+    return services(request).groups
+
+
+def _media(request: Request) -> MediaService:
+    return services(request).media
+
+
+def _webhooks(request: Request) -> WebhookAdmin:
+    return services(request).webhooks
+
+
+def _health(request: Request) -> HealthService:
+    return services(request).health
+
+
+def _send_settings(request: Request) -> SendSettings:
+    return services(request).send_settings
+
+
+Sessions = Annotated[SessionService, Depends(_sessions)]
+Messages = Annotated[MessageService, Depends(_messages)]
+Sending = Annotated[SendService, Depends(_sending)]
+Groups = Annotated[GroupService, Depends(_groups)]
+Media = Annotated[MediaService, Depends(_media)]
+Webhooks = Annotated[WebhookAdmin, Depends(_webhooks)]
+Health = Annotated[HealthService, Depends(_health)]
+SendLimits = Annotated[SendSettings, Depends(_send_settings)]

@@ -12,21 +12,16 @@ acts on each one newer than the last it handled:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from types import TracebackType
-from typing import Self
 
-from wagate.clock import Clock
+from wagate.control.runtime import SessionRuntime
 from wagate.domain.audit import AuditEvent
 from wagate.domain.flag import Flag
-from wagate.domain.session import Unlink
+from wagate.domain.session import SessionState, Unlink
 from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.flags import FlagRepo
-from wagate.worker.host import Worker
 
 log = logging.getLogger(__name__)
 
@@ -34,57 +29,29 @@ Discover = Callable[[str], Awaitable[object]]
 
 
 class FlagWatcher:
-    """A service: entering starts the poll loop, leaving stops it."""
+    """Acts on flags; :meth:`poll` is one pass (run every ``WORKER_POLL_MS`` as a ``Periodic``)."""
 
     def __init__(
         self,
         flags: FlagRepo,
-        worker: Worker,
+        runtime: SessionRuntime,
         audit: AuditRepo,
-        clock: Clock,
         *,
-        interval_s: float,
         discover: Discover,
     ) -> None:
         self.flags = flags
-        self.worker = worker
+        self.runtime = runtime
         self.audit = audit
-        self.clock = clock
-        self.interval_s = interval_s
         self.discover = discover
         self.handled: dict[tuple[str, Flag], datetime] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self._loop(), name="flag-watcher")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.poll()
-            except Exception:
-                log.exception("runtime flag poll failed")
-            await self.clock.sleep(self.interval_s)
 
     async def poll(self) -> int:
         """One pass; returns how many flags were acted on."""
-        running = self.worker.running()
+        running = await self.runtime.running()
         if not running:
             return 0
         acted = 0
-        for (session_id, flag), at in sorted((await self.flags.times(running)).items()):
+        for (session_id, flag), at in sorted((await self.flags.times(list(running))).items()):
             last = self.handled.get((session_id, flag))
             if last is not None and at <= last:
                 continue
@@ -96,16 +63,16 @@ class FlagWatcher:
     async def _act(self, session_id: str, flag: Flag) -> bool:
         log.info("session %s: handling %s", session_id, flag)
         if flag is Flag.FETCH_GROUPS:
-            if self.worker.link(session_id) is None:
+            if await self.runtime.state(session_id) is not SessionState.CONNECTED:
                 return False  # not connected yet: handled on a later poll
             await self.discover(session_id)
             return True
         if flag is Flag.REFRESH_QR:
             await self.flags.clear(session_id, flag)
-            await self.worker.refresh_qr(session_id)
+            await self.runtime.refresh_qr(session_id)
             return True
-        unlinked = await self.worker.logout(session_id)
-        await self.worker.stop(session_id, reason="disconnect requested")
+        unlinked = await self.runtime.logout(session_id)
+        await self.runtime.stop(session_id, reason="disconnect requested")
         await self.flags.clear(session_id, flag)
         if unlinked is not Unlink.LIVE:  # over the live link, its runner recorded the disconnect
             await self.audit.add(session_id, AuditEvent.DISCONNECT, {"reason": "requested"})

@@ -1,38 +1,77 @@
-"""What the control plane needs from whatever runs sessions.
+"""What the control plane needs from whatever runs sessions: a :class:`SessionRuntime`.
 
-In ``wagate serve`` the embedded :class:`wagate.worker.host.Worker` is the
-runtime; in cluster mode a client of a remote worker takes its place.
+Every verb is async and speaks plain data (ids, states, numbers), so a remote
+implementation can carry it over a network. In ``wagate serve`` the runtime
+is :class:`LocalRuntime`, over the embedded worker; in cluster mode a client
+of the session's worker takes its place.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from wagate.domain.session import SessionState, Unlink
+from wagate.worker.host import Worker
 
 
 class SessionRuntime(Protocol):
     """Start, stop, restart and logout of one session id are serialised by the runtime."""
 
-    def is_running(self, session_id: str) -> bool: ...
-
-    def running(self) -> list[str]: ...
-
-    def runner_state(self, session_id: str) -> SessionState | None:
-        """The state of the runner of the session, None when none runs it."""
+    async def running(self) -> dict[str, SessionState]:
+        """Each session with a runner, and the runner's state."""
         ...
 
-    async def start(self, session_id: str, *, pair_phone: str | None = None) -> bool: ...
+    async def state(self, session_id: str) -> SessionState | None:
+        """The state of the session's runner, None when none runs it."""
+        ...
+
+    async def start(self, session_id: str, *, pair_phone: str | None = None) -> bool:
+        """Start a runner; False when one runs already."""
+        ...
 
     async def stop(self, session_id: str, *, reason: str = ...) -> None: ...
+
+    async def restart(self, session_id: str) -> None: ...
+
+    async def refresh_qr(self, session_id: str) -> bool:
+        """A new link for a session waiting for a scan; False when it is not waiting."""
+        ...
 
     async def logout(self, session_id: str) -> Unlink:
         """Unlink the device (over a new link when none is up), stop, delete credentials."""
         ...
 
-    async def restart(self, session_id: str) -> None: ...
-
-    async def wait_for(self, check: Callable[[], Awaitable[bool]], within_s: float) -> bool:
-        """Wait until ``check()`` holds, re-checked after every state report or runner end."""
+    async def await_answer(self, session_id: str, within_s: float) -> None:
+        """Wait (bounded) until the runner shows a QR or pairing code, connects, or ends."""
         ...
+
+
+class LocalRuntime:
+    """The :class:`SessionRuntime` of a worker in this process."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+
+    async def running(self) -> dict[str, SessionState]:
+        return self._worker.running()
+
+    async def state(self, session_id: str) -> SessionState | None:
+        return self._worker.runner_state(session_id)
+
+    async def start(self, session_id: str, *, pair_phone: str | None = None) -> bool:
+        return await self._worker.start(session_id, pair_phone=pair_phone)
+
+    async def stop(self, session_id: str, *, reason: str = "stopped by operator") -> None:
+        await self._worker.stop(session_id, reason=reason)
+
+    async def restart(self, session_id: str) -> None:
+        await self._worker.restart(session_id)
+
+    async def refresh_qr(self, session_id: str) -> bool:
+        return await self._worker.refresh_qr(session_id)
+
+    async def logout(self, session_id: str) -> Unlink:
+        return await self._worker.logout(session_id)
+
+    async def await_answer(self, session_id: str, within_s: float) -> None:
+        await self._worker.await_answer(session_id, within_s)

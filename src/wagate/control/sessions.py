@@ -10,10 +10,12 @@ import logging
 
 from wagate.clock import Clock
 from wagate.control.runtime import SessionRuntime
+from wagate.domain.audit import AuditEntry
 from wagate.domain.proxy import parse_proxy
 from wagate.domain.session import Session, SessionState, Unlink
 from wagate.errors import Conflict, InvalidInput, NotFound
 from wagate.ids import check_session_id, new_session_id, normalize_phone
+from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.sessions import SessionRepo
 
 log = logging.getLogger(__name__)
@@ -24,6 +26,7 @@ class SessionService:
         self,
         sessions: SessionRepo,
         runtime: SessionRuntime,
+        audit: AuditRepo,
         clock: Clock,
         *,
         engine: str,
@@ -32,6 +35,7 @@ class SessionService:
     ) -> None:
         self.sessions = sessions
         self.runtime = runtime
+        self.audit = audit
         self.clock = clock
         self.engine = engine
         self.worker_id = worker_id
@@ -43,6 +47,13 @@ class SessionService:
         if session is None:
             raise NotFound(f"session {session_id!r} not found")
         return session
+
+    async def audit_log(
+        self, session_id: str, *, event: str | None, limit: int, before_id: int | None
+    ) -> list[AuditEntry]:
+        """What happened to the session, newest first."""
+        await self.get(session_id)
+        return await self.audit.recent(session_id, event=event, limit=limit, before_id=before_id)
 
     async def list(self) -> list[Session]:
         return await self.sessions.find()
@@ -96,7 +107,8 @@ class SessionService:
     async def connect(self, session_id: str, *, wait: bool = True) -> Session:
         """Start the session if it is not running and wait briefly for a QR or the connection."""
         session = await self.get(session_id)
-        if session.status is SessionState.CONNECTED and self.runtime.is_running(session_id):
+        running = await self.runtime.state(session_id) is not None
+        if session.status is SessionState.CONNECTED and running:
             return session
         await self.runtime.start(session_id)
         if wait:
@@ -105,26 +117,15 @@ class SessionService:
 
     async def _await_answer(self, session_id: str) -> None:
         """Wait (bounded) for what the runner makes of the start: a QR, connected, or a rest."""
-        await self.runtime.wait_for(lambda: self._answered(session_id), self.connect_wait_s)
-
-    async def _answered(self, session_id: str) -> bool:
-        # the runner's state, not the row's: a row resting in logged_out or failed tells
-        # what the session was before the start, not what the new runner made of it
-        state = self.runtime.runner_state(session_id)
-        if state is None or state is SessionState.CONNECTED:
-            return True  # None: the runner ended, and the row holds the rest it came to
-        if state not in (SessionState.CONNECTING, SessionState.QR):
-            return False  # not begun yet, or backing off before the next attempt
-        # a connecting runner cleared the QR and pair code columns: any now are new
-        session = await self.sessions.get(session_id)
-        return session is None or session.qr is not None or session.pair_code is not None
+        await self.runtime.await_answer(session_id, self.connect_wait_s)
 
     async def qr(self, session_id: str) -> Session:
         """The session, if it has a QR that is still valid; else a Conflict saying why not."""
         session = await self.get(session_id)
         if session.qr_valid_at(self.clock.now()):
             return session
-        raise Conflict(_why_no_qr(session, self.runtime.is_running(session_id)), code="no_qr")
+        running = await self.runtime.state(session_id) is not None
+        raise Conflict(_why_no_qr(session, running), code="no_qr")
 
     async def restart(self, session_id: str) -> Session:
         """Stop and start again; waits like :meth:`connect` for what the new runner does."""

@@ -25,3 +25,12 @@ class GroupInfo:
     participants: int | None = None
     owner: str | None = None
     announce: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupUpsert:
+    """What one upsert (discovery or a live change) did to a group."""
+
+    group: Group
+    created: bool
+    renamed_from: str | None  # the old name when it changed

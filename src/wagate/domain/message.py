@@ -237,3 +237,16 @@ class Message:
     @property
     def is_media(self) -> bool:
         return self.kind in MEDIA_KINDS
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """Filters of a history page; ``before_id`` is the cursor (newest first)."""
+
+    chat: str | None = None
+    direction: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    before_id: int | None = None
+    limit: int = 50

@@ -194,6 +194,19 @@ class Link(Protocol):
         """Events until (and including) the one :class:`Disconnected`."""
         ...
 
+    async def drain(self) -> None:
+        """Stop intake, keep delivering what was already received, then end the stream.
+
+        From now on the link takes no new events from WhatsApp, while every
+        event the engine already received (and may have acknowledged) is
+        still yielded by :meth:`events`. Once the last of them was handled
+        (the consumer asked for the next event), :meth:`events` ends without
+        a ``Disconnected``. Returns as soon as intake stopped; the caller keeps
+        consuming :meth:`events` until it ends, within its own deadline, then
+        leaves the link's context. Leaving without draining drops what is queued.
+        """
+        ...
+
     async def logout(self) -> None:
         """Unlink this device from the account; the stream then ends with ``logged_out``."""
         ...

@@ -1,7 +1,8 @@
 """Group discovery (seed 003 §6): upsert names and counts, never touch ``monitor``, audit.
 
 Each group's row, its ``group_rename`` audit entry and its ``group.*`` event
-are written in one transaction: a crash leaves all of them or none.
+are written in one transaction by :meth:`GroupRepo.upsert`: a crash leaves
+all of them or none.
 """
 
 from __future__ import annotations
@@ -9,23 +10,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from typing import Any
 
+from wagate.clock import Clock
 from wagate.domain.audit import AuditEvent
 from wagate.engine.base import GroupEvent, Link
-from wagate.ingest.sanitize import clean_text
 from wagate.storage.repos.audit import AuditRepo
-from wagate.storage.repos.groups import GroupRepo, Upserted
-from wagate.webhooks.events import Event, EventSink
+from wagate.storage.repos.groups import GroupRepo
+from wagate.storage.sanitize import clean_text
+from wagate.webhooks.events import group_changes
 
 log = logging.getLogger(__name__)
 
 
 class GroupSync:
-    def __init__(self, groups: GroupRepo, audit: AuditRepo, sink: EventSink) -> None:
+    """Keeps a session's groups: discovery passes and live changes, one at a time."""
+
+    def __init__(self, groups: GroupRepo, audit: AuditRepo, clock: Clock) -> None:
         self.groups = groups
         self.audit = audit
-        self.sink = sink
+        self.clock = clock
         # one session's upserts run one at a time: a discovery pass and a live rename (or two
         # passes) reading the same old name would otherwise both record the rename
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -48,30 +51,7 @@ class GroupSync:
     async def _upsert(
         self, session_id: str, jid: str, name: str | None, participants: int | None = None
     ) -> None:
-        async def record(conn: Any, result: Upserted) -> None:
-            await self._record_in(conn, session_id, result)
-
         clean_name = clean_text(name) if name is not None else None
+        announce = group_changes(self.clock.now())
         async with self._locks[session_id]:
-            await self.groups.upsert(session_id, jid, clean_name, participants, then=record)
-
-    async def _record_in(self, conn: Any, session_id: str, result: Upserted) -> None:
-        group = result.group
-        data = {
-            "id": group.id,
-            "waGroupId": group.wa_group_id,
-            "name": group.name,
-            "monitor": group.monitor,
-        }
-        if result.created:
-            await self.sink.emit_in(conn, Event.GROUP_DISCOVERED, session_id, data)
-        if result.renamed_from is not None:
-            await self.audit.add_in(
-                conn,
-                session_id,
-                AuditEvent.GROUP_RENAME,
-                {"from": result.renamed_from, "to": group.name, "wa_group_id": group.wa_group_id},
-            )
-            await self.sink.emit_in(
-                conn, Event.GROUP_RENAMED, session_id, {**data, "previousName": result.renamed_from}
-            )
+            await self.groups.upsert(session_id, jid, clean_name, participants, announce=announce)

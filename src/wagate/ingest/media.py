@@ -10,6 +10,7 @@ object, and two writers racing store the same bytes under the same key).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import mimetypes
@@ -19,14 +20,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import filetype
-
 from wagate.domain.media import Media
 from wagate.errors import WagateError
+from wagate.media_types import detect
 from wagate.storage.blobs import BlobStore
 from wagate.storage.repos.media import MediaRepo
 
 _HEAD = 8192
+_BATCH = 1024 * 1024  # bytes written per thread hop
 # seed 003: image/*, video/*, audio/*, application/pdf, application/*zip*; others only if small
 _ALLOWED_PREFIXES = ("image/", "video/", "audio/")
 _EXTENSIONS = {
@@ -69,9 +70,9 @@ def detect_mime(declared: str | None, head: bytes, filename: str | None) -> str:
     """The metadata's mimetype, else the content's magic bytes, else the file extension."""
     if declared:
         return declared.split(";", 1)[0].strip().lower()
-    kind = filetype.guess(head)
-    if kind is not None:
-        return str(kind.mime)
+    sniffed = detect(head)
+    if sniffed is not None:
+        return sniffed
     guessed = mimetypes.guess_type(filename or "")[0]
     return guessed or "application/octet-stream"
 
@@ -89,10 +90,12 @@ def extension_for(mime: str, filename: str | None) -> str:
 async def spool(chunks: AsyncIterator[bytes], limit: int, folder: Path) -> Spooled:
     """Write the stream to a temporary file while hashing it; stop past ``limit`` bytes.
 
-    ``folder`` must exist. Writes are plain file writes: local disk, page cache.
+    ``folder`` must exist. The file is written from a thread, a batch of
+    chunks at a time, so a slow disk never stalls the event loop.
     """
     fd, name = tempfile.mkstemp(dir=folder, prefix=".spool.")
     digest, size, head = hashlib.sha256(), 0, b""
+    batch: list[bytes] = []
     try:
         with os.fdopen(fd, "wb") as out:
             async for chunk in chunks:
@@ -104,7 +107,11 @@ async def spool(chunks: AsyncIterator[bytes], limit: int, folder: Path) -> Spool
                 digest.update(chunk)
                 if len(head) < _HEAD:
                     head += chunk[: _HEAD - len(head)]
-                out.write(chunk)
+                batch.append(chunk)
+                if sum(map(len, batch)) >= _BATCH:
+                    await asyncio.to_thread(out.writelines, batch)
+                    batch = []
+            await asyncio.to_thread(out.writelines, batch)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name)

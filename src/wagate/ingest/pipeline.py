@@ -1,13 +1,18 @@
 """The inbound pipeline (seed 003 §7): guard → route → persist → media → link → webhook.
 
-One message at a time per session, in arrival order (the runner calls
-:meth:`IngestPipeline.handle` from the session's event loop). A failure of
-one step never stops the stream, nor the steps after it: transient storage
-and database errors are retried once after 500–1000 ms; a failure that
+One message at a time per session, in arrival order: :meth:`IngestPipeline.receive`
+runs on the session's event path and returns once the row is stored, so the
+engine's event is acknowledged only after that. What may be slow (the media
+download, up to 25 MB) runs after it: :meth:`IngestPipeline.complete` stores
+the media, links the text↔media pair and announces ``message.received``.
+The row remembers its media reference until then, so an unfinished row
+(the process died, or the link dropped, midway) is completed later.
+
+A failure of one step never stops the stream, nor the steps after it:
+transient storage errors are retried once after 500–1000 ms; a failure that
 remains (of any kind) is written to ``audit_log('error', {code, msg, ctx})``
-and the pipeline goes on. A stored message is linked and announced
-(``message.received``) even when its media could not be stored; the event
-then says why (``mediaError``).
+and the pipeline goes on. A stored message is linked and announced even when
+its media could not be stored; the event then says why (``mediaError``).
 """
 
 from __future__ import annotations
@@ -16,43 +21,31 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
-from datetime import timedelta
+from dataclasses import asdict, replace
 from typing import Any, TypeVar
-
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from wagate.clock import Clock
 from wagate.domain.audit import AuditEvent
-from wagate.domain.message import MEDIA_KINDS, MediaRef, Message
+from wagate.domain.message import IN, MediaRef, Message, MessageKind
 from wagate.engine.base import Link, MessageEvent
-from wagate.errors import TransientError, WagateError
+from wagate.errors import StorageUnavailable, TransientError, WagateError
 from wagate.ingest.media import MediaMeta, MediaRejected, MediaStore, Stored
-from wagate.ingest.sanitize import clean
+from wagate.settings import IngestSettings
 from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.groups import GroupRepo
 from wagate.storage.repos.messages import MessageRepo
-from wagate.webhooks.events import Event, EventSink
+from wagate.storage.sanitize import clean
+from wagate.webhooks.events import message_received
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-# what is worth one retry: storage hiccups and lost database connections, not bad rows
-TRANSIENT = (TransientError, OperationalError, InterfaceError, OSError, TimeoutError)
+# what is worth one retry: storage hiccups and lost connections, not bad rows
+TRANSIENT = (TransientError, StorageUnavailable, OSError, TimeoutError)
 _MSG_MAX = 300  # characters of an error message kept in the audit log
 
 # ``{"code", "msg"}`` of a failed step, as audited (and as ``mediaError`` in the event)
 Failure = dict[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class IngestPolicy:
-    live_window: timedelta
-    link_window: timedelta
-    ingest_direct: bool
-    ingest_from_me: bool
-    retry_min_s: float
-    retry_max_s: float
 
 
 class StepFailed(Exception):
@@ -68,60 +61,58 @@ class IngestPipeline:
 
     def __init__(
         self,
+        settings: IngestSettings,
         *,
-        policy: IngestPolicy,
         messages: MessageRepo,
         groups: GroupRepo,
         media: MediaStore,
         audit: AuditRepo,
-        sink: EventSink,
         clock: Clock,
-        link_for: Callable[[str], Link | None],
         rng: random.Random | None = None,
     ) -> None:
-        self.policy = policy
+        self.settings = settings
         self.messages = messages
         self.groups = groups
         self.media = media
         self.audit = audit
-        self.sink = sink
         self.clock = clock
-        self.link_for = link_for
         self.rng = rng or random.Random()
         self.stats: dict[str, Counter[str]] = {}
 
     def count(self, session_id: str, what: str) -> None:
         self.stats.setdefault(session_id, Counter())[what] += 1
 
-    async def handle(self, session_id: str, event: MessageEvent) -> Message | None:
-        """Ingest one message; returns the stored row, or None when it was not stored."""
+    async def receive(self, session_id: str, event: MessageEvent) -> Message | None:
+        """Guard, route and store one message; the row when it still needs :meth:`complete`.
+
+        None when the message is not ingested (too old, unmonitored, …), could
+        not be stored (audited), or was seen and fully handled before.
+        """
         self.count(session_id, "seen")
         try:
-            return await self._handle(session_id, event)
+            return await self._receive(session_id, event)
         except StepFailed:
             self.count(session_id, "errors")
             return None
 
-    async def _handle(self, session_id: str, event: MessageEvent) -> Message | None:
+    async def _receive(self, session_id: str, event: MessageEvent) -> Message | None:
         if not self._wanted(session_id, event):
             return None
         keep, group_id = await self._route(session_id, event)
         if not keep:
             return None
         message, done = await self._persist(session_id, clean(_row(session_id, event, group_id)))
-        if message is None or done:
-            return message  # seen and fully handled before: nothing is stored twice
-        return await self._complete(session_id, event, message)
+        return None if done else message  # seen and fully handled before: nothing is twice
 
     def _wanted(self, session_id: str, event: MessageEvent) -> bool:
-        oldest = self.clock.now() - self.policy.live_window
+        oldest = self.clock.now() - self.settings.live_window
         if event.timestamp < oldest:  # live-only: history and late replays are not ingested
             self.count(session_id, "dropped_old")
             return False
-        if event.from_me and not self.policy.ingest_from_me:
+        if event.from_me and not self.settings.ingest_from_me:
             self.count(session_id, "dropped_from_me")
             return False
-        if not event.is_group and not self.policy.ingest_direct:
+        if not event.is_group and not self.settings.ingest_direct:
             self.count(session_id, "dropped_direct")
             return False
         return True
@@ -150,13 +141,25 @@ class IngestPipeline:
         message = await self._step(
             "DB_READ_FAILED", ctx, self.messages.by_wa_id, session_id, values["wa_msg_id"]
         )
-        return message, message is None or not _unfinished(message)
+        return message, message is None or not unfinished(message)
 
-    async def _complete(self, session_id: str, event: MessageEvent, message: Message) -> Message:
-        """Media, parent link and event; a failed step is audited and the next one still runs."""
+    async def complete(self, session_id: str, link: Link | None, message: Message) -> Message:
+        """Media, parent link and event; a failed step is audited and the next one still runs.
+
+        ``link`` downloads the media (None: the session is not connected, and
+        a media message is left unfinished, to be completed when it is).
+        """
         media_error: Failure | None = None
-        if event.media is not None and message.media_id is None:
-            message, media_error = await self._attach_media(session_id, event.media, message)
+        ref = media_ref(message)
+        if message.is_media and message.media_id is None:
+            if link is None:
+                return message  # completed on the next connection
+            if ref is None:  # stored by an older version, without its reference
+                media_error = await self._fail(
+                    "MEDIA_UNAVAILABLE", "the media reference was not kept", _ctx_of(message)
+                )
+            else:
+                message, media_error = await self._attach_media(session_id, link, ref, message)
         try:
             if message.parent_id is None:
                 message = await self._link_parent(message)
@@ -164,19 +167,16 @@ class IngestPipeline:
             self.count(session_id, "errors")
         try:
             if message.notified_at is None:
-                await self._notify(session_id, message, event, media_error)
-        except StepFailed:  # the row stays un-notified: a redelivery of the message retries
+                await self._notify(message, ref, media_error)
+        except StepFailed:  # the row stays un-notified: the next completion retries
             self.count(session_id, "errors")
         return message
 
     async def _attach_media(
-        self, session_id: str, ref: MediaRef, message: Message
+        self, session_id: str, link: Link, ref: MediaRef, message: Message
     ) -> tuple[Message, Failure | None]:
         """The message with its media stored and linked, or unchanged and why not."""
-        ctx = _ctx(session_id, message.wa_msg_id)
-        link = self.link_for(session_id)
-        if link is None:
-            return message, await self._fail("MEDIA_UNAVAILABLE", "session is not connected", ctx)
+        ctx = _ctx_of(message)
         try:
             stored = await self._step("MEDIA_STORE_FAILED", ctx, self._store_media, link, ref)
             if isinstance(stored, MediaRejected):
@@ -202,9 +202,10 @@ class IngestPipeline:
 
     async def _link_parent(self, message: Message) -> Message:
         """Link ``message`` to its text↔media partner; returns it with its ``parent_id``."""
-        ctx = _ctx(message.session_id, message.wa_msg_id)
+        ctx = _ctx_of(message)
+        window = self.settings.link_window
         partner = await self._step(
-            "DB_READ_FAILED", ctx, self.messages.link_partner, message, self.policy.link_window
+            "DB_READ_FAILED", ctx, self.messages.link_partner, message, window
         )
         if partner is None:
             return message
@@ -213,20 +214,14 @@ class IngestPipeline:
         return replace(message, parent_id=earlier.id) if later is message else message
 
     async def _notify(
-        self,
-        session_id: str,
-        message: Message,
-        event: MessageEvent,
-        media_error: Failure | None,
+        self, message: Message, ref: MediaRef | None, media_error: Failure | None
     ) -> None:
         """``message.received`` into the outbox, atomically with the row's ``notified_at``."""
-        data = clean(message_payload(message, event, media_error))
-
-        async def record(conn: Any) -> None:
-            await self.sink.emit_in(conn, Event.MESSAGE_RECEIVED, session_id, data)
-
-        ctx = _ctx(session_id, message.wa_msg_id)
-        await self._step("WEBHOOK_EMIT_FAILED", ctx, self.messages.notify, message.id, record)
+        event = message_received(message, self.clock.now(), media=ref, media_error=media_error)
+        ctx = _ctx_of(message)
+        await self._step(
+            "WEBHOOK_EMIT_FAILED", ctx, self.messages.mark_notified, message.id, [event]
+        )
 
     async def _step(
         self, code: str, ctx: dict[str, Any], fn: Callable[..., Awaitable[T]], *args: Any
@@ -235,7 +230,7 @@ class IngestPipeline:
         try:
             return await fn(*args)
         except TRANSIENT as first:
-            delay = self.rng.uniform(self.policy.retry_min_s, self.policy.retry_max_s)
+            delay = self.rng.uniform(self.settings.retry_min_s, self.settings.retry_max_s)
             log.warning("%s (%s); retrying in %.2fs", code, _describe(first), delay)
             await self.clock.sleep(delay)
         except Exception as exc:  # not worth a retry, but never lost: audited below
@@ -270,10 +265,25 @@ def _describe(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {text[0]}" if text else type(cause).__name__
 
 
-def _unfinished(message: Message) -> bool:
-    """A received row whose media or event did not make it (the process died midway)."""
+def _ctx_of(message: Message) -> dict[str, Any]:
+    return _ctx(message.session_id, message.wa_msg_id)
+
+
+def unfinished(message: Message) -> bool:
+    """A received row whose media or event did not make it (yet, or the process died midway)."""
     missing_media = message.is_media and message.media_id is None
-    return message.direction == "in" and (missing_media or message.notified_at is None)
+    return message.direction == IN and (missing_media or message.notified_at is None)
+
+
+def media_ref(message: Message) -> MediaRef | None:
+    """The engine's reference to the message's media, kept in the row until it is stored."""
+    kept = (message.payload or {}).get("media")
+    if not isinstance(kept, dict):
+        return None
+    try:
+        return MediaRef(**{**kept, "kind": MessageKind(kept["kind"])})
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _row(session_id: str, event: MessageEvent, group_id: int | None) -> dict[str, Any]:
@@ -316,38 +326,6 @@ def _row(session_id: str, event: MessageEvent, group_id: int | None) -> dict[str
         "group_id": group_id,
         "quoted_id": event.quoted_id,
         "ts": event.timestamp,
+        # until the media is stored: what the engine needs to download it again
+        "payload": {"media": asdict(event.media)} if event.media is not None else None,
     }
-
-
-def message_payload(
-    message: Message, event: MessageEvent | None = None, media_error: Failure | None = None
-) -> dict[str, Any]:
-    """The webhook ``data`` of ``message.received``; ``mediaError`` says why media is missing."""
-    data: dict[str, Any] = {
-        "id": message.id,
-        "waMessageId": message.wa_msg_id,
-        "chat": message.chat_id,
-        "isGroup": message.chat_id.endswith("@g.us"),
-        "sender": message.sender,
-        "senderPhone": message.sender_pn,
-        "senderLid": message.sender_lid,
-        "pushName": message.push_name,
-        "fromMe": message.direction == "out",
-        "type": message.kind,
-        "text": message.text,
-        "quotedId": message.quoted_id,
-        "parentId": message.parent_id,
-        "timestamp": message.ts.isoformat(),
-        "media": None,
-        "mediaError": media_error,
-    }
-    if message.media_id is not None:
-        data["media"] = {"id": message.media_id, "url": f"/api/media/{message.media_id}"}
-    if event is not None and event.kind in MEDIA_KINDS and event.media is not None:
-        data["media"] = {
-            **(data["media"] or {}),
-            "mimetype": event.media.mimetype,
-            "filename": event.media.filename,
-            "size": event.media.size,
-        }
-    return data

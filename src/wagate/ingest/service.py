@@ -1,156 +1,151 @@
-"""The inbound side of a worker, composed: pipeline, group sync, flag watcher, event routing."""
+"""The inbound side of a worker: what its sessions receive goes into the database.
+
+:class:`Ingest` is the worker's :class:`~wagate.worker.events.InboundHandler`.
+On a session's event path it only stores: a message's row (the engine
+acknowledges the event once that returns), a group's change. The rest of a
+message, above all its media download, runs in a task the session owns,
+so a slow object store never delays the session's next event, its receipts
+or its disconnect. Those tasks end with the session's link; a row they left
+unfinished is completed when the session is linked again, as is any left by
+a crash (seed 003: nothing acknowledged is lost).
+"""
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
-from wagate.clock import Clock
-from wagate.control.flags import FlagWatcher
 from wagate.domain.audit import AuditEvent
-from wagate.engine.base import EngineEvent, GroupEvent, MessageEvent, ReceiptEvent
+from wagate.domain.message import Message
+from wagate.engine.base import EngineEvent, GroupEvent, Link, MessageEvent, ReceiptEvent
 from wagate.ingest.groups import GroupSync
-from wagate.ingest.media import MediaStore
-from wagate.ingest.pipeline import IngestPipeline, IngestPolicy
-from wagate.ingest.sanitize import clean
-from wagate.settings import Settings
-from wagate.storage.blobs import BlobStore
-from wagate.storage.db import Database
+from wagate.ingest.pipeline import IngestPipeline
+from wagate.lifecycle import Service
 from wagate.storage.repos.audit import AuditRepo
-from wagate.storage.repos.flags import FlagRepo
-from wagate.storage.repos.groups import GroupRepo
-from wagate.storage.repos.media import MediaRepo
 from wagate.storage.repos.messages import MessageRepo
-from wagate.tasks import TaskSet
-from wagate.webhooks.events import EventSink
-from wagate.worker.host import Worker
-from wagate.worker.runner import SessionChange
+from wagate.storage.sanitize import clean
 
 log = logging.getLogger(__name__)
 
-ReceiptHandler = Callable[[str, ReceiptEvent], Awaitable[None]]
-_MB = 1024 * 1024
 
-
-class Ingest:
-    """Entering starts the flag watcher; engine events reach it through :meth:`on_event`."""
+class Ingest(Service):
+    """Stores what sessions receive; see the module docstring."""
 
     def __init__(
         self,
-        settings: Settings,
         *,
-        db: Database,
-        clock: Clock,
-        worker: Worker,
+        pipeline: IngestPipeline,
+        groups: GroupSync,
+        messages: MessageRepo,
         audit: AuditRepo,
-        sink: EventSink,
-        blobs: BlobStore,
+        stop_timeout_s: float = 10.0,
     ) -> None:
-        self.worker = worker
+        super().__init__("ingest", stop_timeout_s=stop_timeout_s)
+        self.pipeline = pipeline
+        self.groups = groups
+        self.messages = messages
         self.audit = audit
-        self.messages = MessageRepo(db, clock)
-        self.groups = GroupRepo(db, clock)
-        self.media_repo = MediaRepo(db, clock)
-        self.flags = FlagRepo(db, clock)
-        self.blobs = blobs
-        self.media = MediaStore(
-            self.media_repo,
-            blobs,
-            max_bytes=int(settings.max_media_mb * _MB),
-            other_max_bytes=int(settings.other_media_max_mb * _MB),
-            prefix=settings.media_prefix,
-            spool_dir=settings.data_dir / "spool",
-        )
-        self.pipeline = IngestPipeline(
-            policy=policy_of(settings),
-            messages=self.messages,
-            groups=self.groups,
-            media=self.media,
-            audit=audit,
-            sink=sink,
-            clock=clock,
-            link_for=worker.link,
-        )
-        self.group_sync = GroupSync(self.groups, audit, sink)
-        self.watcher = FlagWatcher(
-            self.flags,
-            worker,
-            audit,
-            clock,
-            interval_s=settings.worker_poll_ms / 1000,
-            discover=self.discover,
-        )
-        self.on_receipt: ReceiptHandler | None = None
+        self._links: dict[str, Link] = {}
+        self._work: dict[str, set[asyncio.Task[Any]]] = {}  # per session: completions
         self._discovered: set[str] = set()
-        self._tasks = TaskSet("ingest")
-        self._stack = contextlib.AsyncExitStack()
 
-    async def __aenter__(self) -> Self:
-        self.worker.route_events(self.on_event)
-        self.worker.subscribe(self.on_change)
-        await self._stack.enter_async_context(self._tasks)
-        await self._stack.enter_async_context(self.watcher)
-        return self
+    async def drain(self) -> None:
+        pending = [task for tasks in self._work.values() for task in tasks]
+        if pending:
+            await asyncio.wait(pending)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._stack.aclose()
+    # --- the worker's InboundHandler -------------------------------------------------
 
-    async def on_event(self, session_id: str, event: EngineEvent) -> None:
-        """Route one engine event; never raises into the session's loop.
+    async def linked(self, session_id: str, link: Link) -> None:
+        """Complete what an earlier link left unfinished; discover groups the first time."""
+        self._links[session_id] = link
+        self._spawn(session_id, self._recover(session_id, link), "recover")
+        if session_id not in self._discovered:  # seed 003 §6: on the first connection
+            self._discovered.add(session_id)
+            self._spawn(session_id, self._discover_quietly(session_id, link), "discover")
 
-        The pipeline audits its own failures; anything else that fails here
-        is written to ``audit_log('error')`` too, so no event is lost unseen.
-        """
+    async def unlinked(self, session_id: str) -> None:
+        """The link is gone: its unfinished work stops (and is completed on the next one)."""
+        self._links.pop(session_id, None)
+        for task in self._work.pop(session_id, set()):
+            task.cancel()
+
+    async def message(self, session_id: str, link: Link, event: MessageEvent) -> None:
+        """Store the row now; download, link and announce in the session's own task."""
         try:
-            if isinstance(event, MessageEvent):
-                await self.pipeline.handle(session_id, event)
-            elif isinstance(event, GroupEvent):
-                await self.group_sync.on_event(session_id, event)
-            elif isinstance(event, ReceiptEvent) and self.on_receipt is not None:
-                await self.on_receipt(session_id, event)
+            message = await self.pipeline.receive(session_id, event)
+            if message is None:
+                return
+            if message.is_media and message.media_id is None:
+                self._spawn(
+                    session_id, self._complete(session_id, link, message), message.wa_msg_id
+                )
+            else:
+                await self.pipeline.complete(session_id, link, message)
         except Exception as exc:
-            kind = type(event).__name__
-            log.exception("session %s: could not handle %s", session_id, kind)
-            await self._audit_failure(session_id, event, exc)
+            await self._event_failed(session_id, event, exc)
 
-    async def _audit_failure(self, session_id: str, event: EngineEvent, exc: Exception) -> None:
+    async def group(self, session_id: str, link: Link, event: GroupEvent) -> None:
+        try:
+            await self.groups.on_event(session_id, event)
+        except Exception as exc:
+            await self._event_failed(session_id, event, exc)
+
+    # --- asked by operators (seed 003's fetch-groups flag) -----------------------------
+
+    async def discover(self, session_id: str) -> int:
+        """Discover the session's groups now; 0 when it is not connected here."""
+        link = self._links.get(session_id)
+        if link is None:
+            return 0
+        return await self.groups.discover(session_id, link)
+
+    # --- the session's own tasks ---------------------------------------------------------
+
+    def _spawn(self, session_id: str, work: Any, name: str) -> None:
+        task = self.tasks.spawn(work, f"{session_id}:{name}")
+        tasks = self._work.setdefault(session_id, set())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def _complete(self, session_id: str, link: Link, message: Message) -> None:
+        try:
+            await self.pipeline.complete(session_id, link, message)
+        except Exception:  # the pipeline audits its steps; this is a bug, and the row waits
+            log.exception("session %s: could not complete message %s", session_id, message.id)
+
+    async def _recover(self, session_id: str, link: Link) -> None:
+        try:
+            found = await self.messages.unfinished(session_id, before=self.pipeline.clock.now())
+        except Exception:
+            log.exception("session %s: could not look for unfinished messages", session_id)
+            return
+        if found:
+            log.info("session %s: completing %d unfinished message(s)", session_id, len(found))
+        for message in found:
+            await self._complete(session_id, link, message)
+
+    async def _discover_quietly(self, session_id: str, link: Link) -> None:
+        try:
+            await self.groups.discover(session_id, link)
+        except Exception:
+            self._discovered.discard(session_id)
+            log.exception("session %s: group discovery failed", session_id)
+
+    async def _event_failed(self, session_id: str, event: EngineEvent, exc: Exception) -> None:
+        """Never raise into the session's loop: the failure goes to ``audit_log('error')``."""
+        kind = type(event).__name__
+        log.error("session %s: could not handle %s", session_id, kind, exc_info=exc)
         data = {
             "code": "EVENT_FAILED",
-            "msg": f"{type(event).__name__}: {type(exc).__name__}: {exc}"[:300],
+            "msg": f"{kind}: {type(exc).__name__}: {exc}"[:300],
             "ctx": _ctx_of(event),
         }
         try:
             await self.audit.add(session_id, AuditEvent.ERROR, clean(data))
         except Exception:
             log.exception("session %s: could not write audit_log error", session_id)
-
-    async def on_change(self, change: SessionChange) -> None:
-        """Discover groups on a session's first connection in this process (seed 003 §6)."""
-        if change.event == "connected" and change.session_id not in self._discovered:
-            self._discovered.add(change.session_id)
-            self._tasks.spawn(self._discover_quietly(change.session_id), change.session_id)
-
-    async def _discover_quietly(self, session_id: str) -> None:
-        try:
-            await self.discover(session_id)
-        except Exception:
-            self._discovered.discard(session_id)
-            log.exception("session %s: group discovery failed", session_id)
-
-    async def discover(self, session_id: str) -> int:
-        link = self.worker.link(session_id)
-        if link is None:
-            return 0
-        return await self.group_sync.discover(session_id, link)
 
 
 def _ctx_of(event: EngineEvent) -> dict[str, Any]:
@@ -161,14 +156,3 @@ def _ctx_of(event: EngineEvent) -> dict[str, Any]:
     if isinstance(event, GroupEvent):
         return {"wa_group_id": event.jid}
     return {}
-
-
-def policy_of(settings: Settings) -> IngestPolicy:
-    return IngestPolicy(
-        live_window=timedelta(milliseconds=settings.live_window_ms),
-        link_window=timedelta(milliseconds=settings.link_window_ms),
-        ingest_direct=settings.ingest_direct,
-        ingest_from_me=settings.ingest_from_me,
-        retry_min_s=settings.retry_min_ms / 1000,
-        retry_max_s=max(settings.retry_min_ms, settings.retry_max_ms) / 1000,
-    )

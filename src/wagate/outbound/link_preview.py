@@ -29,7 +29,7 @@ from wagate.errors import InvalidInput
 from wagate.media_types import detect
 from wagate.netguard import parse_http_url
 from wagate.outbound.media_fetch import MediaBytes, MediaFetcher
-from wagate.settings import Settings
+from wagate.settings import SendSettings
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +153,8 @@ class LinkPreviewer:
         self.timeout_s = timeout_s
 
     @classmethod
-    def of(cls, settings: Settings) -> LinkPreviewer:
-        timeout_s = settings.link_preview_timeout_ms / 1000
+    def of(cls, settings: SendSettings) -> LinkPreviewer:
+        timeout_s = settings.link_preview_timeout_s
 
         def fetcher(max_bytes: int, *, truncate: bool = False) -> MediaFetcher:
             return MediaFetcher(

@@ -1,9 +1,14 @@
-"""An :class:`~wagate.domain.message.Outgoing` as JSON, for the durable outbound queue.
+"""The durable send queue's payload: the one place that knows its format.
 
-The API stores what to send in ``messages.payload`` before it answers; the
-sender rebuilds the :class:`Outgoing` from it, possibly in another process or
-after a crash. Media bytes are not part of this form: they are kept apart (see
-:mod:`wagate.storage.spool`) and handed back to :func:`from_json`.
+The API stores what to send in ``messages.payload`` (a queued row) before it
+answers; the sender rebuilds the :class:`~wagate.domain.message.Outgoing`
+from it, possibly in another process or after a crash::
+
+    {"v": 1, "fingerprint": sha256 of the request, "message": to_json(…), "media": spool ref}
+
+Media bytes are not part of the message's JSON: they are kept apart (a spool
+ref, see :mod:`wagate.storage.spool`), handed back to :func:`from_json`, and
+dropped from the payload once the send is settled (:func:`settled`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,40 @@ from wagate.domain.message import (
 )
 
 Json = dict[str, Any]
+PAYLOAD_VERSION = 1
+
+
+def payload(message: Outgoing, *, fingerprint: str, media: Json | None) -> Json:
+    """The payload of a queued row: ``message`` without its bytes, and where the bytes wait."""
+    return {
+        "v": PAYLOAD_VERSION,
+        "fingerprint": fingerprint,
+        "message": to_json(message),
+        "media": media,
+    }
+
+
+def fingerprint_of(payload: Json | None) -> str | None:
+    """What the request that queued the row looked like (for an idempotency key's replay)."""
+    return (payload or {}).get("fingerprint")
+
+
+def media_of(payload: Json | None) -> Json | None:
+    """The spool ref of the row's media bytes, if it has any."""
+    ref = (payload or {}).get("media")
+    return ref if isinstance(ref, dict) else None
+
+
+def outgoing(payload: Json, *, id: str, media_data: bytes | None) -> Outgoing:
+    """The message to send, rebuilt; raises ``KeyError``/``ValueError``/``TypeError`` if damaged."""
+    return from_json(payload["message"], id=id, media_data=media_data)
+
+
+def settled(payload: Json | None, stripped_media: Json | None) -> Json | None:
+    """The payload once sent or failed: the media ref without its bytes."""
+    if not payload or not payload.get("media"):
+        return payload
+    return {**payload, "media": stripped_media}
 
 
 def to_json(message: Outgoing) -> Json:

@@ -1,10 +1,13 @@
 """The outbound side of a worker: drains each connected session's send queue, in order, paced.
 
-One drain task per session with work, started by :meth:`Sender.wake` (the API
-rings after it queues a message) or by the session's ``connected`` change, and
-ending when the session is not connected (its next ``connected`` starts it
-again). A drain sends the oldest queued message, waits out the session's
-pacing, and repeats until the queue is empty, then sleeps until woken.
+The sender is the worker's :class:`~wagate.worker.events.OutboundHandler`:
+it keeps the link of each connected session (``linked``/``unlinked``) and
+moves sent messages forward on their receipts. One drain task per session
+with work, started by :meth:`Sender.wake` (the API rings after it queues a
+message) or by the session's link coming up, and ending when the session is
+not connected (its next link starts it again). A drain sends the oldest
+queued message, waits out the session's pacing, and repeats until the queue
+is empty, then sleeps until woken.
 
 Every message carries the WhatsApp id chosen when it was queued, so sending it
 again after a crash between the send and our ``sent`` write is the same
@@ -30,21 +33,20 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
+from wagate.backoff import Backoff
 from wagate.clock import Clock
 from wagate.domain.message import Message, Outgoing, SendResult
 from wagate.engine.base import Link, ReceiptEvent
 from wagate.errors import RequestError
 from wagate.outbound import queue
-from wagate.settings import Settings
+from wagate.settings import SendSettings
 from wagate.storage.repos.outbound import OutboundRepo
 from wagate.storage.spool import MediaSpool, SpoolError
 from wagate.tasks import TaskSet
-from wagate.webhooks.events import Event, EventSink, Then
-from wagate.worker.runner import SessionChange
+from wagate.webhooks.events import Event, message_status
 
 log = logging.getLogger(__name__)
 
-LinkSource = Callable[[str], Link | None]
 # last touches before the engine gets a message (a text's link preview); must not raise
 Prepare = Callable[[Outgoing], Awaitable[Outgoing]]
 LOOP_ERROR_PAUSE_S = 5.0
@@ -62,13 +64,13 @@ class SendPolicy:
     poll_s: float = 10.0  # an idle drain looks at its queue again after this long (0: never)
 
     @classmethod
-    def of(cls, settings: Settings) -> SendPolicy:
+    def of(cls, settings: SendSettings) -> SendPolicy:
         return cls(
-            interval_s=settings.send_interval_ms / 1000,
-            jitter_s=settings.send_jitter_ms / 1000,
-            max_attempts=settings.send_max_attempts,
-            retry_max_s=settings.send_retry_max_ms / 1000,
-            poll_s=settings.send_poll_ms / 1000,
+            interval_s=settings.interval_s,
+            jitter_s=settings.jitter_s,
+            max_attempts=settings.max_attempts,
+            retry_max_s=settings.retry_max_s,
+            poll_s=settings.poll_s,
         )
 
     def gap(self, rng: random.Random) -> float:
@@ -78,7 +80,8 @@ class SendPolicy:
         return self.interval_s + rng.uniform(0, self.jitter_s)
 
     def retry_delay(self, attempts: int) -> float:
-        return float(min(self.retry_max_s, 2 ** max(0, attempts - 1)))
+        """1 s after the first failed attempt, doubling up to ``retry_max_s``."""
+        return Backoff(1.0, self.retry_max_s).core(attempts - 1)
 
 
 @dataclass(slots=True)
@@ -92,11 +95,9 @@ class _Drain:
 class Sender:
     """Sends queued messages for the sessions connected on this worker; see the module doc.
 
-    Wire it as: ``worker.subscribe(sender.on_change)`` before the worker starts,
-    ``OutboundService(..., wake=sender.wake)``, and receipt events to
-    :meth:`on_receipt`. Enter it before the worker, so it stops after it. ``prepare``
-    gives each message its last touches just before the engine gets it (a text's
-    link preview, fetched at send time so the API never waits for a web page).
+    Enter it before the worker, so it stops after it. ``prepare`` gives each
+    message its last touches just before the engine gets it (a text's link
+    preview, fetched at send time so the API never waits for a web page).
     """
 
     def __init__(
@@ -104,8 +105,6 @@ class Sender:
         outbound: OutboundRepo,
         spool: MediaSpool,
         *,
-        links: LinkSource,
-        sink: EventSink,
         clock: Clock,
         policy: SendPolicy | None = None,
         rng: random.Random | None = None,
@@ -113,10 +112,9 @@ class Sender:
     ) -> None:
         self.outbound = outbound
         self.spool = spool
-        self.sink = sink
         self.clock = clock
         self.policy = policy or SendPolicy()
-        self._links = links
+        self._links: dict[str, Link] = {}
         self._prepare = prepare
         self._rng = rng or random.Random()
         self._drains: dict[str, _Drain] = {}
@@ -152,14 +150,27 @@ class Sender:
             drain.task = self._tasks.spawn(self._drain(session_id, drain), session_id)
         drain.bell.set()
 
-    async def on_change(self, change: SessionChange) -> None:
-        """A worker listener: a session that connects gets its queue drained."""
-        if change.event != "connected":
-            return
-        drain = self._drains.get(change.session_id)
+    # --- the worker's OutboundHandler ---------------------------------------------
+
+    async def linked(self, session_id: str, link: Link) -> None:
+        """The session is connected over ``link``: drain its queue."""
+        self._links[session_id] = link
+        drain = self._drains.get(session_id)
         if drain is not None:
             drain.connected.set()
-        self.wake(change.session_id)
+        self.wake(session_id)
+
+    async def unlinked(self, session_id: str) -> None:
+        self._links.pop(session_id, None)
+
+    async def receipt(self, session_id: str, event: ReceiptEvent) -> None:
+        """Move our messages forward (never back) and tell the webhooks."""
+        announce = message_status(
+            Event.MESSAGE_ACK, self.clock.now(), at=event.timestamp.isoformat(), by=event.by
+        )
+        await self.outbound.apply_receipt(
+            session_id, list(event.message_ids), event.status.value, event.timestamp, announce
+        )
 
     def draining(self) -> list[str]:
         """Sessions with a drain task right now (for health and tests)."""
@@ -178,7 +189,7 @@ class Sender:
     async def _step(self, session_id: str, drain: _Drain) -> bool:
         """One message, or one wait; False when the session is not connected."""
         drain.bell.clear()  # cleared before looking, so a ring after the look is not lost
-        if self._links(session_id) is None:
+        if session_id not in self._links:
             return False
         try:
             message = await self.outbound.next_queued(session_id)
@@ -186,7 +197,7 @@ class Sender:
                 await self._idle(drain)
                 return True
             await self._pace(drain)
-            link = self._links(session_id)
+            link = self._links.get(session_id)
             if link is None:
                 return False
             drain.last_send = self.clock.monotonic()
@@ -246,10 +257,9 @@ class Sender:
         return True
 
     async def _outgoing(self, message: Message) -> Outgoing:
-        payload = message.payload or {}
-        ref = payload.get("media")
+        ref = queue.media_of(message.payload)
         data = await self.spool.load(ref) if ref else None
-        return queue.from_json(payload["message"], id=message.wa_msg_id, media_data=data)
+        return queue.outgoing(message.payload or {}, id=message.wa_msg_id, media_data=data)
 
     async def _sent(self, message: Message, result: SendResult) -> None:
         await self.outbound.mark_sent(
@@ -257,7 +267,7 @@ class Sender:
             wa_msg_id=result.id,
             at=result.timestamp,
             payload=_stripped(message),
-            then=self._event(Event.MESSAGE_SENT),
+            announce=message_status(Event.MESSAGE_SENT, self.clock.now()),
         )
         await self._drop_media(message)
 
@@ -267,67 +277,24 @@ class Sender:
             message.id,
             error,
             _stripped(message),
-            then=self._event(Event.MESSAGE_FAILED, error=error),
+            announce=message_status(Event.MESSAGE_FAILED, self.clock.now(), error=error),
         )
         await self._drop_media(message)
 
     async def _drop_media(self, message: Message) -> None:
-        ref = (message.payload or {}).get("media")
+        ref = queue.media_of(message.payload)
         if ref:
             await self.spool.discard(ref)
 
-    # --- receipts ------------------------------------------------------------------
-
-    async def on_receipt(self, session_id: str, event: ReceiptEvent) -> None:
-        """Move our messages forward (never back) and tell the webhooks."""
-        await self.outbound.apply_receipt(
-            session_id,
-            list(event.message_ids),
-            event.status.value,
-            event.timestamp,
-            then=self._event(Event.MESSAGE_ACK, at=event.timestamp.isoformat(), by=event.by),
-        )
-
-    def _event(self, event: Event, **extra: Any) -> Then[Message]:
-        """Records ``event`` for the message a status write returns, in that write's transaction.
-
-        A failure to record it fails the status write too: the message stays
-        as it was (queued: sent again under the same WhatsApp id), so a status
-        is never recorded without its event.
-        """
-
-        async def record(conn: Any, message: Message) -> None:
-            data = message_event(message) | extra
-            if event is Event.MESSAGE_FAILED:
-                data["attempts"] = message.attempts
-            await self.sink.emit_in(conn, event, message.session_id, data)
-
-        return record
-
     async def _sweep_orphans(self) -> None:
-        for session_id, wa_id, path in self.spool.files_older_than(ORPHAN_AGE_S):
+        for session_id, wa_id, path in await self.spool.files_older_than(ORPHAN_AGE_S):
             if not await self.outbound.is_queued(session_id, wa_id):
                 with contextlib.suppress(OSError):
-                    path.unlink()
+                    await asyncio.to_thread(path.unlink)
                 log.info("removed a leftover outbox file of session %s", session_id)
-
-
-def message_event(message: Message) -> dict[str, Any]:
-    """The ``data`` of ``message.sent|ack|failed`` events."""
-    return {
-        "id": message.id,
-        "messageId": message.wa_msg_id,
-        "chat": message.chat_id,
-        "type": message.kind,
-        "status": message.status,
-        "idempotencyKey": message.idempotency_key,
-        "sentAt": message.sent_at.isoformat() if message.sent_at else None,
-    }
 
 
 def _stripped(message: Message) -> dict[str, Any] | None:
     """The payload without media bytes: what the row keeps once the send is settled."""
-    payload = message.payload
-    if not payload or not payload.get("media"):
-        return payload
-    return {**payload, "media": MediaSpool.stripped(payload["media"])}
+    ref = queue.media_of(message.payload)
+    return queue.settled(message.payload, MediaSpool.stripped(ref) if ref else None)

@@ -1,6 +1,6 @@
-"""Sending and reading messages: validation → the message to send → the durable queue.
+"""Sending messages: validation → the message to send → the durable queue.
 
-:meth:`OutboundService.send` answers only once the message is recorded
+:meth:`SendService.send` answers only once the message is recorded
 (``queued``, with its media bytes durable and its WhatsApp id chosen), so an
 acknowledged message survives a crash; the worker's sender does the rest
 (:mod:`wagate.outbound.sender`). An idempotency key makes a repeated request
@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from wagate.clock import Clock
 from wagate.domain.message import (
     ContactCard,
     Location,
@@ -48,13 +47,13 @@ from wagate.outbound.rules import (
     new_wa_id,
     recipient_jid,
 )
-from wagate.storage.repos.outbound import STATUSES, HistoryQuery, NewOutbound, OutboundRepo
+from wagate.storage.repos.messages import MessageRepo
+from wagate.storage.repos.outbound import NewOutbound, OutboundRepo
 from wagate.storage.repos.sessions import SessionRepo
 from wagate.storage.spool import MediaSpool
 
 log = logging.getLogger(__name__)
 
-PAYLOAD_VERSION = 1
 MAX_KEY = 256
 Wake = Callable[[str], None]
 
@@ -63,25 +62,25 @@ def _no_wake(_session_id: str) -> None:
     return None
 
 
-class OutboundService:
-    """Queues messages to send and answers history queries, for every API door."""
+class SendService:
+    """Queues messages to send, for every API door; ``wake`` rings the sender's doorbell."""
 
     def __init__(
         self,
         outbound: OutboundRepo,
+        messages: MessageRepo,
         sessions: SessionRepo,
         spool: MediaSpool,
         fetcher: MediaFetcher,
-        clock: Clock,
         *,
         wake: Wake = _no_wake,
     ) -> None:
         self.outbound = outbound
+        self.messages = messages
         self.sessions = sessions
         self.spool = spool
         self.fetcher = fetcher
-        self.clock = clock
-        self.wake = wake  # the sender's doorbell; set by whoever wires the sender
+        self.wake = wake
 
     # --- sending -------------------------------------------------------------------
 
@@ -107,12 +106,7 @@ class OutboundService:
     ) -> tuple[Message, bool]:
         wa_id = new_wa_id()
         ref = await self.spool.put(session.id, wa_id, draft.media.data) if draft.media else None
-        payload = {
-            "v": PAYLOAD_VERSION,
-            "fingerprint": fingerprint,
-            "message": queue.to_json(draft),
-            "media": ref,
-        }
+        payload = queue.payload(draft, fingerprint=fingerprint, media=ref)
         new = NewOutbound(
             session_id=session.id,
             wa_msg_id=wa_id,
@@ -155,7 +149,7 @@ class OutboundService:
         if request.quoted_id:
             draft = replace(draft, quote=await self._quote(session, request.quoted_id))
         if request.reaction is not None:
-            target = await self.outbound.find(session.id, request.reaction.message_id)
+            target = await self.messages.find(session.id, request.reaction.message_id)
             draft = replace(
                 draft,
                 text=request.reaction.emoji,
@@ -166,7 +160,7 @@ class OutboundService:
 
     async def _quote(self, session: Session, ident: str) -> Quote:
         # a quote shows its author and text; we have them when we stored the message
-        target = await self.outbound.find(session.id, ident)
+        target = await self.messages.find(session.id, ident)
         if target is None:
             return Quote(id=ident)
         return Quote(id=target.wa_msg_id, sender=_author(target, session), text=target.text)
@@ -197,39 +191,12 @@ class OutboundService:
             filename = default_filename(mimetype)
         return replace(draft, media=OutgoingMedia(got.data, mimetype, filename))
 
-    # --- reading -------------------------------------------------------------------
-
     async def session(self, session_id: str) -> Session:
         check_session_id(session_id)
         session = await self.sessions.get(session_id)
         if session is None:
             raise NotFound(f"session {session_id!r} not found")
         return session
-
-    async def get(self, session_id: str, ident: str) -> Message:
-        """A message of the session by our id or its WhatsApp id."""
-        await self.session(session_id)
-        message = await self.outbound.find(session_id, ident.strip())
-        if message is None:
-            raise NotFound(f"message {ident[:80]!r} not found in session {session_id!r}")
-        return message
-
-    async def history(self, session_id: str, query: HistoryQuery) -> list[Message]:
-        await self.session(session_id)
-        if query.direction not in (None, "in", "out"):
-            raise InvalidInput("direction", "direction must be in or out")
-        if query.status is not None and query.status not in STATUSES:
-            raise InvalidInput("status", f"status must be one of: {', '.join(STATUSES)}")
-        if query.chat is not None:
-            query = replace(query, chat=_chat_filter(query.chat))
-        return await self.outbound.history(session_id, query)
-
-    async def page(
-        self, session_id: str, limit: int, offset: int
-    ) -> tuple[Session, list[Message], int]:
-        session = await self.session(session_id)
-        messages, total = await self.outbound.page(session_id, limit, offset)
-        return session, messages, total
 
 
 def _check_key(key: str | None) -> str | None:
@@ -262,13 +229,6 @@ def _author(message: Message, session: Session) -> str | None:
     return message.sender
 
 
-def _chat_filter(chat: str) -> str:
-    try:
-        return recipient_jid(chat, "chat")
-    except InvalidInput:
-        return chat.strip()  # a chat we do not parse (a broadcast list) can still be matched
-
-
 def _fingerprint(draft: Outgoing, media: MediaInput | None, local: MediaBytes | None) -> str:
     """What makes two requests "the same" for an idempotency key."""
     described: dict[str, Any] = {"message": queue.to_json(draft)}
@@ -284,7 +244,7 @@ def _fingerprint(draft: Outgoing, media: MediaInput | None, local: MediaBytes | 
 
 
 def _replay(existing: Message, fingerprint: str) -> Message:
-    if (existing.payload or {}).get("fingerprint") != fingerprint:
+    if queue.fingerprint_of(existing.payload) != fingerprint:
         raise Conflict(
             "this idempotency key was used for a different message", code="idempotency_conflict"
         )

@@ -1,56 +1,106 @@
-"""The all-in-one gateway as one service: database, engine, embedded worker, session service.
+"""``wagate serve``: the control plane and one embedded worker in one process.
 
-``async with Gateway(settings) as gw`` returns when everything is ready
-(schema migrated, linked sessions resumed) and stops in order on exit: the
-worker's runners first, then the engine, then the database.
+This module is the composition root of that process: the only place that
+knows every part and how they are tied. It builds them in dependency order,
+each given its collaborators and its settings view, and enters the services
+so that they stop in the reverse order::
+
+    database ─ outbox ─ repositories
+    engine                               (closed after every part that uses it)
+    webhook dispatcher                   (stops last: the final events still go out)
+    ingest ◄─┐
+    sender ◄─┴─ EventRoutes ◄─ worker    (the worker stops first: links drained,
+    runtime flags (Periodic)               every received event stored)
+
+The path of a message reads in the calls: a send goes API → ``SendService``
+→ queued row → ``Sender`` → link → status and ``message.*`` event; a received
+message goes engine → ``SessionRunner`` → ``EventRoutes`` → ``Ingest`` → row,
+media, ``message.received`` event → ``WebhookDispatcher``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
+from wagate.api.app import create_app
 from wagate.clock import Clock, SystemClock
+from wagate.control.flags import FlagWatcher
+from wagate.control.groups import GroupService
+from wagate.control.health import HealthService
+from wagate.control.media import MediaService
+from wagate.control.messages import MessageService
+from wagate.control.runtime import LocalRuntime
+from wagate.control.services import Services
 from wagate.control.sessions import SessionService
 from wagate.engine.base import Engine
 from wagate.errors import ConfigError
+from wagate.ingest.groups import GroupSync
+from wagate.ingest.media import MediaStore
+from wagate.ingest.pipeline import IngestPipeline
 from wagate.ingest.service import Ingest
+from wagate.lifecycle import Periodic
+from wagate.logs import configure
 from wagate.outbound.link_preview import LinkPreviewer
 from wagate.outbound.media_fetch import MediaFetcher
 from wagate.outbound.sender import Sender, SendPolicy
-from wagate.outbound.service import OutboundService
+from wagate.outbound.service import SendService
+from wagate.roles.http import bind, serve_http
 from wagate.settings import Settings, variable
+from wagate.storage.auth_state import FileAuthStore
 from wagate.storage.blobs import BlobStore, S3BlobStore, blob_store
 from wagate.storage.db import Database, create_engine, migrate
+from wagate.storage.outbox import Outbox
 from wagate.storage.repos.audit import AuditRepo
+from wagate.storage.repos.flags import FlagRepo
+from wagate.storage.repos.groups import GroupRepo
+from wagate.storage.repos.media import MediaRepo
+from wagate.storage.repos.messages import MessageRepo
 from wagate.storage.repos.outbound import OutboundRepo
 from wagate.storage.repos.sessions import SessionRepo
+from wagate.storage.repos.webhooks import DeliveryRepo, SubscriptionRepo
 from wagate.storage.spool import MediaSpool
-from wagate.webhooks.events import EventSink
-from wagate.webhooks.outbox import Webhooks
-from wagate.webhooks.session_events import StatusEvents
-from wagate.worker.host import Worker
+from wagate.webhooks.admin import WebhookAdmin
+from wagate.webhooks.dispatcher import WebhookDispatcher
+from wagate.webhooks.events import session_events
+from wagate.worker.events import EventRoutes
+from wagate.worker.host import Listener, Worker
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from wagate.sandbox import SandboxNetwork
 
 log = logging.getLogger(__name__)
 
 
 class Gateway:
-    """Control plane and one embedded worker in one process (``wagate serve``)."""
+    """The all-in-one process; ``async with Gateway(settings) as gw`` returns when it is ready.
+
+    Ready means: schema migrated, every part started, linked sessions
+    resumed. Its parts stay readable as attributes (tools and tests look at
+    them); the API is given only :attr:`services`.
+    """
 
     def __init__(
-        self, settings: Settings, *, clock: Clock | None = None, engine: Engine | None = None
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        engine: Engine | None = None,
+        listeners: Sequence[Listener] = (),
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self._given_engine = engine
+        self._listeners = listeners  # who else hears each session change (tools, tests)
         self._stack = contextlib.AsyncExitStack()
         self.sandbox_network: SandboxNetwork | None = None  # the in-process sandbox, if any
 
@@ -73,82 +123,149 @@ class Gateway:
     async def _start(self) -> None:
         s = self.settings
         make_dirs(s)
-        self.api_key, created = load_or_create_api_key(s)
-        self.api_key_created = created
-        await migrate(s.sqlalchemy_url)
-        self.db = Database(
-            create_engine(s.sqlalchemy_url, sqlite_busy_timeout_ms=s.sqlite_busy_timeout_ms)
-        )
-        self._stack.push_async_callback(self.db.aclose)
-        self.audit = AuditRepo(self.db, self.clock)
+        self.api_key, self.api_key_created = load_or_create_api_key(s)
+        await self._open_storage()
         self.engine = self._given_engine or self._build_engine()
         self._stack.push_async_callback(self.engine.aclose)
-        # the outbox leaves after the worker, so the last lifecycle events are still recorded
-        self.webhooks = await self._stack.enter_async_context(Webhooks(s, self.db, self.clock))
-        self.sink: EventSink = self.webhooks.outbox
-        # session.* events are written in the transaction of the state they report
-        self.sessions = SessionRepo(self.db, self.clock, on_write=StatusEvents(self.sink))
         self.blobs = await self._open_blobs()
-        # all-in-one: the embedded worker is the only one, so every session is its own
-        self.worker = Worker(
-            s,
+        await self._start_webhooks()
+        await self._start_ingest()
+        await self._start_outbound()
+        await self._start_worker()
+        self.services = self._services()
+
+    async def _open_storage(self) -> None:
+        s, clock = self.settings, self.clock
+        await migrate(s.storage.sqlalchemy_url)
+        self.db = Database(
+            create_engine(
+                s.storage.sqlalchemy_url, sqlite_busy_timeout_s=s.storage.sqlite_busy_timeout_s
+            )
+        )
+        self._stack.push_async_callback(self.db.aclose)
+        self.doorbell = asyncio.Event()  # rung when deliveries commit: the dispatcher wakes
+        self.outbox = Outbox(self.db, clock, on_commit=self.doorbell.set)
+        self.sessions = SessionRepo(self.db, clock, outbox=self.outbox, announce=session_events)
+        self.audit = AuditRepo(self.db, clock)
+        self.messages = MessageRepo(self.db, clock, outbox=self.outbox)
+        self.outbound = OutboundRepo(self.db, clock, outbox=self.outbox)
+        self.groups = GroupRepo(self.db, clock, outbox=self.outbox)
+        self.flags = FlagRepo(self.db, clock)
+
+    async def _start_webhooks(self) -> None:
+        """Entered before the worker, so the last lifecycle events still go out."""
+        view = self.settings.webhooks
+        deliveries = DeliveryRepo(self.db, self.clock)
+        subscriptions = SubscriptionRepo(self.db, self.clock)
+        self.webhooks = WebhookAdmin(view, subscriptions, deliveries, wake=self.doorbell.set)
+        dispatcher = WebhookDispatcher(view, deliveries, self.clock, wakeup=self.doorbell)
+        self.dispatcher = await self._stack.enter_async_context(dispatcher)
+
+    async def _start_ingest(self) -> None:
+        view, clock = self.settings.ingest, self.clock
+        media = MediaStore(
+            MediaRepo(self.db, clock),
+            self.blobs,
+            max_bytes=view.max_media_bytes,
+            other_max_bytes=view.other_media_max_bytes,
+            prefix=view.media_prefix,
+            spool_dir=view.spool_dir,
+        )
+        self.pipeline = IngestPipeline(
+            view,
+            messages=self.messages,
+            groups=self.groups,
+            media=media,
+            audit=self.audit,
+            clock=clock,
+        )
+        ingest = Ingest(
+            pipeline=self.pipeline,
+            groups=GroupSync(self.groups, self.audit, clock),
+            messages=self.messages,
+            audit=self.audit,
+            stop_timeout_s=self.settings.worker.stop_timeout_s,
+        )
+        self.ingest = await self._stack.enter_async_context(ingest)
+
+    async def _start_outbound(self) -> None:
+        view = self.settings.send
+        self.spool = MediaSpool(view.spool_dir, inline_max_bytes=view.inline_max_bytes)
+        sender = Sender(
+            self.outbound,
+            self.spool,
+            clock=self.clock,
+            policy=SendPolicy.of(view),
+            prepare=LinkPreviewer.of(view).attach,  # at send time: the API never waits for a page
+        )
+        self.sender = await self._stack.enter_async_context(sender)
+        fetcher = MediaFetcher(
+            max_bytes=view.media_max_bytes,
+            timeout_s=view.media_fetch_timeout_s,
+            max_redirects=view.media_fetch_max_redirects,
+            allow_private=view.allow_private_urls,
+        )
+        self.sending = SendService(
+            self.outbound, self.messages, self.sessions, self.spool, fetcher, wake=sender.wake
+        )
+
+    async def _start_worker(self) -> None:
+        view = self.settings.worker
+        root = view.auth_root
+        worker = Worker(
+            view,
             engine=self.engine,
             sessions=self.sessions,
             audit=self.audit,
             clock=self.clock,
+            handler=EventRoutes(inbound=self.ingest, outbound=self.sender),
+            auth=lambda session_id: FileAuthStore(root, session_id),
+            # all-in-one: the embedded worker is the only one, so every session is its own
             only_worker=True,
+            listeners=self._listeners,
         )
-        self.ingest = Ingest(
-            s,
-            db=self.db,
-            clock=self.clock,
-            worker=self.worker,
-            audit=self.audit,
-            sink=self.sink,
-            blobs=self.blobs,
+        self.worker = await self._stack.enter_async_context(worker)
+        self.runtime = LocalRuntime(self.worker)
+        self.flag_watcher = FlagWatcher(
+            self.flags, self.runtime, self.audit, discover=self.ingest.discover
         )
-        # the worker resumes sessions on entry: their events must already have a route
-        await self._stack.enter_async_context(self.ingest)
-        self._build_outbound()
-        await self._stack.enter_async_context(self.sender)
-        await self._stack.enter_async_context(self.worker)
-        self.service = SessionService(
-            self.sessions,
-            self.worker,
-            self.clock,
-            engine=self.engine.name,
-            worker_id=s.worker_id,
-            connect_wait_s=s.connect_wait_ms / 1000,
-        )
+        polling = Periodic("runtime-flags", self.flag_watcher.poll, view.flag_poll_s, self.clock)
+        await self._stack.enter_async_context(polling)
 
-    def _build_outbound(self) -> None:
-        """The send queue: the API's service and the worker's sender (after ``self.ingest``)."""
+    def app(self) -> FastAPI:
+        """The HTTP API over this gateway's services (and its in-process sandbox, if any)."""
+        return create_app(self.services, api_key=self.api_key, sandbox=self.sandbox_network)
+
+    def _services(self) -> Services:
         s = self.settings
-        repo = OutboundRepo(self.db, self.clock)
-        spool = MediaSpool(s.data_dir / "outbox", inline_max_bytes=s.outbox_inline_max_bytes)
-        self.sender = Sender(
-            repo,
-            spool,
-            links=self.worker.link,
-            sink=self.sink,
-            clock=self.clock,
-            policy=SendPolicy.of(s),
-            prepare=LinkPreviewer.of(s).attach,  # at send time: the API never waits for a page
-        )
-        self.worker.subscribe(self.sender.on_change)
-        self.ingest.on_receipt = self.sender.on_receipt
-        fetcher = MediaFetcher(
-            max_bytes=s.send_media_max_bytes,
-            timeout_s=s.media_fetch_timeout_ms / 1000,
-            max_redirects=s.media_fetch_max_redirects,
-            allow_private=s.allow_private_urls,
-        )
-        self.outbound = OutboundService(
-            repo, self.sessions, spool, fetcher, self.clock, wake=self.sender.wake
+        return Services(
+            sessions=SessionService(
+                self.sessions,
+                self.runtime,
+                self.audit,
+                self.clock,
+                engine=self.engine.name,
+                worker_id=s.worker.worker_id,
+                connect_wait_s=s.worker.connect_wait_s,
+            ),
+            messages=MessageService(self.messages, self.sessions),
+            sending=self.sending,
+            groups=GroupService(
+                self.groups, self.flags, counters=lambda sid: self.pipeline.stats.get(sid, {})
+            ),
+            media=MediaService(MediaRepo(self.db, self.clock), self.blobs),
+            webhooks=self.webhooks,
+            health=HealthService(
+                self.runtime,
+                engine=lambda: engine_figures(self.engine),
+                worker_id=s.worker.worker_id,
+                max_sessions=s.worker.max_sessions,
+            ),
+            send_settings=s.send,
         )
 
     async def _open_blobs(self) -> BlobStore:
-        store = blob_store(self.settings)
+        store = blob_store(self.settings.storage)
         if isinstance(store, S3BlobStore):
             await self._stack.enter_async_context(store)
         return store
@@ -163,25 +280,57 @@ class Gateway:
         from wagate.engine.sandbox import SandboxEngine
         from wagate.sandbox import SandboxNetwork, SandboxTimings
 
-        if s.sandbox_url:
+        view = s.sandbox
+        if view.url:
             return SandboxEngine(
-                url=sandbox_ws_url(s.sandbox_url),
-                key=s.sandbox_key,
-                open_timeout_s=s.sandbox_open_timeout_ms / 1000,
-                close_timeout_s=s.sandbox_close_timeout_ms / 1000,
-                request_timeout_s=s.sandbox_request_timeout_ms / 1000,
+                url=sandbox_ws_url(view.url),
+                key=view.key,
+                open_timeout_s=view.open_timeout_s,
+                close_timeout_s=view.close_timeout_s,
+                request_timeout_s=view.request_timeout_s,
             )
         network = SandboxNetwork(
             timings=SandboxTimings(
-                qr_first_s=s.sandbox_qr_first_ms / 1000,
-                qr_next_s=s.sandbox_qr_next_ms / 1000,
-                qr_count=s.sandbox_qr_count,
+                qr_first_s=view.qr_first_s, qr_next_s=view.qr_next_s, qr_count=view.qr_count
             ),
-            state_path=s.sandbox_state_file,
+            state_path=view.state_file,
         )
         self.sandbox_network = network
         self._stack.push_async_callback(network.aclose)
-        return SandboxEngine(network=network, request_timeout_s=s.sandbox_request_timeout_ms / 1000)
+        return SandboxEngine(network=network, request_timeout_s=view.request_timeout_s)
+
+
+async def run(settings: Settings) -> None:
+    """``wagate serve``: the gateway and its API until SIGINT/SIGTERM, then an ordered stop."""
+    configure(settings.log_level)
+    # bound before anything starts: a port in use stops start-up with one line
+    with bind(settings.host, settings.port, f"{settings.port_variable}, HOST") as sock:
+        async with Gateway(settings) as gateway:
+            if gateway.api_key_created:
+                # printed once, at the start that created it; it stays in the data dir
+                print(
+                    f"wagate: generated an API key (stored in {settings.api_key_file}):\n"
+                    f"  {gateway.api_key}",
+                    flush=True,
+                )
+            app = gateway.app()
+            log.info(
+                "wagate serving on http://%s:%d (engine %s, worker %s)",
+                settings.host,
+                settings.port,
+                gateway.engine.name,
+                settings.worker_id,
+            )
+            await serve_http(
+                app, sock, host=settings.host, port=settings.port, log_level=settings.log_level
+            )
+
+
+def engine_figures(engine: object) -> dict[str, object]:
+    """The engine's name, and its own figures when it reports any (neonize does)."""
+    report = getattr(engine, "health", None)
+    figures = report() if callable(report) else {}
+    return {"name": getattr(engine, "name", "unknown"), **(figures or {})}
 
 
 def sandbox_ws_url(base: str) -> str:

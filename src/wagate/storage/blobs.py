@@ -16,7 +16,7 @@ from typing import Any, Protocol, Self
 
 from wagate.errors import ConfigError, NotFound, TransientError
 from wagate.files import write_atomic
-from wagate.settings import Settings
+from wagate.settings import StorageSettings
 
 CHUNK = 256 * 1024
 
@@ -227,7 +227,7 @@ def _code(exc: Exception) -> str:
     return type(exc).__name__
 
 
-def blob_store(settings: Settings) -> LocalBlobStore | S3BlobStore:
+def blob_store(settings: StorageSettings) -> LocalBlobStore | S3BlobStore:
     """The configured store (not yet opened: S3 needs ``async with``)."""
     if settings.blob_backend == "s3":
         return S3BlobStore(

@@ -12,22 +12,23 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from wagate.errors import ConfigError
+from wagate.errors import ConfigError, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def create_engine(url: str, *, sqlite_busy_timeout_ms: int = 30_000) -> AsyncEngine:
+def create_engine(url: str, *, sqlite_busy_timeout_s: float = 30.0) -> AsyncEngine:
     """An async engine; SQLite gets WAL, a busy timeout and foreign keys."""
     if url.startswith("sqlite"):
         _ensure_sqlite_folder(url)
-        engine = create_async_engine(url, connect_args={"timeout": sqlite_busy_timeout_ms / 1000})
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(sqlite_busy_timeout_ms))
+        engine = create_async_engine(url, connect_args={"timeout": sqlite_busy_timeout_s})
+        busy_ms = round(sqlite_busy_timeout_s * 1000)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(busy_ms))
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
@@ -62,8 +63,22 @@ class Database:
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.begin() as conn:
-            yield conn
+        """One transaction; a lost or unreachable database is :class:`StorageUnavailable`.
+
+        Constraint violations (``IntegrityError``) pass as they are: the
+        repository that caused one translates it into what it means.
+        """
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except (OperationalError, InterfaceError) as exc:
+            raise StorageUnavailable(f"database unavailable: {_short(exc)}") from exc
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            raise StorageUnavailable(f"database connection lost: {_short(exc)}") from exc
+        except (OSError, TimeoutError) as exc:
+            raise StorageUnavailable(f"database unreachable: {type(exc).__name__}") from exc
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -96,3 +111,8 @@ async def migrate(url: str, revision: str = "head") -> None:
 def _short(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
+
+
+def on_commit(conn: AsyncConnection, callback: Callable[[], None]) -> None:
+    """Call ``callback`` once, right after ``conn``'s current transaction commits."""
+    event.listen(conn.sync_connection, "commit", lambda _conn: callback(), once=True)

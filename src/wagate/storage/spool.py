@@ -75,8 +75,11 @@ class MediaSpool:
         """The ref without its bytes: what the row keeps after the send."""
         return {k: v for k, v in ref.items() if k not in ("data", "file")}
 
-    def files_older_than(self, seconds: float) -> list[tuple[str, str, Path]]:
+    async def files_older_than(self, seconds: float) -> list[tuple[str, str, Path]]:
         """``(session_id, message_id, path)`` of spooled files last written before then."""
+        return await asyncio.to_thread(self._files_older_than, seconds)
+
+    def _files_older_than(self, seconds: float) -> list[tuple[str, str, Path]]:
         if not self.root.is_dir():
             return []
         cutoff = time.time() - seconds

@@ -18,17 +18,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from wagate.domain.webhook import ALL_EVENTS, Delivery, Subscription
 from wagate.errors import Conflict, InvalidInput, NotFound
 from wagate.ids import check_session_id
 from wagate.netguard import check_url
-from wagate.settings import Settings
-from wagate.storage.repos.webhooks import (
-    ALL_EVENTS,
-    Delivery,
-    DeliveryRepo,
-    Subscription,
-    SubscriptionRepo,
-)
+from wagate.settings import WebhookSettings
+from wagate.storage.repos.webhooks import DeliveryRepo, SubscriptionRepo
 from wagate.webhooks.events import Event
 
 KNOWN_EVENTS = frozenset(e.value for e in Event)
@@ -100,7 +95,7 @@ class WebhookAdmin:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: WebhookSettings,
         subscriptions: SubscriptionRepo,
         deliveries: DeliveryRepo,
         *,
@@ -133,8 +128,8 @@ class WebhookAdmin:
         made = None
         if secret is not None:
             values["secret"] = check_secret(secret)
-        elif self._settings.webhook_secret:
-            values["secret"] = self._settings.webhook_secret
+        elif self._settings.secret:
+            values["secret"] = self._settings.secret
         else:
             values["secret"] = made = new_secret()
         created = await self._subscriptions.create(new_subscription_id(), **values)

@@ -1,4 +1,4 @@
-"""Pure webhook delivery rules: the envelope, what a response means, when to try again.
+"""Pure webhook delivery rules: the body, what a response means, when to try again.
 
 No I/O here, so the rules are tested without a network or a clock.
 """
@@ -8,53 +8,13 @@ from __future__ import annotations
 import enum
 import json
 import random
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-_MAX_EXPONENT = 32  # 2**32 · base is past any sane maximum; keeps the float finite
-
-
-def iso_utc(moment: datetime) -> str:
-    """``2026-01-01T00:00:00.000Z``: the envelope's timestamp format."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def envelope(
-    event: str, session_id: str | None, data: dict[str, Any], now: datetime
-) -> dict[str, Any]:
-    """The JSON every subscriber receives; ``id`` names the event across subscriptions."""
-    return {
-        "id": str(uuid.uuid4()),
-        "event": event,
-        "sessionId": session_id,
-        "timestamp": iso_utc(now),
-        "data": jsonable(data),
-    }
-
-
-def jsonable(data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` as plain JSON values (datetimes as ISO UTC, enums by value)."""
-    result: dict[str, Any] = json.loads(json.dumps(data, default=_json_default))
-    return result
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return iso_utc(value) if value.tzinfo is not None else value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    # an unknown type must not make the event unrecordable; its text is better than nothing
-    return str(value)
+from wagate.backoff import Backoff
 
 
 def encode(payload: dict[str, Any]) -> bytes:
@@ -120,10 +80,12 @@ class RetryPolicy:
     max_attempts: int
     jitter_ratio: float = 0.1
 
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(self.base_s, self.max_s, jitter_ratio=self.jitter_ratio)
+
     def delay(self, attempts: int, rng: random.Random) -> float:
-        exp = min(max(attempts - 1, 0), _MAX_EXPONENT)
-        core = min(self.max_s, self.base_s * 2**exp)
-        return float(core + rng.uniform(0.0, core * self.jitter_ratio))
+        return self.backoff.delay(attempts - 1, rng)
 
     def next_delay(
         self, attempts: int, rng: random.Random, retry_after_s: float | None = None
@@ -140,10 +102,7 @@ class RetryPolicy:
 
     def schedule(self) -> list[float]:
         """The delays between tries without jitter (for docs and tests)."""
-        return [
-            min(self.max_s, self.base_s * 2 ** min(n - 1, _MAX_EXPONENT))
-            for n in range(1, self.max_attempts)
-        ]
+        return [self.backoff.core(n - 1) for n in range(1, self.max_attempts)]
 
 
 def log_host(url: str) -> str:

@@ -1,15 +1,20 @@
 """A worker: hosts many session runners in one process, at most one per session id.
 
 Entering the worker resumes the sessions it owns that were running when the
-process last stopped (or died); leaving it stops every runner within a
-deadline. A periodic sweep clears expired QRs (seed 000).
+process last stopped (or died), as many as it may run; then its QR sweep
+starts (seed 000). Leaving it stops every runner gracefully: each live link
+is drained (every event the engine already received is handled) within
+``stop_timeout_s``, then whatever is left is cancelled.
 
 Start, stop, restart and logout of one session id are serialised by a lock
 per id, and a runner is registered before its first await, so concurrent
-calls never run two runners for one id. Each runner runs under a supervisor:
-one that ends with an unexpected exception is logged, audited and started
-again after a backoff delay; one that rests (stopped, logged out, failed) is
-not.
+calls never run two runners for one id. A runner that does not stop within
+its deadline stays registered as *stopping* until it really ended: a start
+of that id waits for it, or answers 409 ``session_stopping`` — two live
+sockets on one account get it logged out. Each runner runs under a
+supervisor: one that ends with an unexpected exception is logged, audited
+and started again after a backoff delay; one that rests (stopped, logged
+out, failed) is not.
 """
 
 from __future__ import annotations
@@ -18,30 +23,21 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
-from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
-from wagate.backoff import Backoff
 from wagate.clock import Clock
 from wagate.domain.audit import AuditEvent
-from wagate.domain.session import Session, SessionState, Unlink
-from wagate.engine.base import AuthStore, Engine, Link, LinkOptions
+from wagate.domain.session import ChangeKind, Session, SessionChange, SessionState, Unlink
+from wagate.engine.base import AuthStore, Engine, LinkOptions
 from wagate.errors import Conflict, NotFound
-from wagate.settings import Settings
-from wagate.storage.auth_state import FileAuthStore
+from wagate.lifecycle import Periodic, Service
+from wagate.settings import WorkerSettings
 from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.sessions import SessionRepo
+from wagate.worker.events import EventHandler
 from wagate.worker.qr import QRTracker
-from wagate.worker.runner import (
-    EventSink,
-    ProxyFailover,
-    RunnerDeps,
-    SessionChange,
-    SessionRunner,
-)
+from wagate.worker.runner import ProxyFailover, RunnerDeps, SessionRunner
 from wagate.worker.unlink import unlink
 
 log = logging.getLogger(__name__)
@@ -70,8 +66,8 @@ class _Locks:
                 del self._users[key], self._locks[key]
 
 
-class Worker:
-    """Runs sessions on this process; the API reaches it through :mod:`wagate.control`.
+class Worker(Service):
+    """Runs sessions on this process; the control plane reaches it through a runtime.
 
     ``only_worker`` says this worker is the only one there is (``wagate serve``):
     then every session is its own, whatever worker id its row records, so a
@@ -81,17 +77,20 @@ class Worker:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: WorkerSettings,
         *,
         engine: Engine,
         sessions: SessionRepo,
         audit: AuditRepo,
         clock: Clock,
+        handler: EventHandler,
+        auth: AuthFactory,
         rng: random.Random | None = None,
-        auth_factory: AuthFactory | None = None,
         proxy_failover: ProxyFailover | None = None,
         only_worker: bool = False,
+        listeners: Sequence[Listener] = (),
     ) -> None:
+        super().__init__("worker", stop_timeout_s=settings.stop_timeout_s)
         self.settings = settings
         self.worker_id = settings.worker_id
         self.only_worker = only_worker
@@ -99,69 +98,76 @@ class Worker:
         self.sessions = sessions
         self.audit = audit
         self.clock = clock
-        root = settings.auth_root
-        self._auth_factory = auth_factory or (lambda sid: FileAuthStore(Path(root), sid))
-        self._listeners: list[Listener] = []
+        self._auth = auth
+        self._listeners = list(listeners)
         self._runners: dict[str, SessionRunner] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stopping: dict[str, asyncio.Task[None]] = {}  # past their deadline, not yet ended
         self._locks = _Locks()
         self._changed = asyncio.Event()
         self._closing = False
-        self._sweeper: asyncio.Task[None] | None = None
         self._deps = RunnerDeps(
             engine=engine,
             sessions=sessions,
             audit=audit,
             clock=clock,
             rng=rng or random.Random(),
-            backoff=Backoff(
-                settings.backoff_base_ms / 1000,
-                settings.backoff_max_ms / 1000,
-                settings.backoff_jitter_ms / 1000,
-            ),
-            qr=QRTracker(timedelta(milliseconds=settings.qr_expiry_ms)),
-            reset_after_s=settings.backoff_reset_after_ms / 1000,
+            backoff=settings.backoff,
+            qr=QRTracker(settings.qr_expiry),
+            reset_after_s=settings.backoff_reset_after_s,
             notify=self._publish,
+            handler=handler,
             proxy_failover=proxy_failover,
         )
+        self._sweep = Periodic("qr-sweep", self.sweep_qrs, settings.qr_sweep_interval_s, clock)
 
     # --- service lifecycle ---------------------------------------------------------
 
-    async def __aenter__(self) -> Self:
-        self._sweeper = asyncio.create_task(self._sweep_qrs(), name="qr-sweeper")
+    async def open(self) -> None:
         await self.resume()
-        return self
+        # after the resume: a resume that fails leaves no sweeper behind
+        await self._sweep.__aenter__()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def stop_intake(self) -> None:
         self._closing = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-        await self._cancel_all()
+
+    async def drain(self) -> None:
+        await self._sweep.__aexit__(None, None, None)
+        await asyncio.gather(*(self._stop_runner(sid) for sid in list(self._tasks)))
 
     async def resume(self) -> list[str]:
-        """Start every session this worker owns that was running when it last stopped."""
+        """Start every session this worker owns that was running when it last stopped.
+
+        At most ``max_sessions``: the rest is recorded as stopped, with why,
+        and audited, so an operator sees it (and start-up goes on).
+        """
         running = [s for s in SessionState if s.is_running]
         owner = None if self.only_worker else self.worker_id
         found = await self.sessions.find(worker_id=owner, states=running)
         self._log_adopted([s for s in found if s.worker_id != self.worker_id])
-        resumed = []
+        resumed: list[str] = []
         for session in found:
+            if len(self._tasks) >= self.settings.max_sessions:
+                await self._not_resumed(session)
+                continue
             async with self._locks.hold(session.id):
-                if session.id in self._tasks:
-                    continue
-                # the process that ran it is gone: from the runner's view the link was lost
-                self._launch(session, SessionState.RECONNECTING)
-                resumed.append(session.id)
+                if session.id not in self._tasks:
+                    # the process that ran it is gone: from the runner's view the link was lost
+                    self._launch(session, SessionState.RECONNECTING)
+                    resumed.append(session.id)
         if resumed:
             log.info("resumed %d session(s)", len(resumed))
         return resumed
+
+    async def _not_resumed(self, session: Session) -> None:
+        limit = self.settings.max_sessions
+        reason = f"not resumed: this worker runs its maximum of {limit} sessions"
+        log.error("session %s %s (WORKER_MAX_SESSIONS)", session.id, reason)
+        change = self._change(session.id, SessionState.STOPPED, reason)
+        await self.sessions.record_disconnected(change, None, reason)
+        data = {"code": "WORKER_FULL", "msg": reason}
+        await self.audit.add(session.id, AuditEvent.ERROR, data)
+        await self._publish(change)
 
     def _log_adopted(self, adopted: list[Session]) -> None:
         if not adopted:
@@ -179,13 +185,9 @@ class Worker:
     def is_running(self, session_id: str) -> bool:
         return session_id in self._tasks
 
-    def running(self) -> list[str]:
-        return list(self._tasks)
-
-    def link(self, session_id: str) -> Link | None:
-        """The session's live link when it is connected here, else None."""
-        runner = self._runners.get(session_id)
-        return runner.link if runner else None
+    def running(self) -> dict[str, SessionState]:
+        """Each session with a runner here, and the runner's state."""
+        return {sid: runner.state for sid, runner in self._runners.items()}
 
     def runner_state(self, session_id: str) -> SessionState | None:
         """The state of the session's runner here, None when none runs it."""
@@ -198,7 +200,7 @@ class Worker:
             return await self._start(session_id, pair_phone)
 
     async def stop(self, session_id: str, *, reason: str = "stopped by operator") -> None:
-        """Stop the runner (if any) and record the session as stopped."""
+        """Stop the runner (if any) gracefully and record the session as stopped."""
         async with self._locks.hold(session_id):
             await self._stop(session_id, reason)
 
@@ -226,46 +228,40 @@ class Worker:
 
         Over the live link when the session is connected here; else, when
         credentials exist, over a link opened with them (within
-        ``STOP_TIMEOUT_MS``). The credentials go in every case.
+        ``stop_timeout_s``). The credentials go in every case.
         """
         async with self._locks.hold(session_id):
             outcome = await self._logout_live(session_id)
-            await self._cancel(session_id)
+            await self._stop_runner(session_id)
             if outcome is None:
                 outcome = await self._unlink(session_id)
-            await self._auth_factory(session_id).clear()
+            await self._auth(session_id).clear()
             await self._audit_logout(session_id, outcome)
             return outcome
 
     def auth(self, session_id: str) -> AuthStore:
-        return self._auth_factory(session_id)
+        return self._auth(session_id)
 
-    # --- listening -----------------------------------------------------------------
+    async def await_answer(self, session_id: str, within_s: float) -> None:
+        """Wait (at most ``within_s``) until the session's runner has something to show.
 
-    def route_events(self, handler: EventSink) -> None:
-        """Where message, receipt and group events of every session go."""
-        self._deps.on_event = handler
-
-    def subscribe(self, listener: Listener) -> None:
-        self._listeners.append(listener)
-
-    async def wait_for(self, check: Callable[[], Awaitable[bool]], within_s: float) -> bool:
-        """Wait until ``check()`` holds, re-checking after every session change.
-
-        Changes are state reports and runners that end.
+        A QR, a pairing code or the connection; or the runner ended (its row
+        holds the rest it came to). Returns at once when that is already so.
         """
+        await self._wait_until(lambda: self._answered(session_id), within_s)
 
-        async def _wait() -> None:
-            while True:
-                changed = self._changed  # taken before the check: a change during it wakes us
-                if await check():
-                    return
-                await changed.wait()
+    def _answered(self, session_id: str) -> bool:
+        runner = self._runners.get(session_id)
+        return runner is None or runner.answered
 
-        try:
-            await asyncio.wait_for(_wait(), within_s)
-        except TimeoutError:
-            return False
+    async def _wait_until(self, check: Callable[[], bool], within_s: float) -> bool:
+        """Wait until ``check()`` holds, re-checked after every change and every runner's end."""
+        deadline = self.clock.monotonic() + within_s
+        while not check():
+            left = deadline - self.clock.monotonic()
+            if left <= 0:
+                return False
+            await self.clock.wait(self._changed, left)
         return True
 
     def _wake(self) -> None:
@@ -278,11 +274,16 @@ class Worker:
             try:
                 await listener(change)
             except Exception:
-                log.exception("listener failed on %s of %s", change.event, change.session_id)
+                log.exception("listener failed on %s of %s", change.kind, change.session_id)
+
+    def _change(self, session_id: str, state: SessionState, reason: str) -> SessionChange:
+        data = {"kind": None, "reason": reason}
+        return SessionChange(session_id, state, ChangeKind.STATE, self.clock.now(), data)
 
     # --- verbs, under the session's lock -------------------------------------------
 
     async def _start(self, session_id: str, pair_phone: str | None) -> bool:
+        await self._await_stopped(session_id)
         if session_id in self._tasks:
             return False
         session = await self.sessions.get(session_id)
@@ -291,13 +292,25 @@ class Worker:
         self._launch(session, _starting_state(session.status), pair_phone=pair_phone)
         return True
 
-    async def _stop(self, session_id: str, reason: str) -> None:
-        await self._cancel(session_id)
-        if await self.sessions.get(session_id) is not None:
-            await self.sessions.record_disconnected(session_id, SessionState.STOPPED, None, reason)
-            await self._publish(
-                SessionChange(session_id, SessionState.STOPPED, "state", self.clock.now())
+    async def _await_stopped(self, session_id: str) -> None:
+        """A runner of this id still ending: wait for it, or refuse (never two links)."""
+        ending = self._stopping.get(session_id)
+        if ending is None:
+            return
+        await asyncio.wait({ending}, timeout=self.settings.stop_timeout_s)
+        if not ending.done():
+            raise Conflict(
+                f"session {session_id!r} is still stopping (its link has not closed yet); "
+                "try again in a moment",
+                code="session_stopping",
             )
+
+    async def _stop(self, session_id: str, reason: str) -> None:
+        await self._stop_runner(session_id)
+        if await self.sessions.get(session_id) is not None:
+            change = self._change(session_id, SessionState.STOPPED, reason)
+            await self.sessions.record_disconnected(change, None, reason)
+            await self._publish(change)
 
     async def _logout_live(self, session_id: str) -> Unlink | None:
         """Log out over the running link; None when there is none (or it failed)."""
@@ -311,15 +324,14 @@ class Worker:
             runner.log.warning("logout over the live link failed: %s", exc)
             return None
         # the runner records the logout and rests: give it its stop deadline to do so
-        await asyncio.wait({task}, timeout=self.settings.stop_timeout_ms / 1000)
+        await asyncio.wait({task}, timeout=self.settings.stop_timeout_s)
         return Unlink.LIVE
 
     async def _unlink(self, session_id: str) -> Unlink:
         session = await self.sessions.get(session_id)
         options = LinkOptions(proxy=session.proxy if session else None)
-        within_s = self.settings.stop_timeout_ms / 1000
-        auth = self._auth_factory(session_id)
-        return await unlink(self.engine, auth, options, self.clock, within_s)
+        auth = self._auth(session_id)
+        return await unlink(self.engine, auth, options, self.clock, self.settings.stop_timeout_s)
 
     async def _audit_logout(self, session_id: str, outcome: Unlink) -> None:
         await self.audit.add(session_id, AuditEvent.LOGOUT, {"via": outcome.value})
@@ -337,9 +349,9 @@ class Worker:
         """Register the session's runner and its task, with no await in between."""
         if self._closing:
             raise Conflict("the worker is shutting down", code="worker_closing")
-        if len(self._tasks) >= self.settings.worker_max_sessions:
+        if len(self._tasks) >= self.settings.max_sessions:
             raise Conflict(
-                f"this worker runs its maximum of {self.settings.worker_max_sessions} sessions",
+                f"this worker runs its maximum of {self.settings.max_sessions} sessions",
                 code="worker_full",
             )
         attempt = session.reconnect_attempts if state is SessionState.RECONNECTING else 0
@@ -353,9 +365,7 @@ class Worker:
         )
 
     def _runner(self, session_id: str, state: SessionState, **kw: Any) -> SessionRunner:
-        return SessionRunner(
-            session_id, self._auth_factory(session_id), self._deps, state=state, **kw
-        )
+        return SessionRunner(session_id, self._auth(session_id), self._deps, state=state, **kw)
 
     async def _supervise(self, runner: SessionRunner, *, claim: bool) -> None:
         """Run the session until it rests, starting a new runner after each crash."""
@@ -401,30 +411,50 @@ class Worker:
         self._runners[sid] = runner
         return runner
 
-    async def _cancel(self, session_id: str) -> None:
-        task = self._tasks.pop(session_id, None)
-        self._runners.pop(session_id, None)
-        if task is None:
+    async def _stop_runner(self, session_id: str) -> None:
+        """Stop the session's runner: drain its link, else cancel; keep it if it will not end.
+
+        A runner still running after its deadline (and a cancel) stays
+        registered as stopping until it ends: no new runner of that id starts
+        while the old one may still hold the socket.
+        """
+        task, runner = self._tasks.get(session_id), self._runners.get(session_id)
+        if task is None or runner is None:
             return
-        task.cancel()
-        done, _ = await asyncio.wait({task}, timeout=self.settings.stop_timeout_ms / 1000)
+        limit = self.settings.stop_timeout_s
+        if not await _quietly(runner.stop(), runner):
+            task.cancel()  # nothing to drain: connecting, or waiting to reconnect
+        done, _ = await asyncio.wait({task}, timeout=limit)
         if not done:
-            log.error("session %s did not stop within the deadline", session_id)
+            runner.log.warning("the link did not drain within %.1fs; cancelling", limit)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=limit)
+        if self._tasks.get(session_id) is task:  # ended or not, it is not this id's runner now
+            del self._tasks[session_id]
+            self._runners.pop(session_id, None)
+        if not done:
+            runner.log.error("the runner did not stop within %.1fs; still stopping", 2 * limit)
+            self._stopping[session_id] = task
+            task.add_done_callback(lambda _t: self._forget_stopping(session_id, task))
 
-    async def _cancel_all(self) -> None:
-        await asyncio.gather(*(self._cancel(sid) for sid in list(self._tasks)))
+    def _forget_stopping(self, session_id: str, task: asyncio.Task[None]) -> None:
+        if self._stopping.get(session_id) is task:
+            del self._stopping[session_id]
+        self._wake()
 
-    async def _sweep_qrs(self) -> None:
-        interval = self.settings.qr_sweep_interval_ms / 1000
-        while True:
-            await self.clock.sleep(interval)
-            try:
-                expired = await self.sessions.expire_qrs(self.clock.now())
-            except Exception:
-                log.exception("QR sweep failed")
-                continue
-            if expired:
-                log.info("cleared %d expired QR(s)", len(expired))
+    async def sweep_qrs(self) -> None:
+        """Seed 000's sweep: clear every QR whose validity ran out."""
+        expired = await self.sessions.expire_qrs(self.clock.now())
+        if expired:
+            log.info("cleared %d expired QR(s)", len(expired))
+
+
+async def _quietly(stopping: Awaitable[bool], runner: SessionRunner) -> bool:
+    try:
+        return await stopping
+    except Exception as exc:
+        runner.log.warning("graceful stop failed: %s", exc)
+        return False
 
 
 def _starting_state(status: SessionState) -> SessionState:

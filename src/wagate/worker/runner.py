@@ -1,26 +1,36 @@
 """One session's life on a worker: connect → events → disconnect → recover → connect.
 
 The runner owns the session's link to the engine and is the only writer of
-its runtime columns. What happens after a disconnect is decided by the pure
+its runtime columns. Each change is one :class:`~wagate.domain.session.SessionChange`:
+recorded with its webhook events in one transaction, then told to the worker.
+What happens after a disconnect is decided by the pure
 :func:`wagate.domain.session.recovery_for`; delays come from
-:class:`~wagate.backoff.Backoff` and are slept on the injected clock.
+:class:`~wagate.backoff.Backoff` and are waited out on the injected clock.
+
+Events are handed to the worker's :class:`~wagate.worker.events.EventHandler`
+with the link they came from, one at a time: the next event is read only
+when the handler is done with this one. A graceful stop drains the link:
+intake stops, every event the engine already received is still handled, and
+only then is the link closed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 from wagate.backoff import Backoff
 from wagate.clock import Clock
 from wagate.domain.audit import AuditEvent
 from wagate.domain.session import (
+    ChangeKind,
     DisconnectKind,
     Recovery,
+    SessionChange,
     SessionState,
     can_transition,
     recovery_for,
@@ -31,37 +41,24 @@ from wagate.engine.base import (
     Disconnected,
     Engine,
     EngineEvent,
+    GroupEvent,
     Link,
     LinkOptions,
+    MessageEvent,
     PairCode,
     QRCode,
+    ReceiptEvent,
 )
 from wagate.errors import AccountBlocked, ProxyFailure, RelinkRequired, TransientError
 from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.sessions import SessionRepo
+from wagate.worker.events import EventHandler
 from wagate.worker.qr import QRTracker
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True, slots=True)
-class SessionChange:
-    """Something a listener (webhooks, uplinks, waiters) may want to hear about."""
-
-    session_id: str
-    state: SessionState
-    event: str  # state | qr | pair_code | connected | disconnected
-    at: datetime
-    data: dict[str, Any] = field(default_factory=dict)
-
-
 Notify = Callable[[SessionChange], Awaitable[None]]
 ProxyFailover = Callable[[str, str | None, str], Awaitable[str | None]]
-EventSink = Callable[[str, EngineEvent], Awaitable[None]]
-
-
-async def _no_events(_session_id: str, _event: EngineEvent) -> None:
-    return None
 
 
 @dataclass(slots=True)
@@ -77,8 +74,8 @@ class RunnerDeps:
     qr: QRTracker
     reset_after_s: float
     notify: Notify
+    handler: EventHandler
     proxy_failover: ProxyFailover | None = None
-    on_event: EventSink = _no_events
 
 
 class SessionRunner:
@@ -101,21 +98,28 @@ class SessionRunner:
         self.proxy = proxy
         self.pair_phone = pair_phone
         self.attempt = attempt
+        self.answered = False  # this link showed a QR or pairing code, or connected
         self._deps = deps
         self._link: Link | None = None
         self._connected_since: float | None = None
         self._qr_count = 0
+        self._linked = False  # the handler heard ``linked`` for the current link
+        self._stopping = asyncio.Event()
+        self._draining = False
         self.log = log.getChild(session_id)
 
     # --- the loop ------------------------------------------------------------------
 
     async def run(self) -> SessionState:
-        """Run until the session rests; returns the resting state."""
-        while True:
+        """Run until the session rests (or a graceful stop drained it); the resting state."""
+        while not self._stopping.is_set():
             disconnected = await self._connect_once()
+            if self._stopping.is_set():
+                break
             resting = await self._recover(disconnected)
             if resting is not None:
                 return resting
+        return SessionState.STOPPED
 
     async def _connect_once(self) -> Disconnected:
         options = LinkOptions(proxy=self.proxy, pair_phone=self.pair_phone)
@@ -123,11 +127,13 @@ class SessionRunner:
             await self._enter_connecting()
             async with self._deps.engine.link(self.auth, options) as link:
                 self._link = link
-                async for event in link.events():
-                    if isinstance(event, Disconnected):
-                        return event
-                    await self._handle(event)
-            return Disconnected(DisconnectKind.CONNECTION_LOST, "stream ended")
+                try:
+                    return await self._follow(link)
+                finally:
+                    self._link = None
+                    if self._linked:
+                        self._linked = False
+                        await self._deps.handler.unlinked(self.session_id)
         except ProxyFailure as exc:
             return Disconnected(DisconnectKind.PROXY_ERROR, exc.message)
         except TransientError as exc:
@@ -140,14 +146,24 @@ class SessionRunner:
             self.log.exception("session loop failed")
             await self._audit_quietly(AuditEvent.ERROR, {"code": "RUNNER_ERROR", "msg": str(exc)})
             return Disconnected(DisconnectKind.CONNECTION_LOST, f"internal error: {exc}"[:300])
-        finally:
-            self._link = None
+
+    async def _follow(self, link: Link) -> Disconnected:
+        """Handle the link's events until its one ``Disconnected`` (or the end of a drain)."""
+        if self._stopping.is_set():
+            await self._drain(link)
+        async for event in link.events():
+            if isinstance(event, Disconnected):
+                return event
+            await self._handle(link, event)
+        return Disconnected(DisconnectKind.CONNECTION_LOST, "stream ended")
 
     async def _enter_connecting(self) -> None:
         # a new link shows its own QRs: the one remembered as shown goes with the cleared columns
         self._deps.qr.forget(self.session_id)
-        await self._enter(
+        self.answered = False
+        await self._record(
             SessionState.CONNECTING,
+            ChangeKind.STATE,
             qr=None,
             qr_generated_at=None,
             qr_expires_at=None,
@@ -175,7 +191,7 @@ class SessionRunner:
             {"attempt": self.attempt, "delay_ms": round(delay * 1000), "after": disconnected.kind},
         )
         self.log.info("reconnecting in %.2fs (attempt %d)", delay, self.attempt)
-        await self._deps.clock.sleep(delay)
+        await self._deps.clock.wait(self._stopping, delay)
         return None
 
     def _healthy_long_enough(self) -> bool:
@@ -194,7 +210,7 @@ class SessionRunner:
             self.proxy = new
             await self._deps.sessions.update(self.session_id, proxy=new)
 
-    # --- verbs from the host -------------------------------------------------------
+    # --- verbs from the worker -----------------------------------------------------
 
     @property
     def link(self) -> Link | None:
@@ -209,17 +225,45 @@ class SessionRunner:
         await link.logout()
         return True
 
+    async def stop(self) -> bool:
+        """Stop gracefully: True when a live link is draining (the run ends by itself).
+
+        False when there is no link to drain (connecting, or waiting to
+        reconnect): then :meth:`run` ends at its next wait, or the caller
+        cancels it.
+        """
+        self._stopping.set()
+        link = self._link
+        if link is None:
+            return False
+        await self._drain(link)
+        return True
+
+    async def _drain(self, link: Link) -> None:
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            await link.drain()
+        except Exception as exc:  # the link is going anyway: the caller's deadline applies
+            self.log.warning("could not drain the link: %s", exc)
+
     # --- events --------------------------------------------------------------------
 
-    async def _handle(self, event: EngineEvent) -> None:
-        if isinstance(event, QRCode):
+    async def _handle(self, link: Link, event: EngineEvent) -> None:
+        handler = self._deps.handler
+        if isinstance(event, MessageEvent):
+            await handler.message(self.session_id, link, event)
+        elif isinstance(event, ReceiptEvent):
+            await handler.receipt(self.session_id, event)
+        elif isinstance(event, GroupEvent):
+            await handler.group(self.session_id, link, event)
+        elif isinstance(event, QRCode):
             await self._on_qr(event)
         elif isinstance(event, PairCode):
             await self._on_pair_code(event)
         elif isinstance(event, Connected):
-            await self._on_connected(event)
-        else:
-            await self._deps.on_event(self.session_id, event)
+            await self._on_connected(link, event)
 
     async def _on_qr(self, event: QRCode) -> None:
         deps, now = self._deps, self._deps.clock.now()
@@ -227,20 +271,26 @@ class SessionRunner:
             return
         self._qr_count += 1
         expires_at = deps.qr.expiry(now, event.ttl_s)
-        await deps.sessions.record_qr(self.session_id, event.code, now, expires_at)
+        data = {"qr": event.code, "expires_at": expires_at.isoformat()}
+        change = self._change(SessionState.QR, ChangeKind.QR, data)
+        await deps.sessions.record_qr(change, event.code, now, expires_at)
         deps.qr.updated(self.session_id, event.code, now, expires_at)
         self._set_state(SessionState.QR)
+        self.answered = True
         await deps.audit.add(self.session_id, AuditEvent.QR_GENERATED, {"n": self._qr_count})
-        await self._notify("qr", qr=event.code, expires_at=expires_at.isoformat())
+        await self._notify(change)
 
     async def _on_pair_code(self, event: PairCode) -> None:
-        await self._deps.sessions.update(self.session_id, pair_code=event.code)
-        await self._notify("pair_code", code=event.code)
+        self.answered = True
+        data = {"code": event.code}
+        await self._record(self.state, ChangeKind.PAIR_CODE, data, pair_code=event.code)
 
-    async def _on_connected(self, event: Connected) -> None:
+    async def _on_connected(self, link: Link, event: Connected) -> None:
         deps = self._deps
+        data = {"phone": event.phone, "jid": event.jid, "push_name": event.push_name}
+        change = self._change(SessionState.CONNECTED, ChangeKind.CONNECTED, data)
         await deps.sessions.record_connected(
-            self.session_id,
+            change,
             phone_number=event.phone,
             jid=event.jid,
             wa_name=event.push_name,
@@ -251,34 +301,50 @@ class SessionRunner:
         self._qr_count = 0
         self._connected_since = deps.clock.monotonic()
         self._set_state(SessionState.CONNECTED)
+        self.answered = True
         await deps.audit.add(self.session_id, AuditEvent.CONNECT, {"phone": event.phone})
         self.log.info("connected as %s", event.phone)
-        await self._notify("connected", phone=event.phone, jid=event.jid, push_name=event.push_name)
+        self._linked = True
+        await deps.handler.linked(self.session_id, link)
+        await self._notify(change)
 
     async def _record_disconnect(self, state: SessionState, event: Disconnected) -> None:
         deps = self._deps
         deps.qr.forget(self.session_id)
+        data = {"kind": event.kind.value, "reason": event.reason, **event.detail}
+        change = self._change(state, ChangeKind.DISCONNECTED, data)
         self._set_state(state)
         try:
             await deps.sessions.record_disconnected(
-                self.session_id, state, event.kind, event.reason, attempts=self.attempt
+                change, event.kind, event.reason, attempts=self.attempt
             )
         except Exception:  # the loop must go on: the next successful write corrects the row
             self.log.exception("could not record the disconnect")
-        data = {"kind": event.kind.value, "reason": event.reason, **event.detail}
         await self._audit_quietly(AuditEvent.DISCONNECT, data)
         self.log.info("disconnected: %s %s", event.kind, event.reason)
-        await self._notify("disconnected", **data)
+        await self._notify(change)
 
     # --- state ---------------------------------------------------------------------
 
-    async def _enter(self, state: SessionState, **columns: Any) -> None:
-        if state is self.state and not columns:
+    async def _record(
+        self,
+        state: SessionState,
+        kind: ChangeKind,
+        data: dict[str, Any] | None = None,
+        **columns: Any,
+    ) -> None:
+        """Record a change (the row first: whoever sees the runner in ``state`` finds it so)."""
+        if state is self.state and kind is ChangeKind.STATE and not columns:
             return
-        # written first: whoever sees the runner in ``state`` finds the row saying so too
-        await self._deps.sessions.update(self.session_id, status=state, **columns)
+        change = self._change(state, kind, data)
+        await self._deps.sessions.record(change, **columns)
         self._set_state(state)
-        await self._notify("state")
+        await self._notify(change)
+
+    def _change(
+        self, state: SessionState, kind: ChangeKind, data: dict[str, Any] | None = None
+    ) -> SessionChange:
+        return SessionChange(self.session_id, state, kind, self._deps.clock.now(), data or {})
 
     def _set_state(self, state: SessionState) -> None:
         if state is self.state:
@@ -287,12 +353,11 @@ class SessionRunner:
             self.log.error("unexpected transition %s → %s", self.state, state)
         self.state = state
 
-    async def _notify(self, event: str, **data: Any) -> None:
-        change = SessionChange(self.session_id, self.state, event, self._deps.clock.now(), data)
+    async def _notify(self, change: SessionChange) -> None:
         try:
             await self._deps.notify(change)
         except Exception:
-            self.log.exception("a session listener failed on %s", event)
+            self.log.exception("a session listener failed on %s", change.kind)
 
     async def _audit_quietly(self, event: AuditEvent, data: dict[str, Any]) -> None:
         try:

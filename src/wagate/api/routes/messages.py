@@ -4,28 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from wagate.api import deps
+from wagate.api.deps import Messages, Sending, SendLimits
 from wagate.api.message_body import read_send_body
 from wagate.api.message_schemas import MessageListOut, MessageOut, SendMessageIn
 from wagate.api.params import RowId, UtcTime
-from wagate.outbound.service import OutboundService
-from wagate.storage.repos.outbound import HistoryQuery
+from wagate.domain.message import HistoryQuery
 
 router = APIRouter(prefix="/api/sessions", tags=["messages"])
 
 
-def outbound(request: Request) -> OutboundService:
-    return deps.gateway(request).outbound
-
-
-def max_media_bytes(request: Request) -> int:
-    return deps.gateway(request).settings.send_media_max_bytes
-
-
-Outbound = Annotated[OutboundService, Depends(outbound)]
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -156,10 +146,11 @@ SEND_BODY_DOC: dict[str, Any] = {
 async def send(
     session_id: str,
     request: Request,
-    service: Outbound,
+    service: Sending,
+    limits: SendLimits,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    body, upload = await read_send_body(request, SendMessageIn, max_media_bytes(request))
+    body, upload = await read_send_body(request, SendMessageIn, limits.media_max_bytes)
     message, created = await service.send(session_id, body.to_request(upload, idempotency_key))
     return JSONResponse(
         MessageOut.of(message).model_dump(mode="json"), status_code=201 if created else 200
@@ -169,7 +160,7 @@ async def send(
 @router.get("/{session_id}/messages", summary="Message history, newest first")
 async def history(
     session_id: str,
-    service: Outbound,
+    service: Messages,
     chat: Annotated[str | None, Query(max_length=128, description="Phone or JID")] = None,
     direction: Annotated[str | None, Query(description="in | out")] = None,
     status: Annotated[str | None, Query(max_length=16)] = None,
@@ -195,5 +186,5 @@ async def history(
 
 
 @router.get("/{session_id}/messages/{message_id}", summary="One message, by our id or WhatsApp's")
-async def get_message(session_id: str, message_id: str, service: Outbound) -> MessageOut:
+async def get_message(session_id: str, message_id: str, service: Messages) -> MessageOut:
     return MessageOut.of(await service.get(session_id, message_id))

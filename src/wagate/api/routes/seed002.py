@@ -6,11 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
 
-from wagate.api.deps import Sessions
+from wagate.api.deps import Messages, Sending, SendLimits, Sessions
 from wagate.api.message_body import read_send_body
 from wagate.api.message_schemas import Seed002SendIn, iso_z
 from wagate.api.params import Offset
-from wagate.api.routes.messages import IdempotencyKey, Outbound, inline_schema, max_media_bytes
+from wagate.api.routes.messages import IdempotencyKey, inline_schema
 from wagate.api.schemas import Seed002CreateIn, ok, phone_plus, qr_data_url
 from wagate.domain.message import Message
 from wagate.domain.session import SEED_002, Session
@@ -96,12 +96,13 @@ _SEND_DOC = {
 async def send(
     session_id: str,
     request: Request,
-    outbound: Outbound,
+    sending: Sending,
+    limits: SendLimits,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
-    body, upload = await read_send_body(request, Seed002SendIn, max_media_bytes(request))
+    body, upload = await read_send_body(request, Seed002SendIn, limits.media_max_bytes)
     try:
-        message, _ = await outbound.send(session_id, body.to_request(upload, idempotency_key))
+        message, _ = await sending.send(session_id, body.to_request(upload, idempotency_key))
     except InvalidInput as exc:
         if exc.field in ("text", "caption"):  # seed 002 calls both of them "message"
             raise InvalidInput("message", _renamed(exc.message, exc.field)) from None
@@ -121,11 +122,11 @@ def _renamed(message: str, field: str) -> str:
 @router.get("/{session_id}/messages", summary="Message history, newest first")
 async def messages(
     session_id: str,
-    outbound: Outbound,
+    history: Messages,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[Offset, Query()] = 0,
 ) -> dict[str, Any]:
-    session, found, total = await outbound.page(session_id, limit, offset)
+    session, found, total = await history.page(session_id, limit, offset)
     me = user_jid(session.phone_number) if session.phone_number else None
     return ok(
         {

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 
-from wagate.api import deps
 from wagate.api.deps import Sessions
 from wagate.api.params import RowId
 from wagate.api.schemas import ProvisionIn, QROut, SessionOut, qr_data_url, qr_png
 from wagate.domain.session import SEED_004
-from wagate.roles.serve import Gateway
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 
@@ -93,13 +91,11 @@ async def delete(session_id: str, service: Sessions) -> dict[str, Any]:
 async def audit(
     session_id: str,
     service: Sessions,
-    gateway: Annotated[Gateway, Depends(deps.gateway)],
     event: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before: Annotated[RowId | None, Query(description="Entries older than this id")] = None,
 ) -> dict[str, Any]:
-    await service.get(session_id)
-    entries = await gateway.audit.recent(session_id, event=event, limit=limit, before_id=before)
+    entries = await service.audit_log(session_id, event=event, limit=limit, before_id=before)
     return {
         "entries": [
             {"id": e.id, "event": e.event, "data": e.data, "createdAt": e.created_at}

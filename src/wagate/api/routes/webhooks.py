@@ -10,26 +10,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from wagate.api.deps import Webhooks
 from wagate.api.params import RowId
 from wagate.api.schemas import Strict
+from wagate.domain.webhook import PENDING, Delivery, Subscription
 from wagate.errors import InvalidInput
-from wagate.storage.repos.webhooks import PENDING, Delivery, Subscription
-from wagate.webhooks.admin import MAX_URL, Saved, WebhookAdmin
+from wagate.webhooks.admin import MAX_URL, Saved
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
 
 MASK = "***"
 
 
-def _admin(request: Request) -> WebhookAdmin:
-    admin: WebhookAdmin = request.app.state.gateway.webhooks.admin
-    return admin
-
-
-Admin = Annotated[WebhookAdmin, Depends(_admin)]
+Admin = Webhooks
 
 
 # --- bodies ---------------------------------------------------------------------------

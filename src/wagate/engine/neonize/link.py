@@ -59,7 +59,7 @@ class NeonizeLink:
         self._grace_s = reconnect_grace_s
         self._dial_deadline_s = dial_deadline_s
         self._dial_timer: asyncio.TimerHandle | None = None
-        self._queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
+        self._queue: asyncio.Queue[EngineEvent | None] = asyncio.Queue()
         self._slot: ClientSlot | None = None
         self._ended = False  # the one Disconnected is queued
         self._closed = False
@@ -113,9 +113,18 @@ class NeonizeLink:
         """Events until (and including) the one :class:`Disconnected`."""
         while not self._closed:
             event = await self._queue.get()
+            if event is None:  # drained
+                return
             yield event
             if isinstance(event, Disconnected):
                 return
+
+    async def drain(self) -> None:
+        """Stop intake: what is queued here is still yielded, then the stream ends."""
+        if not self._ended and not self._closed:
+            self._ended = True
+            self._cancel_grace()
+            self._queue.put_nowait(None)
 
     # --- what neonize says (the session's Sink) ----------------------------------------
 

@@ -35,6 +35,8 @@ FrameHandler = Callable[[Frame], EngineEvent | None]
 
 _TRANSIENT_CODES = frozenset({"unavailable", "hello_timeout"})
 # Raw bytes per frame: base64 makes them a third larger, under websockets' 1 MiB default.
+# events read ahead of the consumer at most; past it the reader waits (and the network with it)
+INBOUND_MAX = 64
 UPLOAD_CHUNK = 256 * 1024
 DOWNLOAD_CHUNK = 256 * 1024
 
@@ -74,7 +76,8 @@ class SandboxLink:
         self._open_timeout_s = open_timeout_s
         self._channel: Channel | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._inbound: asyncio.Queue[Frame] = asyncio.Queue()
+        self._inbound: asyncio.Queue[Frame] = asyncio.Queue(maxsize=INBOUND_MAX)
+        self._draining = False
         self._calls = Calls(request_timeout_s)
         self._logged_in = False
         self._finished = False  # the one Disconnected was yielded, or we closed the link
@@ -117,7 +120,8 @@ class SandboxLink:
             await asyncio.wait([self._reader])
             if not self._reader.cancelled() and self._reader.exception() is not None:
                 log.error("sandbox link reader failed", exc_info=self._reader.exception())
-        self._inbound.put_nowait({})  # wakes events() so it ends quietly
+        with contextlib.suppress(asyncio.QueueFull):
+            self._inbound.put_nowait({})  # wakes events() so it ends quietly
 
     async def _handshake(self, channel: Channel) -> Frame:
         """Say hello and wait for the network's first answer; refusals become errors."""
@@ -165,19 +169,33 @@ class SandboxLink:
                     "kind": DisconnectKind.CONNECTION_LOST,
                     "reason": reason,
                 }
-                self._inbound.put_nowait(lost)
+                await self._inbound.put(lost)
                 return
             if "rid" in frame:
                 self._calls.answer(frame)
-            else:
-                self._inbound.put_nowait(frame)
+            elif not self._draining:  # after a drain: unconfirmed, so the network keeps it
+                await self._inbound.put(frame)
+
+    async def drain(self) -> None:
+        """Stop intake: frames already read are still yielded (and confirmed), then the end.
+
+        Events arriving later are not confirmed: the network delivers them
+        again on the next connection (its offline queue).
+        """
+        self._draining = True
+        with contextlib.suppress(asyncio.QueueFull):
+            self._inbound.put_nowait({})  # wakes events() if it waits on an empty queue
 
     async def events(self) -> AsyncIterator[EngineEvent]:
         """Events until (and including) the one :class:`Disconnected`."""
         while not self._finished:
+            if self._draining and self._inbound.empty():
+                return
             frame = await self._inbound.get()
             if self._finished:  # closed by us while waiting: end quietly
                 return
+            if not frame:  # a wake-up
+                continue
             event = (
                 await self._paired(frame) if frame.get("ev") == "paired" else self._decode(frame)
             )

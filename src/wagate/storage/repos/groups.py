@@ -2,32 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
-from wagate.domain.group import Group
+from wagate.domain.audit import AuditEvent
+from wagate.domain.event import Announce
+from wagate.domain.group import Group, GroupUpsert
 from wagate.storage.db import Database
+from wagate.storage.outbox import Outbox
+from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.tables import groups as t
 from wagate.storage.upsert import insert_for
-from wagate.webhooks.events import Then
-
-
-@dataclass(frozen=True, slots=True)
-class Upserted:
-    """What a discovery upsert did to one group."""
-
-    group: Group
-    created: bool
-    renamed_from: str | None  # the old name when it changed
 
 
 class GroupRepo:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    """Reads and writes ``groups``; an upsert records its audit entry and events with the row."""
+
+    def __init__(self, db: Database, clock: Clock, *, outbox: Outbox | None = None) -> None:
         self._db = db
         self._clock = clock
+        self._outbox = outbox
+        self._audit = AuditRepo(db, clock)
 
     async def get(self, session_id: str, wa_group_id: str) -> Group | None:
         query = t.select().where(t.c.session_id == session_id, t.c.wa_group_id == wa_group_id)
@@ -50,11 +47,12 @@ class GroupRepo:
         name: str | None,
         participants: int | None = None,
         *,
-        then: Then[Upserted] | None = None,
-    ) -> Upserted:
+        announce: Announce[GroupUpsert] | None = None,
+    ) -> GroupUpsert:
         """Insert or update name/participants; never touches ``monitor``.
 
-        ``then(conn, upserted)`` runs in the same transaction (the events of it).
+        A rename is audited (``group_rename``) and ``announce(upsert)``'s events
+        recorded in the same transaction: a crash leaves all of them or none.
         """
         now = self._clock.now()
         values: dict[str, Any] = {"name": name, "updated_at": now}
@@ -73,12 +71,25 @@ class GroupRepo:
             assert row is not None
             old = before["name"] if before else None
             renamed = before is not None and name is not None and old != name
-            result = Upserted(
+            result = GroupUpsert(
                 Group(**row), created=before is None, renamed_from=old if renamed else None
             )
-            if then is not None:
-                await then(conn, result)
+            await self._record_in(conn, result, announce)
         return result
+
+    async def _record_in(
+        self, conn: AsyncConnection, upsert: GroupUpsert, announce: Announce[GroupUpsert] | None
+    ) -> None:
+        group = upsert.group
+        if upsert.renamed_from is not None:
+            change = {
+                "from": upsert.renamed_from,
+                "to": group.name,
+                "wa_group_id": group.wa_group_id,
+            }
+            await self._audit.add_in(conn, group.session_id, AuditEvent.GROUP_RENAME, change)
+        if announce is not None and self._outbox is not None:
+            await self._outbox.write_in(conn, announce(upsert))
 
     @staticmethod
     async def _row_in(conn: AsyncConnection, session_id: str, wa_group_id: str) -> Any:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
 from dataclasses import fields
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
 from wagate.clock import Clock
-from wagate.domain.message import IN, MEDIA_KINDS, Message
+from wagate.domain.event import OutboxEvent
+from wagate.domain.message import IN, MEDIA_KINDS, HistoryQuery, Message
 from wagate.storage.db import Database
+from wagate.storage.outbox import Outbox
 from wagate.storage.tables import messages as t
 from wagate.storage.upsert import insert_for
 
@@ -23,12 +25,20 @@ def to_message(row: RowMapping) -> Message:
     return Message(**{k: v for k, v in row.items() if k in _FIELDS})
 
 
-class MessageRepo:
-    """Inbound persistence and the lookups the ingest pipeline needs."""
+_MAX_ID = 2**63 - 1
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+
+class MessageRepo:
+    """Messages of both directions: history, and what the ingest pipeline writes.
+
+    The send queue's own writes (enqueue, attempts, statuses) are
+    :class:`~wagate.storage.repos.outbound.OutboundRepo`'s.
+    """
+
+    def __init__(self, db: Database, clock: Clock, *, outbox: Outbox | None = None) -> None:
         self._db = db
         self._clock = clock
+        self._outbox = outbox
 
     async def insert_inbound(self, values: dict[str, Any]) -> Message | None:
         """Insert unless ``(session_id, wa_msg_id)`` exists; the new row, or None if it did."""
@@ -55,18 +65,38 @@ class MessageRepo:
             row = (await conn.execute(query)).mappings().first()
         return to_message(row) if row else None
 
-    async def notify(self, message_id: int, record: Callable[[Any], Awaitable[object]]) -> None:
-        """Run ``record(conn)`` and stamp ``notified_at`` in one transaction.
+    async def mark_notified(self, message_id: int, events: Sequence[OutboxEvent]) -> None:
+        """Record a received message's events and stamp ``notified_at``, in one transaction.
 
-        ``record`` writes the message's event to the webhook outbox: the event
-        and the mark commit together, so a crash leaves neither or both.
+        The events and the mark commit together: a crash leaves neither or both.
+        The media reference kept for completing the row goes with it.
         """
         now = self._clock.now()
+        values = {"notified_at": now, "updated_at": now, "payload": None}
+        first = sa.and_(t.c.id == message_id, t.c.notified_at.is_(None))
         async with self._db.begin() as conn:
-            await record(conn)
-            await conn.execute(
-                t.update().where(t.c.id == message_id).values(notified_at=now, updated_at=now)
+            marked = await conn.execute(t.update().where(first).values(**values))
+            if marked.rowcount and self._outbox is not None:  # announced once, whoever races
+                await self._outbox.write_in(conn, events)
+
+    async def unfinished(
+        self, session_id: str, before: datetime, limit: int = 500
+    ) -> list[Message]:
+        """Received messages of the session, stored before ``before``, not yet announced."""
+        query = (
+            t.select()
+            .where(
+                t.c.session_id == session_id,
+                t.c.direction == IN,
+                t.c.notified_at.is_(None),
+                t.c.created_at < before,
             )
+            .order_by(t.c.id)
+            .limit(limit)
+        )
+        async with self._db.begin() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [to_message(row) for row in rows]
 
     async def set_media(self, message_id: int, media_id: int) -> None:
         await self._set(message_id, media_id=media_id)
@@ -114,3 +144,58 @@ class MessageRepo:
             rows = (await conn.execute(query)).mappings().all()
         candidates = [to_message(r) for r in rows]
         return min(candidates, key=lambda m: abs(m.ts - message.ts), default=None)
+
+    # --- history (both directions) ------------------------------------------------
+
+    async def find(self, session_id: str, ident: str) -> Message | None:
+        """A message of the session by our id (digits) or its WhatsApp id."""
+        if ident.isdigit() and int(ident) <= _MAX_ID:
+            found = await self._one(t.c.session_id == session_id, t.c.id == int(ident))
+            if found is not None:
+                return found
+        return await self._one(t.c.session_id == session_id, t.c.wa_msg_id == ident)
+
+    async def history(self, session_id: str, query: HistoryQuery) -> list[Message]:
+        """One page, newest first; pass the last id back as ``before_id`` for the next."""
+        where = [t.c.session_id == session_id, *_filters(query)]
+        select = t.select().where(*where).order_by(t.c.id.desc()).limit(query.limit)
+        async with self._db.begin() as conn:
+            rows = (await conn.execute(select)).mappings().all()
+        return [to_message(row) for row in rows]
+
+    async def page(self, session_id: str, limit: int, offset: int) -> tuple[list[Message], int]:
+        """Seed 002's pages: ``limit`` messages after ``offset``, newest first, and the total."""
+        select = (
+            t.select()
+            .where(t.c.session_id == session_id)
+            .order_by(t.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        count = sa.select(sa.func.count()).select_from(t).where(t.c.session_id == session_id)
+        async with self._db.begin() as conn:
+            rows = (await conn.execute(select)).mappings().all()
+            total = (await conn.execute(count)).scalar_one()
+        return [to_message(row) for row in rows], int(total)
+
+    async def _one(self, *where: sa.ColumnElement[bool]) -> Message | None:
+        async with self._db.begin() as conn:
+            row = (await conn.execute(t.select().where(*where).limit(1))).mappings().first()
+        return to_message(row) if row else None
+
+
+def _filters(query: HistoryQuery) -> list[sa.ColumnElement[bool]]:
+    where: list[sa.ColumnElement[bool]] = []
+    if query.chat is not None:
+        where.append(t.c.chat_id == query.chat)
+    if query.direction is not None:
+        where.append(t.c.direction == query.direction)
+    if query.status is not None:
+        where.append(t.c.status == query.status)
+    if query.since is not None:
+        where.append(t.c.ts >= query.since)
+    if query.until is not None:
+        where.append(t.c.ts < query.until)
+    if query.before_id is not None:
+        where.append(t.c.id < query.before_id)
+    return where

@@ -21,17 +21,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from wagate.clock import Clock
-from wagate.domain.message import OUT, Message
+from wagate.domain.event import Announce
+from wagate.domain.message import OUT, STATUS_RANK, Message, MessageStatus, overtaken_by
 from wagate.storage.db import Database
+from wagate.storage.outbox import Outbox
 from wagate.storage.repos.messages import to_message
 from wagate.storage.tables import messages as t
 from wagate.storage.upsert import insert_for
-from wagate.webhooks.events import Then
 
-QUEUED, SENT, FAILED = "queued", "sent", "failed"
-STATUSES = ("received", "queued", "sent", "delivered", "read", "played", "failed")
-# how far along a sent message is; a receipt never moves a message to a lower rank
-_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "played": 4}
+QUEUED, SENT, FAILED = MessageStatus.QUEUED, MessageStatus.SENT, MessageStatus.FAILED
 _MAX_ID = 2**63 - 1
 
 
@@ -50,25 +48,13 @@ class NewOutbound:
     idempotency_key: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryQuery:
-    """Filters of a history page; ``before_id`` is the cursor (newest first)."""
-
-    chat: str | None = None
-    direction: str | None = None
-    status: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    before_id: int | None = None
-    limit: int = 50
-
-
 class OutboundRepo:
     """The send queue, receipts, and message history."""
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, *, outbox: Outbox | None = None) -> None:
         self._db = db
         self._clock = clock
+        self._outbox = outbox
 
     # --- enqueue -------------------------------------------------------------------
 
@@ -154,16 +140,16 @@ class OutboundRepo:
         wa_msg_id: str,
         at: datetime,
         payload: dict[str, Any] | None,
-        then: Then[Message] | None = None,
+        announce: Announce[Message] | None = None,
     ) -> Message | None:
         """Record the send; a receipt that got here first keeps its (later) status.
 
-        ``then(conn, message)`` runs in the same transaction (the event of it).
+        ``announce(message)``'s events are recorded in the same transaction.
         """
         status = sa.case((t.c.status == QUEUED, SENT), else_=t.c.status)
         return await self._update(
             t.c.id == message_id,
-            then=then,
+            announce=announce,
             status=status,
             wa_msg_id=wa_msg_id,
             sent_at=sa.func.coalesce(t.c.sent_at, at),
@@ -176,13 +162,13 @@ class OutboundRepo:
         message_id: int,
         error: str,
         payload: dict[str, Any] | None,
-        then: Then[Message] | None = None,
+        announce: Announce[Message] | None = None,
     ) -> Message | None:
-        """Fail a queued message; ``then(conn, message)`` runs in the same transaction."""
+        """Fail a queued message; ``announce(message)``'s events are recorded with it."""
         return await self._update(
             t.c.id == message_id,
             t.c.status == QUEUED,
-            then=then,
+            announce=announce,
             status=FAILED,
             error=error[:1000],
             payload=payload,
@@ -194,21 +180,19 @@ class OutboundRepo:
         wa_msg_ids: list[str],
         status: str,
         at: datetime,
-        then: Then[Message] | None = None,
+        announce: Announce[Message] | None = None,
     ) -> list[Message]:
         """Move our messages forward to ``status``; the ones that moved (none move back).
 
-        ``then(conn, message)`` runs for each moved message, in the same transaction.
+        ``announce`` runs for each moved message; its events are recorded with the move.
         """
-        rank = _RANK[status]
-        # a receipt is proof the message arrived, even if our send call reported a failure
-        earlier = [name for name, r in _RANK.items() if r < rank] + [FAILED]
+        status = MessageStatus(status)
         values: dict[str, Any] = {
-            "status": status,
+            "status": status.value,
             "delivered_at": sa.func.coalesce(t.c.delivered_at, at),
             "updated_at": self._clock.now(),
         }
-        if rank >= _RANK["read"]:
+        if STATUS_RANK[status] >= STATUS_RANK[MessageStatus.READ]:
             values["read_at"] = sa.func.coalesce(t.c.read_at, at)
         stmt = (
             t.update()
@@ -216,50 +200,17 @@ class OutboundRepo:
                 t.c.session_id == session_id,
                 t.c.direction == OUT,
                 t.c.wa_msg_id.in_(wa_msg_ids),
-                t.c.status.in_(earlier),
+                t.c.status.in_([s.value for s in overtaken_by(status)]),
             )
             .values(**values)
             .returning(*t.c)
         )
         async with self._db.begin() as conn:
             moved = [to_message(row) for row in (await conn.execute(stmt)).mappings().all()]
-            if then is not None:
+            if announce is not None and self._outbox is not None:
                 for message in moved:
-                    await then(conn, message)
+                    await self._outbox.write_in(conn, announce(message))
         return moved
-
-    # --- history -------------------------------------------------------------------
-
-    async def find(self, session_id: str, ident: str) -> Message | None:
-        """A message of the session by our id (digits) or its WhatsApp id."""
-        if ident.isdigit() and int(ident) <= _MAX_ID:
-            found = await self._one(t.c.session_id == session_id, t.c.id == int(ident))
-            if found is not None:
-                return found
-        return await self._one(t.c.session_id == session_id, t.c.wa_msg_id == ident)
-
-    async def history(self, session_id: str, query: HistoryQuery) -> list[Message]:
-        """One page, newest first; pass the last id back as ``before_id`` for the next."""
-        where = [t.c.session_id == session_id, *_filters(query)]
-        select = t.select().where(*where).order_by(t.c.id.desc()).limit(query.limit)
-        async with self._db.begin() as conn:
-            rows = (await conn.execute(select)).mappings().all()
-        return [to_message(row) for row in rows]
-
-    async def page(self, session_id: str, limit: int, offset: int) -> tuple[list[Message], int]:
-        """Seed 002's pages: ``limit`` messages after ``offset``, newest first, and the total."""
-        select = (
-            t.select()
-            .where(t.c.session_id == session_id)
-            .order_by(t.c.id.desc())
-            .limit(limit)
-            .offset(offset)
-        )
-        count = sa.select(sa.func.count()).select_from(t).where(t.c.session_id == session_id)
-        async with self._db.begin() as conn:
-            rows = (await conn.execute(select)).mappings().all()
-            total = (await conn.execute(count)).scalar_one()
-        return [to_message(row) for row in rows], int(total)
 
     # --- helpers -------------------------------------------------------------------
 
@@ -271,7 +222,7 @@ class OutboundRepo:
     async def _update(
         self,
         *where: sa.ColumnElement[bool],
-        then: Then[Message] | None = None,
+        announce: Announce[Message] | None = None,
         **values: Any,
     ) -> Message | None:
         values["updated_at"] = self._clock.now()
@@ -279,23 +230,6 @@ class OutboundRepo:
         async with self._db.begin() as conn:
             row = (await conn.execute(stmt)).mappings().first()
             message = to_message(row) if row else None
-            if message is not None and then is not None:
-                await then(conn, message)
+            if message is not None and announce is not None and self._outbox is not None:
+                await self._outbox.write_in(conn, announce(message))
         return message
-
-
-def _filters(query: HistoryQuery) -> list[sa.ColumnElement[bool]]:
-    where: list[sa.ColumnElement[bool]] = []
-    if query.chat is not None:
-        where.append(t.c.chat_id == query.chat)
-    if query.direction is not None:
-        where.append(t.c.direction == query.direction)
-    if query.status is not None:
-        where.append(t.c.status == query.status)
-    if query.since is not None:
-        where.append(t.c.ts >= query.since)
-    if query.until is not None:
-        where.append(t.c.ts < query.until)
-    if query.before_id is not None:
-        where.append(t.c.id < query.before_id)
-    return where

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -12,11 +12,18 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from wagate.clock import Clock
-from wagate.domain.session import DisconnectKind, Session, SessionState, seed_000
+from wagate.domain.event import Announce
+from wagate.domain.session import (
+    DisconnectKind,
+    Session,
+    SessionChange,
+    SessionState,
+    seed_000,
+)
 from wagate.errors import Conflict
 from wagate.storage.db import Database
+from wagate.storage.outbox import Outbox
 from wagate.storage.tables import sessions as t
-from wagate.webhooks.events import Then
 
 _FIELDS = frozenset(f.name for f in fields(Session))
 _CLEAR_QR: dict[str, Any] = {"qr": None, "qr_generated_at": None, "qr_expires_at": None}
@@ -30,28 +37,27 @@ def _to_session(row: RowMapping) -> Session:
     return Session(**data)
 
 
-@dataclass(frozen=True, slots=True)
-class SessionWrite:
-    """The columns one :meth:`SessionRepo.update` set on a session row, as stored."""
-
-    session_id: str
-    values: dict[str, Any]
-
-
 class SessionRepo:
     """Reads and writes ``sessions``; every write stamps ``updated_at``.
 
-    ``on_write(conn, write)``, when given, runs inside the transaction of every
-    :meth:`update` that changed a row: the lifecycle events of a state are
-    recorded with the state itself (see :mod:`wagate.webhooks.session_events`).
+    A runner's changes are written with :meth:`record` (and its ``record_*``
+    forms): the row and the change's outbox events (``announce(change)``,
+    see :mod:`wagate.webhooks.events`) commit in one transaction, so a state
+    is never recorded without its events, nor an event without its state.
     """
 
     def __init__(
-        self, db: Database, clock: Clock, *, on_write: Then[SessionWrite] | None = None
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        outbox: Outbox | None = None,
+        announce: Announce[SessionChange] | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
-        self._on_write = on_write
+        self._outbox = outbox
+        self._announce = announce
 
     async def create(
         self,
@@ -129,35 +135,28 @@ class SessionRepo:
         return bool(result.rowcount)
 
     async def update(self, session_id: str, **values: Any) -> None:
-        """Set columns; a ``status`` also sets seed 000's booleans to match."""
-        status = values.get("status")
-        if isinstance(status, SessionState):
-            flags = seed_000(status)
-            values = {"is_ready": flags.is_ready, "is_connected": flags.is_connected, **values}
-            values["status"] = status.value
-        kind = values.get("disconnect_kind")
-        if isinstance(kind, DisconnectKind):
-            values["disconnect_kind"] = kind.value
-        values["updated_at"] = self._clock.now()
-        async with self._db.begin() as conn:
-            result = await conn.execute(t.update().where(t.c.id == session_id).values(**values))
-            if result.rowcount and self._on_write is not None:
-                await self._on_write(conn, SessionWrite(session_id, values))
+        """Set columns that report no change of the session (its worker, its proxy, …)."""
+        await self._write(session_id, values, None)
+
+    async def record(self, change: SessionChange, **columns: Any) -> None:
+        """Write a runner's change: its state (and seed 000's booleans), ``columns``, its events."""
+        flags = seed_000(change.state)
+        values = {
+            "status": change.state.value,
+            "is_ready": flags.is_ready,
+            "is_connected": flags.is_connected,
+            **columns,
+        }
+        await self._write(change.session_id, values, change)
 
     async def record_qr(
-        self, session_id: str, qr: str, generated_at: datetime, expires_at: datetime
+        self, change: SessionChange, qr: str, generated_at: datetime, expires_at: datetime
     ) -> None:
-        await self.update(
-            session_id,
-            status=SessionState.QR,
-            qr=qr,
-            qr_generated_at=generated_at,
-            qr_expires_at=expires_at,
-        )
+        await self.record(change, qr=qr, qr_generated_at=generated_at, qr_expires_at=expires_at)
 
     async def record_connected(
         self,
-        session_id: str,
+        change: SessionChange,
         *,
         phone_number: str,
         jid: str,
@@ -165,17 +164,15 @@ class SessionRepo:
         device_name: str | None,
         lid: str | None,
     ) -> None:
-        now = self._clock.now()
-        await self.update(
-            session_id,
-            status=SessionState.CONNECTED,
+        await self.record(
+            change,
             phone_number=phone_number,
             jid=jid,
             wa_name=wa_name,
             device_name=device_name,
             lid=lid,
-            last_connected_at=now,
-            last_activity_at=now,
+            last_connected_at=change.at,
+            last_activity_at=change.at,
             pair_code=None,
             reconnect_attempts=0,
             **_CLEAR_QR,
@@ -183,24 +180,31 @@ class SessionRepo:
 
     async def record_disconnected(
         self,
-        session_id: str,
-        state: SessionState,
+        change: SessionChange,
         kind: DisconnectKind | None,
         reason: str,
         *,
         attempts: int | None = None,
     ) -> None:
         values: dict[str, Any] = {
-            "status": state,
-            "disconnect_kind": kind,
+            "disconnect_kind": kind.value if kind is not None else None,
             "disconnect_reason": reason,
-            "last_disconnected_at": self._clock.now(),
+            "last_disconnected_at": change.at,
             "pair_code": None,
             **_CLEAR_QR,
         }
         if attempts is not None:
             values["reconnect_attempts"] = attempts
-        await self.update(session_id, **values)
+        await self.record(change, **values)
+
+    async def _write(
+        self, session_id: str, values: dict[str, Any], change: SessionChange | None
+    ) -> None:
+        values["updated_at"] = self._clock.now()
+        async with self._db.begin() as conn:
+            result = await conn.execute(t.update().where(t.c.id == session_id).values(**values))
+            if result.rowcount and change is not None and self._announce and self._outbox:
+                await self._outbox.write_in(conn, self._announce(change))
 
     async def expire_qrs(self, now: datetime) -> list[str]:
         """Seed 000's sweep: clear every QR whose ``qr_expires_at`` has passed."""

@@ -18,72 +18,28 @@ retry budget) and keeps ``last_status``/``last_error`` until the next attempt.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
+from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event as sa_event
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wagate.clock import Clock
+from wagate.domain.webhook import (
+    DEAD,
+    DELIVERED,
+    PENDING,
+    STATUSES,
+    Claim,
+    Delivery,
+    Subscription,
+)
 from wagate.storage.db import Database
 from wagate.storage.tables import webhook_deliveries as d
 from wagate.storage.tables import webhook_subscriptions as s
-
-PENDING = "pending"
-DELIVERED = "delivered"
-DEAD = "dead"
-STATUSES = (PENDING, DELIVERED, DEAD)
-ALL_EVENTS = "*"
-
-
-@dataclass(frozen=True, slots=True)
-class Subscription:
-    id: str
-    url: str
-    events: list[str]
-    secret: str
-    session_id: str | None
-    headers: dict[str, str]
-    enabled: bool
-    description: str | None
-    created_at: datetime
-    updated_at: datetime
-
-    def wants(self, event: str, session_id: str | None) -> bool:
-        """True when this subscription receives ``event`` from ``session_id``."""
-        if not self.enabled or (self.session_id is not None and self.session_id != session_id):
-            return False
-        return ALL_EVENTS in self.events or event in self.events
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    id: int
-    subscription_id: str
-    event: str
-    session_id: str | None
-    payload: dict[str, Any]
-    status: str
-    attempts: int
-    next_attempt_at: datetime
-    last_attempt_at: datetime | None
-    last_status: int | None
-    last_error: str | None
-    created_at: datetime
-    delivered_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A leased delivery and the subscription it goes to (as it was when claimed)."""
-
-    delivery: Delivery
-    subscription: Subscription
-
 
 _SUB_FIELDS = frozenset(f.name for f in fields(Subscription))
 _DELIVERY_FIELDS = frozenset(f.name for f in fields(Delivery))
@@ -95,11 +51,6 @@ def _subscription(row: RowMapping) -> Subscription:
 
 def _delivery(row: RowMapping) -> Delivery:
     return Delivery(**{k: v for k, v in row.items() if k in _DELIVERY_FIELDS})
-
-
-def on_commit(conn: AsyncConnection, callback: Callable[[], None]) -> None:
-    """Call ``callback`` once, right after ``conn``'s current transaction commits."""
-    sa_event.listen(conn.sync_connection, "commit", lambda _conn: callback(), once=True)
 
 
 class SubscriptionRepo:

@@ -1,14 +1,12 @@
-"""Webhooks that lose nothing: a durable outbox and the dispatcher that empties it.
+"""Webhooks that lose nothing: the dispatcher that empties the durable outbox.
 
-:class:`Outbox` is the :class:`~wagate.webhooks.events.EventSink`: an event becomes one
-``webhook_deliveries`` row per matching subscription, in one transaction
-(``emit_in`` joins the producer's own transaction, so a message and its event
-commit together). :class:`WebhookDispatcher` leases due rows, POSTs them
-signed (:mod:`wagate.webhooks`), and records the outcome: delivered, retry
-later with backoff, or dead. Rows outlive processes; a lease that was never
-settled (the process died mid-flight) runs out and the row is due again, so
-delivery is at least once: receivers dedupe on ``X-Wagate-Delivery``.
-:class:`Webhooks` wires the pieces for ``lifecycle``.
+Events become ``webhook_deliveries`` rows in the transaction of the state they
+report (:mod:`wagate.storage.outbox`). :class:`WebhookDispatcher` leases due
+rows, POSTs them signed (:mod:`wagate.webhooks.signing`), and records the
+outcome: delivered, retry later with backoff, or dead. Rows outlive
+processes; a lease that was never settled (the process died mid-flight) runs
+out and the row is due again, so delivery is at least once: receivers dedupe
+on ``X-Wagate-Delivery``.
 """
 
 from __future__ import annotations
@@ -19,27 +17,23 @@ import logging
 import random
 from datetime import timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Self
 
 import httpx
 
 from wagate import __version__
 from wagate.clock import Clock
+from wagate.domain.webhook import Claim
 from wagate.errors import InvalidInput
-from wagate.ingest.sanitize import clean
 from wagate.netguard import check_url, connect_guard
-from wagate.settings import Settings
-from wagate.storage.db import Database
-from wagate.storage.repos.webhooks import Claim, DeliveryRepo, SubscriptionRepo, on_commit
-from wagate.webhooks.admin import WebhookAdmin
-from wagate.webhooks.events import Event
+from wagate.settings import WebhookSettings
+from wagate.storage.repos.webhooks import DeliveryRepo
 from wagate.webhooks.policy import (
     RETRY_AFTER_STATUSES,
     Outcome,
     RetryPolicy,
     Verdict,
     encode,
-    envelope,
     log_host,
     parse_retry_after,
     short_reason,
@@ -54,65 +48,12 @@ from wagate.webhooks.signing import (
 )
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    pass
 
 log = logging.getLogger(__name__)
 
 _SNIPPET = 300  # bytes of a failed response kept in ``last_error``
 _LEASE_MARGIN_S = 60.0  # a lease outlives the attempt's own deadline by this much
-
-
-class Outbox:
-    """The durable :class:`~wagate.webhooks.events.EventSink`: events become pending deliveries."""
-
-    def __init__(self, db: Database, clock: Clock) -> None:
-        self._db = db
-        self._clock = clock
-        # set when rows were committed (or replayed): the dispatcher wakes without polling
-        self.wakeup = asyncio.Event()
-
-    def wake(self) -> None:
-        self.wakeup.set()
-
-    async def emit(self, event: Event, session_id: str | None, data: dict[str, Any]) -> None:
-        """Record an event in a transaction of its own (tools, tests, replays of history).
-
-        Producers of state changes use :meth:`emit_in` instead, inside the
-        transaction that writes the state, so neither can commit alone.
-        """
-        async with self._db.begin() as conn:
-            count = await self._record(conn, event, session_id, data)
-        if count:
-            self.wake()
-
-    async def emit_in(
-        self, conn: AsyncConnection, event: Event, session_id: str | None, data: dict[str, Any]
-    ) -> int:
-        """Record the event inside the caller's open transaction; how many deliveries.
-
-        The dispatcher is woken when that transaction commits (not before:
-        it would find nothing yet).
-        """
-        count = await self._record(conn, event, session_id, data)
-        if count:
-            on_commit(conn, self.wake)
-        return count
-
-    async def _record(
-        self, conn: AsyncConnection, event: Event, session_id: str | None, data: dict[str, Any]
-    ) -> int:
-        subs = await SubscriptionRepo.matching_in(conn, event.value, session_id)
-        if not subs:
-            return 0
-        now = self._clock.now()
-        return await DeliveryRepo.insert_in(
-            conn,
-            [s.id for s in subs],
-            event=event.value,
-            session_id=session_id,
-            payload=envelope(event.value, session_id, clean(data), now),
-            now=now,
-        )
 
 
 class WebhookDispatcher:
@@ -127,7 +68,7 @@ class WebhookDispatcher:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: WebhookSettings,
         deliveries: DeliveryRepo,
         clock: Clock,
         *,
@@ -141,16 +82,16 @@ class WebhookDispatcher:
         self._rng = rng or random.Random()
         self._transport = transport
         self._policy = RetryPolicy(
-            base_s=settings.webhook_backoff_base_ms / 1000,
-            max_s=settings.webhook_backoff_max_ms / 1000,
-            max_attempts=settings.webhook_max_attempts,
-            jitter_ratio=settings.webhook_jitter_ratio,
+            base_s=settings.backoff_base_s,
+            max_s=settings.backoff_max_s,
+            max_attempts=settings.max_attempts,
+            jitter_ratio=settings.jitter_ratio,
         )
-        self._limit = settings.webhook_concurrency
-        self._poll_s = settings.webhook_poll_ms / 1000
-        self._timeout_s = settings.webhook_timeout_ms / 1000
+        self._limit = settings.concurrency
+        self._poll_s = settings.poll_s
+        self._timeout_s = settings.timeout_s
         self._lease = timedelta(seconds=self._timeout_s + _LEASE_MARGIN_S)
-        self._stop_s = settings.stop_timeout_ms / 1000
+        self._stop_s = settings.stop_timeout_s
         self._allow_private = settings.allow_private_urls
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -344,53 +285,3 @@ async def _snippet(response: httpx.Response) -> str:
         if len(data) >= _SNIPPET:
             break
     return data[:_SNIPPET].decode("utf-8", "replace")
-
-
-class Webhooks:
-    """The webhook feature as one service: repos, the outbox, the admin verbs, the dispatcher.
-
-    ``async with Webhooks(settings, db, clock) as hooks`` starts the
-    dispatcher (unless ``dispatch=False``); ``hooks.outbox`` is the event
-    sink for producers and ``hooks.admin`` serves the API.
-    """
-
-    def __init__(
-        self,
-        settings: Settings,
-        db: Database,
-        clock: Clock,
-        *,
-        dispatch: bool = True,
-        rng: random.Random | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self.subscriptions = SubscriptionRepo(db, clock)
-        self.deliveries = DeliveryRepo(db, clock)
-        self.outbox = Outbox(db, clock)
-        self.admin = WebhookAdmin(
-            settings, self.subscriptions, self.deliveries, wake=self.outbox.wake
-        )
-        self.dispatcher: WebhookDispatcher | None = None
-        if dispatch:
-            self.dispatcher = WebhookDispatcher(
-                settings,
-                self.deliveries,
-                clock,
-                wakeup=self.outbox.wakeup,
-                rng=rng,
-                transport=transport,
-            )
-        self._stack = contextlib.AsyncExitStack()
-
-    async def __aenter__(self) -> Self:
-        if self.dispatcher is not None:
-            await self._stack.enter_async_context(self.dispatcher)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._stack.aclose()

@@ -1,0 +1,31 @@
+"""The control plane's façade: every service the API and the dashboard use, in one place.
+
+A role builds it (``roles/serve.py``) and hands it to the web app; routes get
+each service through one ``Annotated`` dependency (``api/deps.py``) and never
+touch a repository or the process that runs the sessions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wagate.control.groups import GroupService
+from wagate.control.health import HealthService
+from wagate.control.media import MediaService
+from wagate.control.messages import MessageService
+from wagate.control.sessions import SessionService
+from wagate.outbound.service import SendService
+from wagate.settings import SendSettings
+from wagate.webhooks.admin import WebhookAdmin
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    sessions: SessionService
+    messages: MessageService
+    sending: SendService
+    groups: GroupService
+    media: MediaService
+    webhooks: WebhookAdmin
+    health: HealthService
+    send_settings: SendSettings  # limits the API checks before a body is read
