@@ -178,6 +178,7 @@ class Gateway:
                 qr_count=s.sandbox_qr_count,
             ),
             state_path=s.sandbox_state_file,
+            clock=self.clock,
         )
         self.sandbox_network = network
         self._stack.push_async_callback(network.aclose)

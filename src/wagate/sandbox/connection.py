@@ -5,17 +5,18 @@ with what the network knows about the peer (its ``hello``, the account and
 device it authenticated as) and the only two ways a connection ends: with a
 ``disconnected`` frame (:meth:`Connection.end`) or abruptly with none
 (:meth:`Connection.drop`). Frames go out one at a time, in order, each after
-the connection's simulated latency.
+the connection's simulated latency, which passes on the network's clock.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from wagate.clock import Clock
 from wagate.domain.session import DisconnectKind
 from wagate.errors import InvalidInput
 from wagate.sandbox.accounts import Creds, normalize_phone
@@ -88,10 +89,11 @@ def error_frame(code: str, message: str) -> Frame:
 class Connection:
     """A live peer of the network. Mutated only on the network's event loop."""
 
-    def __init__(self, conn_id: int, channel: Channel, hello: Hello) -> None:
+    def __init__(self, conn_id: int, channel: Channel, hello: Hello, clock: Clock) -> None:
         self.id = conn_id
         self.channel = channel
         self.hello = hello
+        self._clock = clock
         self.state = ConnState.PAIRING
         self.phone: str | None = None
         self.device_id: str | None = None
@@ -127,6 +129,11 @@ class Connection:
             presence=self.presence,
         )
 
+    def log_in(self, phone: str, device_id: str, jid: str) -> None:
+        """The peer is now this device of this account."""
+        self.state = ConnState.CONNECTED
+        self.phone, self.device_id, self.jid = phone, device_id, jid
+
     async def send(self, frame: Frame) -> bool:
         """Send a frame after the simulated latency; False if the connection has ended."""
         if self.ended:
@@ -159,7 +166,7 @@ class Connection:
     async def _send(self, frame: Frame) -> bool:
         async with self._send_lock:
             if self.delay_s > 0:
-                await asyncio.sleep(self.delay_s)
+                await self._clock.sleep(self.delay_s)
             try:
                 await self.channel.send(frame)
             except ChannelClosed:
@@ -169,7 +176,8 @@ class Connection:
 
     async def wait_wake(self, within_s: float) -> bool:
         """True if woken (scanned or ended) within ``within_s`` seconds."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(within_s):
-                await self.wake.wait()
-        return self.wake.is_set()
+        return await self._clock.wait(self.wake, within_s)
+
+
+# How the network handles one client frame ``{"op": ...}`` of a live connection.
+OpHandler = Callable[[Connection, Frame], Awaitable[None]]
