@@ -106,7 +106,7 @@ class Connection:
         self.uploads: dict[str, Upload] = {}  # media on its way in, by the client's upload id
         # wake: something happened the lifecycle waits for (a scan, or the end).
         self.wake = asyncio.Event()
-        self.done = asyncio.Event()
+        self.done = asyncio.Event()  # closed, and the goodbye (if any) sent
         self._send_lock = asyncio.Lock()
 
     @property
@@ -144,9 +144,15 @@ class Connection:
         """Tell the peer why, then close. Later calls do nothing."""
         if self.ended:
             return
-        self._mark_closed()
-        await self._send({"ev": "disconnected", "kind": kind.value, "reason": reason, **extra})
-        await self.channel.close()
+        self.state = ConnState.CLOSED
+        self.wake.set()
+        try:
+            await self._send({"ev": "disconnected", "kind": kind.value, "reason": reason, **extra})
+            await self.channel.close()
+        finally:
+            # Done only now: the network closes a done connection's channel, and a slow
+            # connection's last frame must not be cut off on its way out.
+            self.done.set()
 
     async def drop(self) -> None:
         """Close with no frame at all: to the peer, the connection was simply lost."""
