@@ -96,24 +96,25 @@ def sandbox(
     if ctx.invoked_subcommand is not None:
         return
     settings = _settings()
+    from wagate.clock import SystemClock
     from wagate.sandbox import SandboxNetwork, SandboxTimings
     from wagate.sandbox.server import run_server
 
+    view = settings.sandbox
     network = SandboxNetwork(
         timings=SandboxTimings(
-            qr_first_s=settings.sandbox_qr_first_ms / 1000,
-            qr_next_s=settings.sandbox_qr_next_ms / 1000,
-            qr_count=settings.sandbox_qr_count,
+            qr_first_s=view.qr_first_s, qr_next_s=view.qr_next_s, qr_count=view.qr_count
         ),
-        state_path=state or settings.data_dir / "sandbox-network.json",
+        state_path=state or view.state_file,
+        clock=SystemClock(),
     )
     from wagate.logs import configure
     from wagate.roles.http import bind
 
     configure(settings.log_level)
-    token = key or settings.sandbox_key
+    token = key or view.key
     source = "--port" if port else "WAGATE_SANDBOX_PORT"
-    port = port or settings.sandbox_port
+    port = port or view.port
     try:
         sock = bind(host, port, source)
     except ConfigError as exc:

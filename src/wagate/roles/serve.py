@@ -294,6 +294,7 @@ class Gateway:
                 qr_first_s=view.qr_first_s, qr_next_s=view.qr_next_s, qr_count=view.qr_count
             ),
             state_path=view.state_file,
+            clock=self.clock,
         )
         self.sandbox_network = network
         self._stack.push_async_callback(network.aclose)

@@ -1,9 +1,13 @@
 """The sandbox WhatsApp network: a simulated WhatsApp for development, demos, CI and fault tests.
 
-- :class:`SandboxNetwork` (``network.py``): the simulated network and its control operations;
-  linking in ``linking.py``, faults in ``faults.py``, messaging in ``messaging.py`` (routing in
-  ``office.py``, inboxes and device queues in ``mail.py``, groups in ``groups.py``, media in
-  ``blobs.py``), all saved through ``state.py``.
+- :class:`SandboxNetwork` (``network.py``): the simulated network, put together
+  from its parts, and its control operations; serving connections in
+  ``switchboard.py`` (the live ones in ``connections.py``), linking in
+  ``linking.py``, faults in ``faults.py``, the sessions' messaging ops in
+  ``messaging.py`` and the phone's side in ``phones.py`` (routing in
+  ``office.py``, inboxes and device queues in ``mail.py``, groups in
+  ``groups.py``, media in ``blobs.py``), all saved through ``state.py``.
+  Every wait and timestamp goes through the injected :class:`~wagate.clock.Clock`.
 - :func:`create_app` / :func:`run_server` (``server.py``): the network as a websocket + control API.
 - :class:`SandboxControl` (``control.py``): an HTTP client of the control API.
 - ``transport.py``: the channels frames travel on (in memory, websockets, Starlette).

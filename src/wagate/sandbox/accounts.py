@@ -20,9 +20,9 @@ import re
 import secrets
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
+from wagate.clock import Clock
 from wagate.errors import InvalidInput, NotFound
 from wagate.sandbox.state import StateFile
 
@@ -144,15 +144,25 @@ class Creds:
 
 
 class AccountBook:
-    """Accounts keyed by phone: the ``accounts`` section of the state file."""
+    """Accounts keyed by phone: the ``accounts`` section of the state file.
 
-    def __init__(self, state: StateFile | None = None) -> None:
-        self._state = state or StateFile(None)
-        self._accounts: dict[str, Account] = self._state.load("accounts", _accounts, {})
+    ``on_unlink`` is called with each device id that stops being linked (so its
+    queued mail can go too); devices are stamped ``linked_at`` by ``clock``.
+    """
+
+    def __init__(
+        self,
+        state: StateFile,
+        clock: Clock,
+        *,
+        on_unlink: Callable[[str], None] = lambda device_id: None,
+    ) -> None:
+        self._state = state
+        self._clock = clock
+        self._on_unlink = on_unlink
+        self._accounts: dict[str, Account] = state.load("accounts", _accounts, {})
         self._by_lid = {account.lid: account for account in self._accounts.values()}
-        self._state.register("accounts", self._dump)
-        # Called with each device id that stops being linked (its queued mail goes too).
-        self.on_unlink: Callable[[str], None] = lambda device_id: None
+        state.register("accounts", self._dump)
 
     def get(self, phone: str) -> Account | None:
         return self._accounts.get(phone)
@@ -191,7 +201,7 @@ class AccountBook:
             secret_sha256=_digest(secret),
             number=account.next_device,
             name=device_name,
-            linked_at=datetime.now(UTC).isoformat(),
+            linked_at=self._clock.now().isoformat(),
         )
         account.next_device += 1
         account.devices[device.device_id] = device
@@ -214,7 +224,7 @@ class AccountBook:
         gone = list(account.devices) if device_id is None else [device_id]
         for each in gone:
             if account.devices.pop(each, None) is not None:
-                self.on_unlink(each)
+                self._on_unlink(each)
         self.save()
 
     def set_banned(self, phone: str, banned: bool) -> Account:

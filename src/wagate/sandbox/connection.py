@@ -5,17 +5,18 @@ with what the network knows about the peer (its ``hello``, the account and
 device it authenticated as) and the only two ways a connection ends: with a
 ``disconnected`` frame (:meth:`Connection.end`) or abruptly with none
 (:meth:`Connection.drop`). Frames go out one at a time, in order, each after
-the connection's simulated latency.
+the connection's simulated latency, which passes on the network's clock.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from wagate.clock import Clock
 from wagate.domain.session import DisconnectKind
 from wagate.errors import InvalidInput
 from wagate.sandbox.accounts import Creds, normalize_phone
@@ -88,10 +89,11 @@ def error_frame(code: str, message: str) -> Frame:
 class Connection:
     """A live peer of the network. Mutated only on the network's event loop."""
 
-    def __init__(self, conn_id: int, channel: Channel, hello: Hello) -> None:
+    def __init__(self, conn_id: int, channel: Channel, hello: Hello, clock: Clock) -> None:
         self.id = conn_id
         self.channel = channel
         self.hello = hello
+        self._clock = clock
         self.state = ConnState.PAIRING
         self.phone: str | None = None
         self.device_id: str | None = None
@@ -104,7 +106,7 @@ class Connection:
         self.uploads: dict[str, Upload] = {}  # media on its way in, by the client's upload id
         # wake: something happened the lifecycle waits for (a scan, or the end).
         self.wake = asyncio.Event()
-        self.done = asyncio.Event()
+        self.done = asyncio.Event()  # closed, and the goodbye (if any) sent
         self._send_lock = asyncio.Lock()
 
     @property
@@ -127,6 +129,11 @@ class Connection:
             presence=self.presence,
         )
 
+    def log_in(self, phone: str, device_id: str, jid: str) -> None:
+        """The peer is now this device of this account."""
+        self.state = ConnState.CONNECTED
+        self.phone, self.device_id, self.jid = phone, device_id, jid
+
     async def send(self, frame: Frame) -> bool:
         """Send a frame after the simulated latency; False if the connection has ended."""
         if self.ended:
@@ -137,9 +144,15 @@ class Connection:
         """Tell the peer why, then close. Later calls do nothing."""
         if self.ended:
             return
-        self._mark_closed()
-        await self._send({"ev": "disconnected", "kind": kind.value, "reason": reason, **extra})
-        await self.channel.close()
+        self.state = ConnState.CLOSED
+        self.wake.set()
+        try:
+            await self._send({"ev": "disconnected", "kind": kind.value, "reason": reason, **extra})
+            await self.channel.close()
+        finally:
+            # Done only now: the network closes a done connection's channel, and a slow
+            # connection's last frame must not be cut off on its way out.
+            self.done.set()
 
     async def drop(self) -> None:
         """Close with no frame at all: to the peer, the connection was simply lost."""
@@ -159,7 +172,7 @@ class Connection:
     async def _send(self, frame: Frame) -> bool:
         async with self._send_lock:
             if self.delay_s > 0:
-                await asyncio.sleep(self.delay_s)
+                await self._clock.sleep(self.delay_s)
             try:
                 await self.channel.send(frame)
             except ChannelClosed:
@@ -169,7 +182,8 @@ class Connection:
 
     async def wait_wake(self, within_s: float) -> bool:
         """True if woken (scanned or ended) within ``within_s`` seconds."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(within_s):
-                await self.wake.wait()
-        return self.wake.is_set()
+        return await self._clock.wait(self.wake, within_s)
+
+
+# How the network handles one client frame ``{"op": ...}`` of a live connection.
+OpHandler = Callable[[Connection, Frame], Awaitable[None]]

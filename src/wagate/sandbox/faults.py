@@ -1,7 +1,9 @@
 """Fault injection on the sandbox network: what can go wrong with WhatsApp, on request.
 
-Mixed into :class:`~wagate.sandbox.network.SandboxNetwork`; kept apart
-so the happy path and the failures each read on their own.
+:class:`Faults` ends, drops or slows live connections (found in the network's
+:class:`~wagate.sandbox.connections.Connections`), bans and unbans accounts,
+and holds the outage switch the switchboard asks before greeting anyone. Kept
+apart so the happy path and the failures each read on their own.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from wagate.domain.session import DisconnectKind
 from wagate.errors import InvalidInput, NotFound
 from wagate.sandbox.accounts import AccountBook, normalize_phone
 from wagate.sandbox.connection import Connection
+from wagate.sandbox.connections import Connections
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +39,21 @@ def parse_fault_kind(raw: str) -> FaultKind:
         raise InvalidInput("kind", f"unknown fault kind {raw!r}; use one of {kinds}") from None
 
 
-class FaultsMixin:
-    """The ``fault`` and ``unban`` control operations."""
+class Faults:
+    """The ``fault``, ``unban`` and outage control operations."""
 
-    _conns: dict[int, Connection]
-    _book: AccountBook
+    def __init__(self, book: AccountBook, connections: Connections) -> None:
+        self._book = book
+        self._connections = connections
+        self._down = False
+
+    @property
+    def is_down(self) -> bool:
+        return self._down
+
+    async def set_outage(self, down: bool) -> None:
+        """While down, new connections are refused with a transient ``unavailable`` error."""
+        self._down = down
 
     async def fault(
         self,
@@ -80,17 +93,8 @@ class FaultsMixin:
         """Lift a ban; the account's devices may connect again."""
         self._book.set_banned(normalize_phone(phone), False)
 
-    def _targets(self, session: str | None, phone: str | None) -> list[Connection]:
-        return [
-            conn
-            for conn in self._conns.values()
-            if not conn.ended
-            and (session is None or conn.session == session)
-            and (phone is None or conn.phone == phone)
-        ]
-
     def _require_targets(self, session: str | None, phone: str | None) -> list[Connection]:
-        targets = self._targets(session, phone)
+        targets = self._connections.live(session, phone)
         if not targets:
             named = (("session", session), ("phone", phone))
             who = " and ".join(f"{name} {value}" for name, value in named if value)
@@ -106,7 +110,7 @@ class FaultsMixin:
                 raise NotFound(f"session {session} has not logged in to an account")
         for each in phones:
             self._book.set_banned(each, True)
-        targets = [conn for conn in self._targets(None, None) if conn.phone in phones]
+        targets = [conn for conn in self._connections.live() if conn.phone in phones]
         for conn in targets:
             await conn.end(DisconnectKind.BANNED, "this account has been banned")
         return len(targets)
@@ -114,7 +118,7 @@ class FaultsMixin:
     async def _logout_account(self, phone: str) -> int:
         """The phone logs out every linked device."""
         self._book.unlink(phone)
-        targets = self._targets(None, phone)
+        targets = self._connections.live(phone=phone)
         for conn in targets:
             await conn.end(DisconnectKind.LOGGED_OUT, "logged out from the phone")
         return len(targets)

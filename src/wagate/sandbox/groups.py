@@ -10,9 +10,9 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
+from wagate.clock import Clock
 from wagate.errors import InvalidInput, NotFound
 from wagate.sandbox.state import StateFile
 
@@ -53,10 +53,11 @@ class Group:
 
 
 class GroupBook:
-    """Every group on the network, by JID."""
+    """Every group on the network, by JID; ``clock`` stamps when each was created."""
 
-    def __init__(self, state: StateFile) -> None:
+    def __init__(self, state: StateFile, clock: Clock) -> None:
         self._state = state
+        self._clock = clock
         self._groups: dict[str, Group] = state.load("groups", _groups, {})
         state.register("groups", self._dump)
 
@@ -80,7 +81,8 @@ class GroupBook:
         jid = _new_group_jid()
         while jid in self._groups:
             jid = _new_group_jid()
-        group = Group(jid, check_subject(name), owner, everyone, datetime.now(UTC).isoformat())
+        created_at = self._clock.now().isoformat()
+        group = Group(jid, check_subject(name), owner, everyone, created_at)
         self._groups[jid] = group
         self._state.save_now()
         return group

@@ -1,4 +1,4 @@
-"""How much the sandbox network keeps and accepts."""
+"""How much the sandbox network keeps and accepts, and how long things take on it."""
 
 from __future__ import annotations
 
@@ -22,3 +22,16 @@ class SandboxLimits:
     blob_memory_bytes: int = 256 * MB  # media kept in memory (all of it also on disk, if any)
     uploads_per_connection: int = 4
     save_delay_s: float = 0.2  # message changes are written at most this late
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxTimings:
+    """How long things take on the simulated network (WhatsApp's real values by default).
+
+    Every one of them passes on the network's clock.
+    """
+
+    qr_first_s: float = 60.0
+    qr_next_s: float = 20.0
+    qr_count: int = 6
+    hello_timeout_s: float = 10.0

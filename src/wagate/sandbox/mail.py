@@ -75,6 +75,7 @@ class Mail:
     """Inboxes by phone, queues by device id, sent ids by phone."""
 
     def __init__(self, state: StateFile, limits: SandboxLimits) -> None:
+        self._state = state
         self._limits = limits
         self._inboxes: dict[str, deque[Json]] = {}
         self._queues: dict[str, DeviceQueue] = {}
@@ -105,6 +106,11 @@ class Mail:
         if found is None:
             found = self._queues[device_id] = DeviceQueue(self._limits.queue_size)
         return found
+
+    def handled(self, device_id: str, upto: int) -> None:
+        """The device confirmed every event up to ``upto``: drop them (saved soon)."""
+        self.queue(device_id).handled(upto)
+        self._state.save_soon()
 
     def forget_device(self, device_id: str) -> None:
         self._queues.pop(device_id, None)

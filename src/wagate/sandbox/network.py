@@ -1,12 +1,30 @@
 """The sandbox WhatsApp network: a simulated WhatsApp that sessions connect to.
 
-:class:`SandboxNetwork` holds the whole simulated state (accounts, linked
-devices, bans, live connections, QR and pairing codes) and serves peers over
-any :class:`~wagate.sandbox.transport.Channel`: in-process through
+:class:`SandboxNetwork` puts the simulated network together and is the one
+place its operations are called on. It serves peers over any
+:class:`~wagate.sandbox.transport.Channel`: in-process through
 :meth:`SandboxNetwork.open_channel`, or over a websocket through
-:mod:`wagate.sandbox.server`. Its control methods let a test or a
-developer act as the phone (scan a QR, confirm a pair code) and as fate
-(drop, logout, ban, replace, proxy errors, slowness, outages).
+:mod:`wagate.sandbox.server`. Its control methods let a test or a developer
+act as the phone (scan a QR, confirm a pair code, send, read, run groups) and
+as fate (drop, logout, ban, replace, proxy errors, slowness, outages).
+
+Each concern is a part, given its collaborators when it is built:
+
+- state: :class:`~.accounts.AccountBook` (accounts, devices, bans),
+  :class:`~.groups.GroupBook`, :class:`~.mail.Mail` (inboxes, device queues),
+  :class:`~.blobs.BlobStore` (media), all saved through one
+  :class:`~.state.StateFile`;
+- :class:`~.connections.Connections`: the live connections;
+- :class:`~.switchboard.Switchboard`: serves each connection from its hello to its close;
+- :class:`~.linking.Linking`: QR and pair codes, logging in and out;
+- :class:`~.faults.Faults`: faults and outages;
+- :class:`~.messaging.Messaging`: the ops of logged-in sessions, and
+  :class:`~.phones.Phones`: the phone's side, both routed by the
+  :class:`~.office.PostOffice`.
+
+Every wait and every timestamp goes through one :class:`~wagate.clock.Clock`
+(QR rotation, the hello timeout, the ``slow`` fault, delayed saves, message and
+link times), so a test drives a ``ManualClock`` instead of waiting.
 
 Frame protocol
 --------------
@@ -56,44 +74,42 @@ State (accounts, groups, inboxes, device queues) lives in one JSON file when
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, Unpack
 
-from wagate.domain.session import DisconnectKind
-from wagate.errors import EngineError, InvalidInput, WagateError
+from wagate.clock import Clock, SystemClock
 from wagate.sandbox.accounts import AccountBook, AccountInfo, DeviceInfo
 from wagate.sandbox.blobs import BlobStore
-from wagate.sandbox.connection import Connection, ConnectionInfo, Hello, error_frame
-from wagate.sandbox.faults import FaultKind, FaultsMixin
+from wagate.sandbox.connection import ConnectionInfo, OpHandler
+from wagate.sandbox.connections import Connections
+from wagate.sandbox.faults import FaultKind, Faults
 from wagate.sandbox.groups import GroupBook
-from wagate.sandbox.limits import SandboxLimits
-from wagate.sandbox.linking import LinkingMixin, SandboxTimings
+from wagate.sandbox.limits import SandboxLimits, SandboxTimings
+from wagate.sandbox.linking import Linking
 from wagate.sandbox.mail import Mail
-from wagate.sandbox.messaging import MessagingMixin, OpHandler
+from wagate.sandbox.messaging import Messaging
 from wagate.sandbox.office import PostOffice
+from wagate.sandbox.phones import PhoneMessage, Phones
 from wagate.sandbox.state import StateFile
-from wagate.sandbox.transport import BadFrame, Channel, ChannelClosed, Frame, memory_pair
-
-log = logging.getLogger(__name__)
+from wagate.sandbox.switchboard import Switchboard
+from wagate.sandbox.transport import Channel
 
 __all__ = [
     "AccountInfo",
     "DeviceInfo",
     "FaultKind",
     "OpHandler",
+    "PhoneMessage",
     "SandboxLimits",
     "SandboxNetwork",
     "SandboxTimings",
 ]
 
 
-class SandboxNetwork(LinkingMixin, FaultsMixin, MessagingMixin):
-    """The simulated WhatsApp network: state, connection handling and control operations."""
+class SandboxNetwork:
+    """The simulated WhatsApp network: its parts put together, and every operation on it."""
 
     def __init__(
         self,
@@ -101,30 +117,36 @@ class SandboxNetwork(LinkingMixin, FaultsMixin, MessagingMixin):
         timings: SandboxTimings | None = None,
         state_path: Path | None = None,
         limits: SandboxLimits | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.timings = timings or SandboxTimings()
         self.limits = limits or SandboxLimits()
-        self._state = StateFile(state_path, delay_s=self.limits.save_delay_s)
-        self._book = AccountBook(self._state)
-        self._groups = GroupBook(self._state)
-        self._mail = Mail(self._state, self.limits)
-        self._book.on_unlink = self._mail.forget_device
-        self._blobs = BlobStore(
+        clock = clock or SystemClock()
+        self._state = StateFile(state_path, delay_s=self.limits.save_delay_s, clock=clock)
+        mail = Mail(self._state, self.limits)
+        self._book = AccountBook(self._state, clock, on_unlink=mail.forget_device)
+        groups = GroupBook(self._state, clock)
+        blobs = BlobStore(
             self._state.blob_folder,
             memory_bytes=self.limits.blob_memory_bytes,
             max_bytes=self.limits.max_media_bytes,
         )
-        self._office = PostOffice(self._book, self._groups, self._mail, self._state)
-        self._conns: dict[int, Connection] = {}
-        self._by_device: dict[str, Connection] = {}
-        self._qr_refs: dict[str, Connection] = {}
-        self._pair_codes: dict[str, Connection] = {}
-        self._ids = itertools.count(1)
-        self._down = False
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._ops: dict[str, OpHandler] = {"logout": self._op_logout, **self._messaging_ops()}
-        # Replaced on every change of the live connections; waiters hold the old one.
-        self._changed = asyncio.Event()
+        office = PostOffice(self._book, groups, mail, self._state, clock)
+        self._connections = Connections()
+        self._linking = Linking(self._book, self._connections, self.timings)
+        self._faults = Faults(self._book, self._connections)
+        self._phones = Phones(self._book, groups, mail, blobs, office)
+        messaging = Messaging(self._book, groups, mail, blobs, office, self.limits)
+        ops = {**self._linking.ops(), **messaging.ops()}
+        self._switchboard = Switchboard(
+            self._connections,
+            self._linking,
+            self._faults,
+            mail,
+            ops,
+            timings=self.timings,
+            clock=clock,
+        )
 
     async def __aenter__(self) -> Self:
         return self
@@ -139,179 +161,109 @@ class SandboxNetwork(LinkingMixin, FaultsMixin, MessagingMixin):
 
     async def aclose(self) -> None:
         """Drop every connection, stop the in-process serving tasks, write pending state."""
-        for conn in list(self._conns.values()):
-            await conn.drop()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._switchboard.aclose()
         await self._state.aclose()
-
-    def register_op(self, op: str, handler: OpHandler) -> None:
-        """Handle client frames ``{"op": op, ...}`` of live connections with ``handler``."""
-        self._ops[op] = handler
-
-    @property
-    def is_down(self) -> bool:
-        return self._down
-
-    async def wait_connections(
-        self, ready: Callable[[list[ConnectionInfo]], bool]
-    ) -> list[ConnectionInfo]:
-        """Wait until the live connections satisfy ``ready`` (tests, demos and load runs)."""
-        while not ready(found := await self.connections()):
-            await self._changed.wait()
-        return found
-
-    def _touch(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
 
     # --- serving ---------------------------------------------------------------------
 
     def open_channel(self) -> Channel:
         """Connect in-process: the client end of a fresh channel the network now serves."""
-        client_end, network_end = memory_pair()
-        task = asyncio.create_task(self.serve(network_end), name="sandbox-serve")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return client_end
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("sandbox connection task failed", exc_info=task.exception())
+        return self._switchboard.open_channel()
 
     async def serve(self, channel: Channel) -> None:
         """Handle one peer connection until it closes."""
-        try:
-            conn = await self._greet(channel)
-            if conn is not None:
-                await self._run(conn)
-        except ChannelClosed:
-            pass  # the peer left during the handshake
-        finally:
-            await channel.close()
+        await self._switchboard.serve(channel)
 
-    async def _greet(self, channel: Channel) -> Connection | None:
-        if self._down:
-            await _refuse(channel, "unavailable", "the sandbox network is down (simulated outage)")
-            return None
-        try:
-            async with asyncio.timeout(self.timings.hello_timeout_s):
-                frame = await channel.recv()
-            hello = Hello.parse(frame)
-        except TimeoutError:
-            await _refuse(channel, "hello_timeout", "no hello frame in time")
-            return None
-        except BadFrame as exc:
-            await _refuse(channel, "bad_frame", str(exc))
-            return None
-        except WagateError as exc:
-            await _refuse(channel, "bad_hello", exc.message)
-            return None
-        return Connection(next(self._ids), channel, hello)
+    def register_op(self, op: str, handler: OpHandler) -> None:
+        """Handle client frames ``{"op": op, ...}`` of live connections with ``handler``."""
+        self._switchboard.register_op(op, handler)
 
-    async def _run(self, conn: Connection) -> None:
-        self._conns[conn.id] = conn
-        self._touch()
-        log.debug("connection %d opened by session %s", conn.id, conn.session)
-        tasks = [asyncio.create_task(self._read_loop(conn), name=f"sandbox-read-{conn.id}")]
-        try:
-            await self._login(conn)
-            if conn.device_id is not None and not conn.ended:
-                pump = self._pump(conn, conn.device_id)
-                tasks.append(asyncio.create_task(pump, name=f"sandbox-pump-{conn.id}"))
-            await conn.done.wait()
-        finally:
-            await _reap(conn, tasks)
-            self._forget(conn)
-            log.debug("connection %d closed", conn.id)
+    async def connections(self) -> list[ConnectionInfo]:
+        return self._connections.infos()
 
-    async def _pump(self, conn: Connection, device_id: str) -> None:
-        """Stream the device's queue to the connection; the client confirms with ``handled``."""
-        queue = self._mail.queue(device_id)
-        cursor = 0
-        while not conn.ended:
-            seq, frame = await queue.next_after(cursor)
-            if not await conn.send({**frame, "q": seq}):
-                return  # unconfirmed events stay queued for the next connection
-            cursor = seq
+    async def wait_connections(
+        self, ready: Callable[[list[ConnectionInfo]], bool]
+    ) -> list[ConnectionInfo]:
+        """Wait until the live connections satisfy ``ready`` (tests, demos and load runs)."""
+        return await self._connections.wait(ready)
 
-    def _forget(self, conn: Connection) -> None:
-        conn.peer_gone()
-        self._conns.pop(conn.id, None)
-        if conn.device_id is not None and self._by_device.get(conn.device_id) is conn:
-            del self._by_device[conn.device_id]
-        self._withdraw_codes(conn)
-        self._touch()
+    async def accounts(self) -> list[AccountInfo]:
+        online = self._connections.online_devices()
+        return [account.info(online=online) for account in self._book.all()]
 
-    async def _read_loop(self, conn: Connection) -> None:
-        while not conn.ended:
-            try:
-                frame = await conn.channel.recv()
-            except ChannelClosed:
-                conn.peer_gone()
-                return
-            except BadFrame as exc:
-                await conn.send(error_frame("bad_frame", str(exc)))
-                continue
-            await self._dispatch(conn, frame)
+    # --- the phone's side: linking ------------------------------------------------------
 
-    async def _dispatch(self, conn: Connection, frame: Frame) -> None:
-        op = frame.get("op")
-        handler = self._ops.get(op) if isinstance(op, str) else None
-        if handler is None:
-            await conn.send(error_frame("unknown_op", f"unknown op {op!r}"))
-            return
-        try:
-            await handler(conn, frame)
-        except WagateError as exc:
-            await conn.send(_refusal(frame, exc))
-        except Exception:
-            # A bug in one op must not kill the connection's reader (it would hang).
-            log.exception("sandbox op %r failed on connection %d", op, conn.id)
-            await conn.send(_refusal(frame, EngineError(f"op {op!r} failed", code="internal")))
+    async def scan(self, qr: str, phone: str, push_name: str | None = None) -> dict[str, str]:
+        """The phone ``phone`` scans a displayed QR (its full code, or just its ref)."""
+        return await self._linking.scan(qr, phone, push_name)
 
-    # --- listing and outages ---------------------------------------------------------
+    async def pair(self, code: str) -> dict[str, str]:
+        """The phone confirms a pairing code shown to the user."""
+        return await self._linking.pair(code)
+
+    # --- the phone's side: messaging (see phones.py) ------------------------------------
+
+    async def add_phone(self, phone: str, push_name: str | None = None) -> AccountInfo:
+        """A simulated phone joins the network (an account with no linked device)."""
+        return await self._phones.add(phone, push_name)
+
+    async def phone_send(self, from_phone: str, to: str, **message: Unpack[PhoneMessage]) -> str:
+        """A simulated phone (created if new) sends to a phone, a ``@lid`` or a group.
+
+        The fields of ``message`` are :class:`~.phones.PhoneMessage`'s. Returns the message id.
+        """
+        return await self._phones.send(from_phone, to, **message)
+
+    async def inbox(self, phone: str) -> list[dict[str, Any]]:
+        """What ``phone`` received, oldest first (at most ``limits.inbox_size``)."""
+        return await self._phones.inbox(phone)
+
+    async def mark_read(self, phone: str, message_ids: list[str]) -> None:
+        """``phone`` reads messages of its inbox; each sender's devices get receipts."""
+        await self._phones.mark_read(phone, message_ids)
+
+    async def blob(self, handle: str) -> bytes:
+        """The bytes of a media blob; :class:`NotFound` if the network has none by that handle."""
+        return await self._phones.blob(handle)
+
+    async def create_group(self, name: str, owner: str, members: list[str]) -> str:
+        """Create a group (accounts are created for new phones); returns its JID."""
+        return await self._phones.create_group(name, owner, members)
+
+    async def rename_group(self, jid: str, name: str) -> None:
+        await self._phones.rename_group(jid, name)
+
+    async def add_members(self, jid: str, members: list[str]) -> None:
+        await self._phones.add_members(jid, members)
+
+    async def remove_members(self, jid: str, members: list[str]) -> None:
+        await self._phones.remove_members(jid, members)
+
+    # --- fate (see faults.py) -----------------------------------------------------------
+
+    async def fault(
+        self,
+        kind: FaultKind | str,
+        *,
+        session: str | None = None,
+        phone: str | None = None,
+        delay_ms: int = 500,
+    ) -> int:
+        """Inject a fault into the connections of ``session`` and/or ``phone``.
+
+        Returns how many live connections it touched. ``ban`` and a ``logout`` by
+        phone alone act on the account even when none of its devices is online.
+        """
+        return await self._faults.fault(kind, session=session, phone=phone, delay_ms=delay_ms)
+
+    async def unban(self, phone: str) -> None:
+        """Lift a ban; the account's devices may connect again."""
+        await self._faults.unban(phone)
 
     async def set_outage(self, down: bool) -> None:
         """While down, new connections are refused with a transient ``unavailable`` error."""
-        self._down = down
+        await self._faults.set_outage(down)
 
-    async def connections(self) -> list[ConnectionInfo]:
-        return [conn.info() for conn in self._conns.values() if not conn.ended]
-
-    async def accounts(self) -> list[AccountInfo]:
-        return [account.info(online=self._by_device.keys()) for account in self._book.all()]
-
-    async def _op_logout(self, conn: Connection, frame: Frame) -> None:
-        if conn.phone is not None and conn.device_id is not None:
-            self._book.unlink(conn.phone, conn.device_id)
-        await conn.end(DisconnectKind.LOGGED_OUT, "logged out by the client")
-
-
-def _refusal(frame: Frame, exc: WagateError) -> Frame:
-    """The error answer to one request; ``rid`` lets the client match it."""
-    refusal = error_frame(exc.code, exc.message)
-    if "rid" in frame:
-        refusal["rid"] = frame["rid"]
-    if isinstance(exc, InvalidInput):
-        refusal["field"] = exc.field
-    return refusal
-
-
-async def _reap(conn: Connection, tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    await asyncio.wait(tasks)
-    for task in tasks:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("sandbox task of connection %d failed", conn.id, exc_info=task.exception())
-
-
-async def _refuse(channel: Channel, code: str, message: str) -> None:
-    log.info("refusing a connection: %s", message)
-    try:
-        await channel.send(error_frame(code, message))
-    except ChannelClosed:
-        pass
+    @property
+    def is_down(self) -> bool:
+        return self._faults.is_down

@@ -11,14 +11,18 @@ through their queues (:mod:`.mail`), online or not.
 - Receipts go to every device of the sending account: ``delivered`` once the
   message is routed (recipients always exist by then), ``read`` (and
   ``played`` for voice notes, audio and video) when a recipient marks it read.
+
+Messages and receipts are stamped by the network's clock (a phone may backdate
+its own message).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
+from wagate.clock import Clock
 from wagate.domain.message import MessageKind
 from wagate.errors import InvalidInput, NotFound
 from wagate.sandbox.accounts import Account, AccountBook, phone_jid, phone_of
@@ -50,11 +54,14 @@ class Routed:
 class PostOffice:
     """Routes messages, receipts and group changes into inboxes and device queues."""
 
-    def __init__(self, book: AccountBook, groups: GroupBook, mail: Mail, state: StateFile) -> None:
+    def __init__(
+        self, book: AccountBook, groups: GroupBook, mail: Mail, state: StateFile, clock: Clock
+    ) -> None:
         self._book = book
         self._groups = groups
         self._mail = mail
         self._state = state
+        self._clock = clock
 
     def route(
         self,
@@ -76,7 +83,7 @@ class PostOffice:
         if msg_id is not None and (ack := self._mail.sent(sender.phone, msg_id)) is not None:
             return Routed(ack, None)
         chat, recipients = self._resolve(sender, to, create=create)
-        now = datetime.now(UTC)
+        now = self._clock.now()
         party = Party(sender.phone, sender.lid, sender.push_name)
         envelope = Envelope(msg_id or new_message_id(), party, chat, at or now, content)
         for phone in recipients:
@@ -112,7 +119,7 @@ class PostOffice:
         missing = set(ids) - {entry["id"] for entry in entries}
         if missing:
             raise NotFound(f"not in the inbox of {phone}: {', '.join(sorted(missing)[:5])}")
-        now = datetime.now(UTC)
+        now = self._clock.now()
         by_chat: dict[tuple[str, str], list[Json]] = {}
         for entry in entries:
             by_chat.setdefault((phone_of(entry["from"]), entry["to"]), []).append(entry)

@@ -7,8 +7,8 @@ old file or the new one, never half of one.
 
 Links are saved at once (a linked gateway must reconnect without a new QR);
 messages come often, so they use :meth:`StateFile.save_soon`, which coalesces
-the writes of ``delay_s`` into one. Closing flushes. A crash can lose the last
-``delay_s`` of messages, never a link.
+the writes of ``delay_s`` (on the network's clock) into one. Closing flushes. A
+crash can lose the last ``delay_s`` of messages, never a link.
 
 Version 1 files (accounts only) are read as they are.
 """
@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from wagate.clock import Clock
 from wagate.errors import ConfigError
 from wagate.files import write_atomic
 
@@ -40,9 +41,10 @@ SECTION_ERRORS = (ValueError, KeyError, TypeError, AttributeError)
 class StateFile:
     """The JSON state of one network, or nothing at all when ``path`` is None."""
 
-    def __init__(self, path: Path | None, *, delay_s: float = 0.2) -> None:
+    def __init__(self, path: Path | None, *, delay_s: float, clock: Clock) -> None:
         self.path = path
         self._delay_s = delay_s
+        self._clock = clock
         self._dumps: dict[str, Callable[[], Any]] = {}
         self._loaded = _read(path) if path is not None and path.exists() else {}
         self._flush: asyncio.Task[None] | None = None
@@ -87,7 +89,7 @@ class StateFile:
         self._flush.add_done_callback(_log_failure)
 
     async def _later(self) -> None:
-        await asyncio.sleep(self._delay_s)
+        await self._clock.sleep(self._delay_s)
         try:
             self.save_now()
         except OSError:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.engine.test_sandbox_messaging import ALICE, BOB, CAROL, jid, link_auth, online
+from tests.sandbox.support import ALICE, BOB, CAROL, jid, link_auth, online
 from wagate.domain.message import MessageKind
 from wagate.engine.base import GroupEvent, ReceiptEvent
 from wagate.errors import InvalidInput, NotFound, Unauthorized

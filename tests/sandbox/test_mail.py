@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 
-from tests.engine.test_sandbox_messaging import (
+from tests.sandbox.support import (
     ALICE,
     BOB,
     CAROL,
@@ -53,23 +54,24 @@ async def test_an_event_not_handled_before_the_link_closed_comes_again(network, 
     msg_id = await network.phone_send(BOB, ALICE, text="did you get it?")
     async with online(engine, auth) as alice:
         assert (await alice.message()).id == msg_id  # taken, never confirmed: the link closes
-    async with asyncio.timeout(2):
+    async with asyncio.timeout(5):
         await network.wait_connections(lambda live: not live)
     async with online(engine, auth) as alice:
         assert (await alice.message()).id == msg_id  # delivered again
         marker = await network.phone_send(BOB, ALICE, text="marker")
         assert (await alice.message()).id == marker  # taking it confirmed the first
-    async with asyncio.timeout(2):
+    async with asyncio.timeout(5):
         await network.wait_connections(lambda live: not live)
     async with online(engine, auth) as alice:
         # The marker itself was never confirmed; the first message is gone for good.
         assert (await alice.message()).id == marker
 
 
-async def test_delivered_then_read_receipts(network, alice_and_bob) -> None:
+async def test_delivered_then_read_receipts(network, alice_and_bob, clock) -> None:
     alice = alice_and_bob
     result = await alice.link.send(Outgoing(BOB, MessageKind.TEXT, text="read me"))
     delivered = await alice.receipt()
+    await clock.advance(90)
     await network.mark_read(BOB, [result.id])
     read = await alice.receipt()
     assert delivered.status is ReceiptStatus.DELIVERED and delivered.by is None
@@ -79,7 +81,7 @@ async def test_delivered_then_read_receipts(network, alice_and_bob) -> None:
         ReceiptStatus.READ,
         jid(BOB),
     )
-    assert read.timestamp >= delivered.timestamp
+    assert read.timestamp - delivered.timestamp == timedelta(seconds=90), "on the network's clock"
 
 
 async def test_a_played_voice_note_is_read_then_played(network, alice_and_bob) -> None:

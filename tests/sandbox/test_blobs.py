@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests.engine.test_sandbox_messaging import ALICE, BOB, link_auth, online
+from tests.sandbox.support import ALICE, BOB, link_auth, online
 from wagate.domain.message import MediaRef, MessageKind, Outgoing, OutgoingMedia
 from wagate.engine.sandbox import SandboxEngine
 from wagate.engine.sandbox.link import DOWNLOAD_CHUNK, UPLOAD_CHUNK

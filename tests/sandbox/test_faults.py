@@ -1,4 +1,7 @@
-"""Fault injection: every fault kind ends a live link with the right disconnect kind."""
+"""Fault injection: every fault kind ends a live link with the right disconnect kind.
+
+``slow`` holds every frame back for its delay on the network's clock.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,9 @@ import asyncio
 
 import pytest
 
+from wagate.clock import ManualClock
 from wagate.domain.session import DisconnectKind
-from wagate.engine.base import Connected, Disconnected, LinkOptions, QRCode
+from wagate.engine.base import Connected, Disconnected, LinkOptions, MessageEvent, QRCode
 from wagate.engine.sandbox import SandboxEngine
 from wagate.errors import InvalidInput, NotFound
 from wagate.sandbox import SandboxNetwork
@@ -24,7 +28,7 @@ async def linked_auth(engine: SandboxEngine, network: SandboxNetwork, watch, ses
         events = watch(link)
         await network.scan((await events.expect(QRCode)).code, PHONE)
         await events.expect(Connected)
-    async with asyncio.timeout(2):  # the network notices the close on its own task
+    async with asyncio.timeout(5):  # the network notices the close on its own task
         await network.wait_connections(lambda live: not live)
     return auth
 
@@ -108,19 +112,27 @@ async def test_a_dropped_connection_can_reconnect(engine, network, watch) -> Non
         await watch(link).expect(Connected)
 
 
-async def test_slow_delays_every_frame(engine, network, watch) -> None:
+async def test_slow_delays_every_frame(engine, network, watch, clock: ManualClock) -> None:
     auth = await linked_auth(engine, network, watch)
-    loop = asyncio.get_running_loop()
     async with engine.link(auth, NO_OPTIONS) as link:
         events = watch(link)
         await events.expect(Connected)
         assert await network.fault("slow", session="s1", delay_ms=150) == 1
         (info,) = await network.connections()
         assert info.delay_ms == 150
-        started = loop.time()
-        await network.fault("replaced", session="s1")
-        await events.rest()
-    assert loop.time() - started >= 0.14
+        sent = await network.phone_send("15550002222", PHONE, text="slowly")
+        await clock.wait_for_sleepers()
+        assert clock.sleeps[-1] == 0.15
+        await clock.advance(0.1)
+        assert clock.sleeping == 1, "the message is still held back"
+        await clock.advance(0.05)
+        assert (await events.expect(MessageEvent)).id == sent
+        ending = asyncio.create_task(network.fault("replaced", session="s1"))
+        await clock.wait_for_sleepers()
+        await clock.advance(0.15)
+        (ended,) = await events.rest()
+        assert await ending == 1
+    assert isinstance(ended, Disconnected) and ended.kind is DisconnectKind.REPLACED
 
 
 @pytest.mark.parametrize(

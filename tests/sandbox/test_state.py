@@ -1,18 +1,22 @@
-"""The sandbox network's state file: groups, inboxes, queues and sent ids survive a restart."""
+"""The sandbox network's state file: groups, inboxes, queues and sent ids survive a restart.
+
+Message changes are saved late, on the network's clock; closing flushes them.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
 
-from tests.engine.test_sandbox_messaging import ALICE, BOB, CAROL, link_auth, online
+from tests.sandbox.support import ALICE, BOB, CAROL, link_auth, online
+from wagate.clock import ManualClock
 from wagate.domain.group import GroupInfo
 from wagate.engine.base import GroupEvent
 from wagate.engine.sandbox import SandboxEngine
 from wagate.errors import ConfigError
 from wagate.sandbox import SandboxLimits, SandboxNetwork
+from wagate.testing import eventually
 
 
 async def test_groups_inboxes_and_queues_survive_a_restart(tmp_path, make_network) -> None:
@@ -43,25 +47,45 @@ async def test_groups_inboxes_and_queues_survive_a_restart(tmp_path, make_networ
     assert not list(state.parent.glob("*.tmp")), "no temporary file is left behind"
 
 
-async def test_message_writes_are_coalesced_and_flushed_on_close(tmp_path, make_network) -> None:
+async def test_message_writes_are_coalesced_and_flushed_on_close(
+    tmp_path, make_network, clock: ManualClock
+) -> None:
     state = tmp_path / "sandbox.json"
     network = await make_network(state_path=state, limits=SandboxLimits(save_delay_s=60))
     for n in range(50):
         await network.phone_send(BOB, ALICE, text=str(n))
+    await clock.wait_for_sleepers()
+    assert clock.sleeps == [60], "fifty changes, one delayed save"
+    await clock.advance(59)
     assert not state.exists(), "nothing written yet: the delay has not passed"
     await network.aclose()
     saved = json.loads(state.read_text())
     assert saved["version"] == 2 and len(saved["mail"]["inboxes"][ALICE]) == 50
 
 
-async def test_a_short_delay_writes_without_a_close(tmp_path, make_network) -> None:
+async def test_the_delay_writes_without_a_close(tmp_path, make_network, clock: ManualClock):
     state = tmp_path / "sandbox.json"
-    network = await make_network(state_path=state, limits=SandboxLimits(save_delay_s=0.01))
+    network = await make_network(state_path=state)  # the default delay: 0.2 s
     await network.phone_send(BOB, ALICE, text="soon")
-    async with asyncio.timeout(2):
-        while not state.exists():  # noqa: ASYNC110 - the file is the only signal
-            await asyncio.sleep(0.005)
+    await clock.wait_for_sleepers()
+    await clock.advance(0.1)
+    assert not state.exists()
+    await clock.advance(0.1)
+    await eventually(state.exists)
     assert "soon" in state.read_text()
+    await network.phone_send(BOB, ALICE, text="and later")
+    await clock.wait_for_sleepers()
+    await clock.advance(0.2)
+    await eventually(lambda: "and later" in state.read_text())
+
+
+async def test_groups_keep_when_they_were_created(tmp_path, make_network, clock) -> None:
+    state = tmp_path / "sandbox.json"
+    network = await make_network(state_path=state)
+    await clock.advance(3600)
+    group = await network.create_group("Dated", BOB, [ALICE])
+    (saved,) = json.loads(state.read_text())["groups"].values()
+    assert (saved["jid"], saved["created_at"]) == (group, clock.now().isoformat())
 
 
 async def test_a_version_1_state_file_still_links(tmp_path, make_network, watch) -> None:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.engine.test_sandbox_messaging import (
+from tests.sandbox.support import (
     ALICE,
     BOB,
     CAROL,

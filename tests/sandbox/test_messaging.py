@@ -1,7 +1,4 @@
-"""Messaging on the sandbox network: routing, from_me copies, ids, kinds, @lid, bad input.
-
-The helpers at the top are shared by the other messaging test modules.
-"""
+"""Messaging on the sandbox network: routing, from_me copies, ids, kinds, @lid, bad input."""
 
 from __future__ import annotations
 
@@ -9,13 +6,23 @@ import asyncio
 import hashlib
 import re
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from tests.engine.conftest import Events
+from tests.sandbox.support import (
+    ALICE,
+    BOB,
+    CAROL,
+    NO_OPTIONS,
+    Session,
+    jid,
+    lid_of,
+    link_auth,
+    online,
+)
+from wagate.clock import ManualClock
 from wagate.domain.message import (
     ContactCard,
     LinkPreview,
@@ -26,70 +33,13 @@ from wagate.domain.message import (
     Quote,
     ReceiptStatus,
 )
-from wagate.engine.base import Connected, LinkOptions, MessageEvent, QRCode, ReceiptEvent
-from wagate.engine.sandbox import SandboxEngine, SandboxLink
+from wagate.engine.base import QRCode
+from wagate.engine.sandbox import SandboxEngine
 from wagate.errors import InvalidInput, TransientError
 from wagate.sandbox import SandboxNetwork
 from wagate.storage.auth_state import MemoryAuthStore
 
-ALICE = "15550001111"  # the account the gateway's sessions are linked to
-BOB = "15550002222"  # a simulated phone
-CAROL = "15550003333"
-NO_OPTIONS = LinkOptions()
 WA_ID = re.compile(r"3EB0[0-9A-F]{16}")
-
-
-def jid(phone: str) -> str:
-    return f"{phone}@s.whatsapp.net"
-
-
-async def link_auth(
-    network: SandboxNetwork, session: str = "s1", phone: str = ALICE, engine: Any = None
-) -> MemoryAuthStore:
-    """Link a new device of ``phone`` for ``session``; return once the network saw it leave."""
-    engine = engine or SandboxEngine(network=network)
-    auth = MemoryAuthStore(session)
-    async with engine.link(auth, NO_OPTIONS) as link:
-        events = Events(link)
-        await network.scan((await events.expect(QRCode)).code, phone)
-        await events.expect(Connected)
-    async with asyncio.timeout(2):
-        await network.wait_connections(lambda live: all(c.session != session for c in live))
-    return auth
-
-
-@asynccontextmanager
-async def online(engine: SandboxEngine, auth: MemoryAuthStore) -> AsyncIterator[Session]:
-    async with engine.link(auth, NO_OPTIONS) as link:
-        events = Events(link)
-        await events.expect(Connected)
-        yield Session(link, events)
-
-
-class Session:
-    """A logged-in link and its event reader."""
-
-    def __init__(self, link: SandboxLink, events: Events) -> None:
-        self.link = link
-        self.events = events
-
-    async def message(self) -> MessageEvent:
-        return await self.events.expect(MessageEvent)
-
-    async def receipt(self) -> ReceiptEvent:
-        return await self.events.expect(ReceiptEvent)
-
-    async def text(self, to: str, text: str, **kw: Any) -> str:
-        """Send a text; returns its id once its ``delivered`` receipt came."""
-        result = await self.link.send(Outgoing(to=to, kind=MessageKind.TEXT, text=text, **kw))
-        receipt = await self.receipt()
-        assert receipt.message_ids == (result.id,) and receipt.status is ReceiptStatus.DELIVERED
-        return result.id
-
-
-async def lid_of(network: SandboxNetwork, phone: str) -> str:
-    (account,) = [a for a in await network.accounts() if a.phone == phone]
-    return account.lid
 
 
 @pytest.fixture
@@ -104,8 +54,8 @@ async def alice(network: SandboxNetwork, engine: SandboxEngine) -> AsyncIterator
 # --- routing ----------------------------------------------------------------------------
 
 
-async def test_a_phone_message_reaches_the_session(network, alice) -> None:
-    before = datetime.now(UTC)
+async def test_a_phone_message_reaches_the_session(network, alice, clock: ManualClock) -> None:
+    await clock.advance(42)
     msg_id = await network.phone_send(BOB, ALICE, text="hello")
     event = await alice.message()
     assert WA_ID.fullmatch(msg_id) and event.id == msg_id
@@ -117,7 +67,7 @@ async def test_a_phone_message_reaches_the_session(network, alice) -> None:
         False,
         "Bob",
     )
-    assert event.timestamp.tzinfo is UTC and before <= event.timestamp <= datetime.now(UTC)
+    assert event.timestamp.tzinfo is UTC and event.timestamp == clock.now(), "the network's time"
     (entry,) = await network.inbox(ALICE)
     assert (entry["id"], entry["from"], entry["chat"], entry["text"]) == (
         msg_id,
@@ -127,10 +77,11 @@ async def test_a_phone_message_reaches_the_session(network, alice) -> None:
     )
 
 
-async def test_a_session_send_is_acked_lands_in_the_inbox_and_is_delivered(network, alice):
+async def test_a_session_send_is_acked_lands_in_the_inbox_and_is_delivered(network, alice, clock):
     result = await alice.link.send(Outgoing(to=jid(BOB), kind=MessageKind.TEXT, text="hi Bob"))
     receipt = await alice.receipt()
     assert WA_ID.fullmatch(result.id) and result.timestamp.tzinfo is UTC
+    assert result.timestamp == receipt.timestamp == clock.now(), "the network's time"
     assert (receipt.chat, receipt.message_ids, receipt.status) == (
         jid(BOB),
         (result.id,),

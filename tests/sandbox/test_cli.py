@@ -12,8 +12,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from typer.testing import CliRunner
 
-from tests.engine.conftest import Served
-from tests.engine.test_sandbox_messaging import ALICE, BOB, CAROL, jid
+from tests.sandbox.support import ALICE, BOB, CAROL, Served, jid
 from wagate.cli import app
 from wagate.sandbox import create_app
 
