@@ -18,6 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from wagate.clock import Clock
+from wagate.domain.event import OutboxEvent
 from wagate.domain.group import GroupInfo
 from wagate.domain.message import MediaRef, Outgoing, SendResult
 from wagate.domain.session import DisconnectKind
@@ -33,6 +35,8 @@ from wagate.engine.base import (
     ReceiptEvent,
 )
 from wagate.settings import Settings, load_settings
+from wagate.storage.db import Database
+from wagate.storage.outbox import Outbox
 
 Script = Sequence[EngineEvent] | BaseException
 
@@ -44,6 +48,31 @@ def settings_for_tests(data_dir: Path, **overrides: Any) -> Settings:
     """
     values: dict[str, Any] = {"engine": "sandbox", "data_dir": data_dir, "api_key": "test-key"}
     return load_settings(**(values | overrides))
+
+
+class RecordingOutbox(Outbox):
+    """An :class:`~wagate.storage.outbox.Outbox` that also keeps every event it was given.
+
+    Kept whether or not the producer's transaction then commits; the
+    deliveries themselves are written as usual. ``fail_next`` makes the next
+    write raise (a crash between a state and its events, say).
+    """
+
+    def __init__(self, db: Database, clock: Clock, **kw: Any) -> None:
+        super().__init__(db, clock, **kw)
+        self.events: list[OutboxEvent] = []
+        self.fail_next: BaseException | None = None
+
+    async def write_in(self, conn: Any, events: Sequence[OutboxEvent]) -> int:
+        if self.fail_next is not None:
+            error, self.fail_next = self.fail_next, None
+            raise error
+        self.events.extend(events)
+        return await super().write_in(conn, events)
+
+    def of(self, name: str) -> list[dict[str, Any]]:
+        """The ``data`` of every event named ``name``, in order."""
+        return [e.payload["data"] for e in self.events if e.name == name]
 
 
 @dataclass

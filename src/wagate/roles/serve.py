@@ -96,11 +96,13 @@ class Gateway:
         clock: Clock | None = None,
         engine: Engine | None = None,
         listeners: Sequence[Listener] = (),
+        outbox_type: type[Outbox] = Outbox,
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self._given_engine = engine
         self._listeners = listeners  # who else hears each session change (tools, tests)
+        self._outbox_type = outbox_type  # a recording outbox, for tests
         self._stack = contextlib.AsyncExitStack()
         self.sandbox_network: SandboxNetwork | None = None  # the in-process sandbox, if any
 
@@ -144,7 +146,7 @@ class Gateway:
         )
         self._stack.push_async_callback(self.db.aclose)
         self.doorbell = asyncio.Event()  # rung when deliveries commit: the dispatcher wakes
-        self.outbox = Outbox(self.db, clock, on_commit=self.doorbell.set)
+        self.outbox = self._outbox_type(self.db, clock, on_commit=self.doorbell.set)
         self.sessions = SessionRepo(self.db, clock, outbox=self.outbox, announce=session_events)
         self.audit = AuditRepo(self.db, clock)
         self.messages = MessageRepo(self.db, clock, outbox=self.outbox)

@@ -300,12 +300,13 @@ class SessionRunner:
         deps.qr.forget(self.session_id)
         self._qr_count = 0
         self._connected_since = deps.clock.monotonic()
-        self._set_state(SessionState.CONNECTED)
-        self.answered = True
         await deps.audit.add(self.session_id, AuditEvent.CONNECT, {"phone": event.phone})
         self.log.info("connected as %s", event.phone)
+        # the handlers have the link before anyone sees the runner connected
         self._linked = True
         await deps.handler.linked(self.session_id, link)
+        self._set_state(SessionState.CONNECTED)
+        self.answered = True
         await self._notify(change)
 
     async def _record_disconnect(self, state: SessionState, event: Disconnected) -> None:
