@@ -10,6 +10,7 @@ test calls :meth:`ScriptedLink.end` or the runner closes it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -151,6 +152,7 @@ class ScriptedLink:
     presence: list[bool] = field(default_factory=list)
     drained: bool = False
     refused: list[EngineEvent] = field(default_factory=list)  # pushed after a drain: not taken
+    close_gate: asyncio.Event | None = None  # set: closing waits for it, cancelled or not
     _queue: asyncio.Queue[EngineEvent | None] = field(default_factory=asyncio.Queue)
 
     async def __aenter__(self) -> Self:
@@ -164,6 +166,10 @@ class ScriptedLink:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # a close that hangs and ignores cancellation, like a socket stuck in native code
+        while self.close_gate is not None and not self.close_gate.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self.close_gate.wait())
         self.closed = True
 
     async def events(self) -> AsyncIterator[EngineEvent]:
@@ -218,19 +224,22 @@ class ScriptedEngine:
     name = "scripted"
 
     def __init__(self, scripts: Sequence[Script] = ()) -> None:
-        self.scripts: deque[Script] = deque(scripts)
+        self.scripts: deque[tuple[Script, asyncio.Event | None]] = deque(
+            (script, None) for script in scripts
+        )
         self.links: list[ScriptedLink] = []
         self.options: list[LinkOptions] = []
 
-    def add(self, *scripts: Script) -> None:
-        self.scripts.extend(scripts)
+    def add(self, *scripts: Script, close_gate: asyncio.Event | None = None) -> None:
+        """Queue scripts; with ``close_gate``, their links hang on close until it is set."""
+        self.scripts.extend((script, close_gate) for script in scripts)
 
     def link(self, auth: AuthStore, options: LinkOptions) -> ScriptedLink:
         self.options.append(options)
-        script = self.scripts.popleft() if self.scripts else ()
+        script, gate = self.scripts.popleft() if self.scripts else ((), None)
         if isinstance(script, BaseException):
             return _Raising(script, auth, options)  # type: ignore[return-value]
-        link = ScriptedLink(list(script), auth, options)
+        link = ScriptedLink(list(script), auth, options, close_gate=gate)
         self.links.append(link)
         return link
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import replace
-from datetime import timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,8 +16,9 @@ from wagate.clock import ManualClock
 from wagate.control.flags import FlagWatcher
 from wagate.control.runtime import LocalRuntime
 from wagate.domain.flag import Flag
+from wagate.domain.message import MessageKind
 from wagate.domain.session import ChangeKind, DisconnectKind, SessionChange, SessionState, Unlink
-from wagate.engine.base import Disconnected, QRCode
+from wagate.engine.base import Disconnected, Link, MessageEvent, QRCode
 from wagate.errors import Conflict, NotFound, TransientError
 from wagate.roles.serve import Gateway
 from wagate.settings import Settings
@@ -28,6 +29,8 @@ from wagate.storage.repos.flags import FlagRepo
 from wagate.storage.repos.sessions import SessionRepo
 from wagate.testing import RecordingHandler, ScriptedEngine, connected, eventually
 from wagate.worker.host import AuthFactory, Worker
+
+ALICE = "6281111111111@s.whatsapp.net"
 
 
 @pytest.fixture
@@ -44,6 +47,7 @@ def _worker(
     *,
     auth_factory: AuthFactory | None = None,
     only_worker: bool = False,
+    handler: RecordingHandler | None = None,
 ) -> Worker:
     stores: dict[str, MemoryAuthStore] = {}
     return Worker(
@@ -52,7 +56,7 @@ def _worker(
         sessions=repo,
         audit=audit,
         clock=clock,
-        handler=RecordingHandler(),
+        handler=handler or RecordingHandler(),
         auth=auth_factory or (lambda sid: stores.setdefault(sid, MemoryAuthStore(sid))),
         only_worker=only_worker,
     )
@@ -376,3 +380,105 @@ async def test_a_qr_refresh_never_cuts_off_a_scan_that_landed_while_it_waited(
 
 async def _no_discovery(_session_id: str) -> object:
     return None
+
+
+# --- stops that take their time ----------------------------------------------------------
+
+
+async def test_a_start_never_opens_a_second_link_while_the_old_one_is_still_closing(
+    worker: Worker, session_repo: SessionRepo, engine: ScriptedEngine, clock: ManualClock
+) -> None:
+    stuck = asyncio.Event()  # the first link's close hangs until this is set, cancelled or not
+    await session_repo.create("s1", engine="scripted")
+    engine.add([connected()], close_gate=stuck)
+    engine.add([connected()])
+    await worker.start("s1")
+    await eventually(lambda: worker.runner_state("s1") is SessionState.CONNECTED)
+    try:
+        limit = worker.settings.stop_timeout_s
+        stopping = asyncio.create_task(worker.stop("s1"))
+        for _ in range(2):  # the drain's deadline, then the cancel's: both pass
+            await clock.wait_for_sleepers(2)  # the QR sweep and the deadline
+            await clock.advance(limit)
+        await asyncio.wait_for(stopping, 5)
+        s = await session_repo.get("s1")
+        assert s is not None and s.status is SessionState.STOPPED
+        starting = asyncio.create_task(worker.start("s1"))
+        await clock.wait_for_sleepers(2)  # the start waits for the old runner to end
+        await clock.advance(limit)
+        with pytest.raises(Conflict) as refused:
+            await asyncio.wait_for(starting, 5)
+        assert refused.value.code == "session_stopping"
+        assert len(engine.links) == 1, "a second link while the first may hold the socket"
+    finally:
+        stuck.set()  # the old link lets go at last (also when an assertion failed)
+    await eventually(lambda: engine.links[0].closed)
+    assert await worker.start("s1") is True
+    await eventually(lambda: worker.runner_state("s1") is SessionState.CONNECTED)
+    assert len(engine.links) == 2
+
+
+async def test_resume_starts_what_fits_and_records_why_the_rest_waits(
+    settings: Settings,
+    engine: ScriptedEngine,
+    session_repo: SessionRepo,
+    audit_repo: AuditRepo,
+    clock: ManualClock,
+) -> None:
+    for sid in ("a", "b", "c"):
+        await session_repo.create(sid, engine="scripted", worker_id="local")
+        await session_repo.update(sid, status=SessionState.CONNECTED)
+    engine.add([connected("111111111")], [connected("222222222")])
+    async with _worker(settings, engine, session_repo, audit_repo, clock) as w:  # at most 2
+        assert sorted(w.running()) == ["a", "b"]
+        left = await session_repo.get("c")
+        assert left is not None and left.status is SessionState.STOPPED
+        assert "maximum of 2 sessions" in (left.disconnect_reason or "")
+        errors = await audit_repo.recent("c", event="error")
+        assert [e.data["code"] for e in errors] == ["WORKER_FULL"]
+        await clock.wait_for_sleepers(1)  # the QR sweep runs all the same
+
+
+@dataclass
+class _SlowHandler(RecordingHandler):
+    """Handles messages one at a time; the first waits for ``release``."""
+
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def message(self, session_id: str, link: Link, event: MessageEvent) -> None:
+        if not self.of("message"):
+            await self.release.wait()
+        await super().message(session_id, link, event)
+
+
+def _text(n: int) -> MessageEvent:
+    return MessageEvent(
+        id=f"M{n}", chat=ALICE, sender=ALICE, timestamp=datetime.now(UTC), kind=MessageKind.TEXT
+    )
+
+
+async def test_a_graceful_stop_handles_every_event_the_link_already_had(
+    settings: Settings,
+    engine: ScriptedEngine,
+    session_repo: SessionRepo,
+    audit_repo: AuditRepo,
+    clock: ManualClock,
+) -> None:
+    handler = _SlowHandler()
+    await session_repo.create("s1", engine="scripted")
+    engine.add([connected(), _text(1), _text(2), _text(3)])
+    w = _worker(settings, engine, session_repo, audit_repo, clock, handler=handler)
+    async with w:
+        await w.start("s1")
+        await eventually(lambda: w.runner_state("s1") is SessionState.CONNECTED)
+        stopping = asyncio.create_task(w.stop("s1"))
+        await eventually(lambda: engine.links[0].drained)  # intake stopped at once
+        engine.links[0].push(_text(4))  # arrives after the drain began: not taken
+        handler.release.set()
+        await asyncio.wait_for(stopping, 5)
+    link = engine.links[0]
+    assert [e.id for e in handler.of("message")] == ["M1", "M2", "M3"]  # type: ignore[attr-defined]
+    assert [e.id for e in link.refused] == ["M4"]  # type: ignore[attr-defined]
+    assert link.closed and [name for name, *_ in handler.calls][-1] == "unlinked"
+    s = await session_repo.get("s1")
+    assert s is not None and s.status is SessionState.STOPPED

@@ -297,8 +297,7 @@ class Worker(Service):
         ending = self._stopping.get(session_id)
         if ending is None:
             return
-        await asyncio.wait({ending}, timeout=self.settings.stop_timeout_s)
-        if not ending.done():
+        if not await self._ended(ending, self.settings.stop_timeout_s):
             raise Conflict(
                 f"session {session_id!r} is still stopping (its link has not closed yet); "
                 "try again in a moment",
@@ -324,7 +323,7 @@ class Worker(Service):
             runner.log.warning("logout over the live link failed: %s", exc)
             return None
         # the runner records the logout and rests: give it its stop deadline to do so
-        await asyncio.wait({task}, timeout=self.settings.stop_timeout_s)
+        await self._ended(task, self.settings.stop_timeout_s)
         return Unlink.LIVE
 
     async def _unlink(self, session_id: str) -> Unlink:
@@ -424,11 +423,11 @@ class Worker(Service):
         limit = self.settings.stop_timeout_s
         if not await _quietly(runner.stop(), runner):
             task.cancel()  # nothing to drain: connecting, or waiting to reconnect
-        done, _ = await asyncio.wait({task}, timeout=limit)
+        done = await self._ended(task, limit)
         if not done:
             runner.log.warning("the link did not drain within %.1fs; cancelling", limit)
             task.cancel()
-            done, _ = await asyncio.wait({task}, timeout=limit)
+            done = await self._ended(task, limit)
         if self._tasks.get(session_id) is task:  # ended or not, it is not this id's runner now
             del self._tasks[session_id]
             self._runners.pop(session_id, None)
@@ -436,6 +435,14 @@ class Worker(Service):
             runner.log.error("the runner did not stop within %.1fs; still stopping", 2 * limit)
             self._stopping[session_id] = task
             task.add_done_callback(lambda _t: self._forget_stopping(session_id, task))
+
+    async def _ended(self, task: asyncio.Task[None], within_s: float) -> bool:
+        """Whether ``task`` ends within ``within_s`` on the worker's clock."""
+        if task.done():
+            return True
+        ended = asyncio.Event()
+        task.add_done_callback(lambda _t: ended.set())
+        return await self.clock.wait(ended, within_s)
 
     def _forget_stopping(self, session_id: str, task: asyncio.Task[None]) -> None:
         if self._stopping.get(session_id) is task:
