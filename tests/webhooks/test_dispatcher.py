@@ -9,6 +9,7 @@ import socket
 from typing import Any
 
 import pytest
+from wagate.webhooks.outbox import Webhooks
 
 from wagate import __version__
 from wagate.clock import ManualClock
@@ -17,7 +18,6 @@ from wagate.settings import Settings
 from wagate.storage.db import Database, create_engine
 from wagate.webhooks import verify_signature
 from wagate.webhooks.events import Event
-from wagate.webhooks.outbox import Webhooks
 
 from .conftest import HooksFactory, Receiver, Reply, until
 
