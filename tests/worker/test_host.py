@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -155,16 +154,6 @@ async def test_the_sweep_clears_expired_qrs(
             break
         await asyncio.sleep(0.01)
     assert s is not None and (s.qr, s.qr_generated_at, s.qr_expires_at) == (None, None, None)
-
-
-async def test_file_auth_store_is_per_session_folder(tmp_path: Path) -> None:
-    from wagate.storage.auth_state import FileAuthStore
-
-    store = FileAuthStore(tmp_path, "abc")
-    await store.save("creds", {"x": 1})
-    assert (tmp_path / "abc" / "creds.json").is_file() and (await store.exists())
-    await store.clear()
-    assert not (tmp_path / "abc").exists() and (await store.load("creds")) is None
 
 
 # --- one runner per id, under concurrency ----------------------------------------------

@@ -8,12 +8,14 @@ import logging
 import pytest
 
 from wagate.domain.session import DisconnectKind
-from wagate.engine.base import Disconnected, LinkOptions, QRCode
+from wagate.engine.base import Disconnected, GroupEvent, LinkOptions, QRCode
 from wagate.engine.sandbox import SandboxLink
+from wagate.engine.sandbox.link import INBOUND_MAX
 from wagate.errors import EngineError, TransientError
 from wagate.sandbox import memory_pair
-from wagate.sandbox.transport import Channel, Frame, MemoryChannel
+from wagate.sandbox.transport import Channel, ChannelClosed, Frame, MemoryChannel
 from wagate.storage.auth_state import MemoryAuthStore
+from wagate.testing import eventually
 
 
 async def scripted_link(*frames: Frame) -> tuple[SandboxLink, MemoryChannel, MemoryAuthStore]:
@@ -108,3 +110,38 @@ async def test_a_silent_network_is_a_transient_error() -> None:
     )
     with pytest.raises(TransientError, match="handshake"):
         await link.__aenter__()
+
+
+def _group_frame(seq: int) -> Frame:
+    return {"ev": "group", "jid": f"{seq}@g.us", "name": f"G{seq}", "change": "renamed", "q": seq}
+
+
+async def _handled(network_end: MemoryChannel) -> list[int]:
+    """The sequence numbers the link confirmed so far (its frames already sent to the network)."""
+    seen = []
+    while True:
+        try:
+            frame = await network_end.recv()
+        except ChannelClosed:  # the link closed its end: everything it sent is here
+            return seen
+        if frame.get("op") == "handled":
+            seen.append(int(frame["q"]))
+
+
+async def test_a_slow_consumer_holds_back_the_network_not_memory(watch) -> None:
+    total = INBOUND_MAX + 40
+    frames = [{"ev": "qr", "code": "2@a,b,c,d", "ttl": 60}]
+    link, network_end, _ = await scripted_link(*frames, *(_group_frame(n) for n in range(total)))
+    async with link:
+        events = watch(link)
+        await events.expect(QRCode)
+        first = await events.expect(GroupEvent)
+        await eventually(lambda: link._inbound.full())  # the reader stops at the bound
+        assert link._inbound.qsize() == INBOUND_MAX
+        await link.drain()  # intake stops: what was read is still delivered, then the end
+        rest = await events.rest()
+    delivered = [first, *rest]
+    assert [e.jid for e in delivered] == [f"{n}@g.us" for n in range(len(delivered))]
+    assert INBOUND_MAX <= len(delivered) < total
+    # only what the consumer took was confirmed: the network keeps the rest for the next link
+    assert await _handled(network_end) == list(range(len(delivered)))
