@@ -203,6 +203,15 @@ sa.Index(
     messages.c.id,
 )
 sa.Index("ix_messages_media_id", messages.c.media_id)
+# received messages not yet announced: what a session's next link completes
+_UNFINISHED = sa.and_(messages.c.direction == "in", messages.c.notified_at.is_(None))
+sa.Index(
+    "ix_messages_unfinished",
+    messages.c.session_id,
+    messages.c.id,
+    sqlite_where=_UNFINISHED,
+    postgresql_where=_UNFINISHED,
+)
 sa.Index("ix_messages_parent_id", messages.c.parent_id)
 
 # --- webhooks ---------------------------------------------------------------------
