@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 
+from wagate.clock import ManualClock
+from wagate.engine.base import AuthStore
 from wagate.storage import auth_state
-from wagate.storage.auth_state import FileAuthStore
+from wagate.storage.auth_state import DatabaseAuthStore, FileAuthStore, MemoryAuthStore
+from wagate.storage.db import Database
 
 
 async def test_each_session_has_its_own_folder(tmp_path: Path) -> None:
@@ -45,3 +48,26 @@ async def test_a_slow_disk_does_not_stall_the_event_loop(
     disk_free.set()
     await asyncio.wait_for(saving, 5)
     assert await store.load("creds") == {"k": 1}
+
+
+@pytest.fixture(params=["files", "database", "memory"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path, db: Database) -> AuthStore:
+    if request.param == "files":
+        return FileAuthStore(tmp_path, "s1")
+    if request.param == "database":
+        return DatabaseAuthStore(db, ManualClock(), "s1")
+    return MemoryAuthStore("s1")
+
+
+async def test_every_store_keeps_records_per_session_until_cleared(
+    store: AuthStore, tmp_path: Path, db: Database
+) -> None:
+    assert not await store.exists() and await store.load("creds") is None
+    await store.save("creds", {"secret": "a", "n": 1})
+    await store.save("creds", {"secret": "b"})  # a save replaces the record whole
+    await store.save("device", {"jid": "1@s.whatsapp.net"})
+    assert await store.exists()
+    assert await store.load("creds") == {"secret": "b"}
+    assert await store.load("device") == {"jid": "1@s.whatsapp.net"}
+    await store.clear()
+    assert not await store.exists() and await store.load("device") is None

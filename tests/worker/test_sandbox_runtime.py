@@ -163,6 +163,20 @@ async def test_restart_of_the_gateway_resumes_linked_sessions(fast: Settings) ->
         assert len(await gw.audit.recent("s1", event="qr_generated")) == 1
 
 
+async def test_credentials_in_the_database_outlive_the_auth_folder(fast: Settings) -> None:
+    in_db = fast.model_copy(update={"auth_store": "database"})
+    async with Gateway(in_db) as gw:
+        await _linked(gw)
+        assert await gw.worker.auth("s1").exists()
+    assert not (fast.auth_root / "s1").exists(), "nothing of the session on this disk"
+    async with Gateway(in_db) as gw:  # as another worker would: no folder, same database
+        s = await _wait(gw, "s1", lambda s: s.status is SessionState.CONNECTED)
+        assert s.phone_number == PHONE
+        assert len(await gw.audit.recent("s1", event="qr_generated")) == 1
+        await gw.services.sessions.delete("s1")
+        assert not await gw.worker.auth("s1").exists()
+
+
 async def test_pairing_code_links_by_phone_number(gw: Gateway) -> None:
     await gw.services.sessions.provision("p1", phone="+" + PHONE, pair=True)
     s = await _wait(gw, "p1", lambda s: s.pair_code is not None)

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from wagate.errors import Conflict
+
 
 class SessionState(enum.StrEnum):
     CREATED = "created"
@@ -74,7 +76,11 @@ TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
 }
 
 
-class IllegalTransition(ValueError):
+class IllegalTransition(Conflict):
+    """A state the session cannot go to from the one it is in."""
+
+    code = "illegal_transition"
+
     def __init__(self, current: SessionState, target: SessionState) -> None:
         super().__init__(f"session cannot go from {current} to {target}")
         self.current = current

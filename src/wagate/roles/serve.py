@@ -25,7 +25,7 @@ import contextlib
 import logging
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -40,7 +40,7 @@ from wagate.control.messages import MessageService
 from wagate.control.runtime import LocalRuntime
 from wagate.control.services import Services
 from wagate.control.sessions import SessionService
-from wagate.engine.base import Engine
+from wagate.engine.base import AuthStore, Engine
 from wagate.errors import ConfigError
 from wagate.ingest.groups import GroupSync
 from wagate.ingest.media import MediaStore
@@ -54,7 +54,7 @@ from wagate.outbound.sender import Sender, SendPolicy
 from wagate.outbound.service import SendService
 from wagate.roles.http import bind, serve_http
 from wagate.settings import Settings, variable
-from wagate.storage.auth_state import FileAuthStore
+from wagate.storage.auth_state import DatabaseAuthStore, FileAuthStore
 from wagate.storage.blobs import BlobStore, S3BlobStore, blob_store
 from wagate.storage.db import Database, create_engine, migrate
 from wagate.storage.outbox import Outbox
@@ -213,7 +213,6 @@ class Gateway:
 
     async def _start_worker(self) -> None:
         view = self.settings.worker
-        root = view.auth_root
         worker = Worker(
             view,
             engine=self.engine,
@@ -221,7 +220,7 @@ class Gateway:
             audit=self.audit,
             clock=self.clock,
             handler=EventRoutes(inbound=self.ingest, outbound=self.sender),
-            auth=lambda session_id: FileAuthStore(root, session_id),
+            auth=self._auth_factory(),
             # all-in-one: the embedded worker is the only one, so every session is its own
             only_worker=True,
             listeners=self._listeners,
@@ -233,6 +232,14 @@ class Gateway:
         )
         polling = Periodic("runtime-flags", self.flag_watcher.poll, view.flag_poll_s, self.clock)
         await self._stack.enter_async_context(polling)
+
+    def _auth_factory(self) -> Callable[[str], AuthStore]:
+        """Where credentials live: ``AUTH_DIR/<session>/`` files, or ``auth_state`` rows."""
+        view, db, clock = self.settings.worker, self.db, self.clock
+        if view.auth_store == "database":
+            return lambda session_id: DatabaseAuthStore(db, clock, session_id)
+        root = view.auth_root
+        return lambda session_id: FileAuthStore(root, session_id)
 
     def app(self) -> FastAPI:
         """The HTTP API over this gateway's services (and its in-process sandbox, if any)."""

@@ -19,18 +19,24 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import websockets
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from wagate.errors import TransientError, WagateError
+
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
 
 Frame = dict[str, Any]
 
 
-class ChannelClosed(Exception):
+class ChannelClosed(TransientError):
     """The peer closed the channel, or it broke; no more frames will come."""
 
+    code = "channel_closed"
 
-class BadFrame(Exception):
+
+class BadFrame(WagateError):
     """The peer sent something that is not a JSON object."""
+
+    code = "bad_frame"
 
 
 @runtime_checkable

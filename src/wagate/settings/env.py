@@ -54,6 +54,9 @@ class Settings(BaseSettings):
         None, validation_alias=_env("AUTH_DIR", "AUTH_DIR", "SESSIONS_DIR")
     )
     database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL", "DATABASE_URL"))
+    # where engine credentials live: a folder per session under AUTH_DIR, or the database
+    # (any worker of a cluster can then take a session over)
+    auth_store: Literal["files", "database"] = Field("files", validation_alias=_env("AUTH_STORE"))
     # how long a SQLite write waits for another connection's lock before it fails
     sqlite_busy_timeout_ms: int = Field(
         30_000, ge=0, validation_alias=_env("SQLITE_BUSY_TIMEOUT_MS")

@@ -30,6 +30,7 @@ class WorkerSettings:
 
     worker_id: str
     max_sessions: int
+    auth_store: Literal["files", "database"]
     auth_root: Path
     backoff: Backoff
     backoff_reset_after_s: float
@@ -44,6 +45,7 @@ class WorkerSettings:
         return cls(
             worker_id=s.worker_id,
             max_sessions=s.worker_max_sessions,
+            auth_store=s.auth_store,
             auth_root=s.auth_root,
             backoff=Backoff(_s(s.backoff_base_ms), _s(s.backoff_max_ms), _s(s.backoff_jitter_ms)),
             backoff_reset_after_s=_s(s.backoff_reset_after_ms),

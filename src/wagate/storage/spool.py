@@ -25,12 +25,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from wagate.errors import StorageError
 from wagate.files import write_atomic
 
 Ref = dict[str, Any]
 
 
-class SpoolError(Exception):
+class SpoolError(StorageError):
     """The bytes a ref names are gone or damaged: the message can never be sent."""
 
 

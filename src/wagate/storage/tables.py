@@ -122,6 +122,16 @@ runtime_flags = sa.Table(
     _ts("updated_at", nullable=False),
 )
 
+# engine credentials, when they are kept in the database (AUTH_STORE=database)
+auth_state = sa.Table(
+    "auth_state",
+    metadata,
+    sa.Column("session_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("data", JSONType, nullable=False),
+    _ts("updated_at", nullable=False),
+)
+
 # --- messaging (seed 003's groups, messages, media) ---------------------------------
 
 groups = sa.Table(

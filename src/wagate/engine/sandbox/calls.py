@@ -11,17 +11,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 
-from wagate.errors import TransientError
+from wagate.errors import EngineError, TransientError
 from wagate.sandbox.transport import Channel, ChannelClosed, Frame
 
 
-class Refused(Exception):
-    """The network answered a request with an ``error`` frame."""
+class Refused(EngineError):
+    """The network answered a request with an ``error`` frame (translated by the link)."""
 
     def __init__(self, code: str, message: str, field: str | None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code)
         self.field = field
 
 
