@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from wagate.clock import Clock
 from wagate.domain.event import OutboxEvent
@@ -258,3 +258,14 @@ class _Raising:
 
     async def __aexit__(self, *exc: object) -> None:
         return None
+
+
+if TYPE_CHECKING:  # mypy holds each fake to the protocol it stands in for
+    from wagate.engine.base import Engine
+    from wagate.storage.auth_state import MemoryAuthStore
+    from wagate.worker.events import EventHandler
+
+    _engine: Engine = ScriptedEngine()
+    _link: Link = ScriptedLink([], MemoryAuthStore("s"), LinkOptions())
+    _handler: EventHandler = RecordingHandler()
+    _auth: AuthStore = MemoryAuthStore("s")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,6 +41,7 @@ from wagate.control.services import Services
 from wagate.control.sessions import SessionService
 from wagate.engine.base import AuthStore, Engine
 from wagate.errors import ConfigError
+from wagate.files import write_atomic
 from wagate.ingest.groups import GroupSync
 from wagate.ingest.media import MediaStore
 from wagate.ingest.pipeline import IngestPipeline
@@ -387,10 +387,7 @@ def _stored_or_new_key(path: Path) -> tuple[str, bool]:
         if key:
             return key, False
     key = "wg_" + secrets.token_urlsafe(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(key + "\n")
+    write_atomic(path, (key + "\n").encode("utf-8"), mode=0o600)
     return key, True
 
 
