@@ -17,10 +17,11 @@ its media could not be stored; the event then says why (``mediaError``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, replace
 from typing import Any, TypeVar
 
@@ -46,6 +47,12 @@ _MSG_MAX = 300  # characters of an error message kept in the audit log
 
 # ``{"code", "msg"}`` of a failed step, as audited (and as ``mediaError`` in the event)
 Failure = dict[str, str]
+
+
+class LinkGone(WagateError):
+    """The link a download went over is down: the message waits for the next link."""
+
+    code = "link_gone"
 
 
 class StepFailed(Exception):
@@ -143,11 +150,20 @@ class IngestPipeline:
         )
         return message, message is None or not unfinished(message)
 
-    async def complete(self, session_id: str, link: Link | None, message: Message) -> Message:
+    async def complete(
+        self,
+        session_id: str,
+        link: Link | None,
+        message: Message,
+        *,
+        gone: asyncio.Event | None = None,
+    ) -> Message:
         """Media, parent link and event; a failed step is audited and the next one still runs.
 
         ``link`` downloads the media (None: the session is not connected, and
         a media message is left unfinished, to be completed when it is).
+        ``gone`` is set when that link goes down: a download in progress stops
+        and the message is left unfinished, for the next link to complete.
         """
         media_error: Failure | None = None
         ref = media_ref(message)
@@ -159,7 +175,13 @@ class IngestPipeline:
                     "MEDIA_UNAVAILABLE", "the media reference was not kept", _ctx_of(message)
                 )
             else:
-                message, media_error = await self._attach_media(session_id, link, ref, message)
+                try:
+                    message, media_error = await self._attach_media(
+                        session_id, link, ref, message, gone
+                    )
+                except LinkGone:
+                    self.count(session_id, "media_deferred")
+                    return message  # completed on the next connection
         try:
             if message.parent_id is None:
                 message = await self._link_parent(message)
@@ -173,12 +195,18 @@ class IngestPipeline:
         return message
 
     async def _attach_media(
-        self, session_id: str, link: Link, ref: MediaRef, message: Message
+        self,
+        session_id: str,
+        link: Link,
+        ref: MediaRef,
+        message: Message,
+        gone: asyncio.Event | None,
     ) -> tuple[Message, Failure | None]:
         """The message with its media stored and linked, or unchanged and why not."""
         ctx = _ctx_of(message)
         try:
-            stored = await self._step("MEDIA_STORE_FAILED", ctx, self._store_media, link, ref)
+            store = self._store_media
+            stored = await self._step("MEDIA_STORE_FAILED", ctx, store, link, ref, gone)
             if isinstance(stored, MediaRejected):
                 self.count(session_id, "media_rejected")
                 return message, await self._fail(stored.code, stored.message, ctx)
@@ -190,13 +218,18 @@ class IngestPipeline:
             return message, failed.failure
         return replace(message, media_id=media_id), None
 
-    async def _store_media(self, link: Link, ref: MediaRef) -> Stored | MediaRejected:
+    async def _store_media(
+        self, link: Link, ref: MediaRef, gone: asyncio.Event | None
+    ) -> Stored | MediaRejected:
         """Download and store; a refusal (too large, not allowed) is returned, not retried."""
         meta = MediaMeta(
             ref.mimetype, ref.filename, ref.size, ref.width, ref.height, ref.duration_s
         )
+        chunks = link.download(ref)
+        if gone is not None:
+            chunks = _until(gone, chunks)
         try:
-            return await self.media.store(link.download(ref), meta)
+            return await self.media.store(chunks, meta)
         except MediaRejected as exc:
             return exc
 
@@ -229,6 +262,8 @@ class IngestPipeline:
         """Run ``fn``; retry a transient error once after 500–1000 ms; audit what remains."""
         try:
             return await fn(*args)
+        except LinkGone:
+            raise  # not a failure: the work waits for the next link
         except TRANSIENT as first:
             delay = self.rng.uniform(self.settings.retry_min_s, self.settings.retry_max_s)
             log.warning("%s (%s); retrying in %.2fs", code, _describe(first), delay)
@@ -263,6 +298,27 @@ def _describe(exc: BaseException) -> str:
     cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
     text = str(cause).strip().splitlines()
     return f"{type(cause).__name__}: {text[0]}" if text else type(cause).__name__
+
+
+async def _until(gone: asyncio.Event, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``chunks``, until ``gone`` is set (then :class:`LinkGone`, even mid-wait)."""
+    waiting_gone = asyncio.ensure_future(gone.wait())
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(chunks))
+            await asyncio.wait({step, waiting_gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                step.cancel()
+                await asyncio.gather(step, return_exceptions=True)
+                raise LinkGone("the session's link went down during the download")
+            try:
+                chunk = step.result()
+            except StopAsyncIteration:
+                return
+            yield chunk
+    finally:
+        waiting_gone.cancel()
+        await asyncio.gather(waiting_gone, return_exceptions=True)
 
 
 def _ctx_of(message: Message) -> dict[str, Any]:

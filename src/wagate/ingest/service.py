@@ -47,6 +47,7 @@ class Ingest(Service):
         self.messages = messages
         self.audit = audit
         self._links: dict[str, Link] = {}
+        self._gone: dict[str, asyncio.Event] = {}  # per session: set when its link goes down
         self._work: dict[str, set[asyncio.Task[Any]]] = {}  # per session: completions
         self._discovered: set[str] = set()
 
@@ -60,16 +61,22 @@ class Ingest(Service):
     async def linked(self, session_id: str, link: Link) -> None:
         """Complete what an earlier link left unfinished; discover groups the first time."""
         self._links[session_id] = link
+        self._gone[session_id] = asyncio.Event()
         self._spawn(session_id, self._recover(session_id, link), "recover")
         if session_id not in self._discovered:  # seed 003 §6: on the first connection
             self._discovered.add(session_id)
             self._spawn(session_id, self._discover_quietly(session_id, link), "discover")
 
     async def unlinked(self, session_id: str) -> None:
-        """The link is gone: its unfinished work stops (and is completed on the next one)."""
+        """The link is gone: downloads over it stop; their messages wait for the next link.
+
+        Nothing is cancelled midway through a database write: each task
+        finishes its step, and a download stops between two chunks.
+        """
         self._links.pop(session_id, None)
-        for task in self._work.pop(session_id, set()):
-            task.cancel()
+        gone = self._gone.pop(session_id, None)
+        if gone is not None:
+            gone.set()
 
     async def message(self, session_id: str, link: Link, event: MessageEvent) -> None:
         """Store the row now; download, link and announce in the session's own task."""
@@ -110,8 +117,11 @@ class Ingest(Service):
         task.add_done_callback(tasks.discard)
 
     async def _complete(self, session_id: str, link: Link, message: Message) -> None:
+        gone = self._gone.get(session_id)
+        if gone is None or self._links.get(session_id) is not link:
+            return  # that link is down already: the next one completes the message
         try:
-            await self.pipeline.complete(session_id, link, message)
+            await self.pipeline.complete(session_id, link, message, gone=gone)
         except Exception:  # the pipeline audits its steps; this is a bug, and the row waits
             log.exception("session %s: could not complete message %s", session_id, message.id)
 
