@@ -22,6 +22,7 @@ from typing import Any
 
 from tests.contract import neonize_go as go
 from tests.contract.neonize_fake import FakeClient, FakeGo, Sent
+from wagate.clock import Clock
 from wagate.domain.message import ContactCard, Location
 from wagate.engine.base import AuthStore
 from wagate.engine.neonize import NeonizeConfig, NeonizeEngine
@@ -64,12 +65,18 @@ class NeonizeDriver:
 
     name = "neonize"
 
-    def __init__(self, fake: FakeGo, tmp_path: Path, config: NeonizeConfig | None = None) -> None:
+    def __init__(
+        self,
+        fake: FakeGo,
+        tmp_path: Path,
+        config: NeonizeConfig | None = None,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
         self.fake = fake
         self.root = tmp_path / "auth"
-        self.engine = NeonizeEngine(
-            config or NeonizeConfig(reconnect_grace_s=0, connect_backoff_base_s=0.01)
-        )
+        config = config or NeonizeConfig(reconnect_grace_s=0, connect_backoff_base_s=0.01)
+        self.engine = NeonizeEngine(config, clock=clock)
         self.groups: dict[str, dict[str, Any]] = {}
         self.push_names: dict[str, str] = {}
         self._ids = itertools.count(1)

@@ -7,6 +7,21 @@ through the very callbacks ``NewAClient.connect`` hands to ``Neonize`` (QR,
 login status, events), from its own thread, the way Go does. So a wrong
 field name, a wrong unit or a wrong event code fails a test.
 
+Inbound events travel the way goneonize moves them (``main.go``): what
+WhatsApp sends waits on the "wire" until whatsmeow reads it; whatsmeow's
+event handler (goneonize's ``eventHandler``) pushes each event into the
+client's Go channel (``eventChannel[id]``, capacity :data:`CHANNEL_CAPACITY`),
+blocking while it is full, and whatsmeow acknowledges the event to WhatsApp
+as soon as that handler returns (:attr:`FakeClient.acked`). One goroutine,
+``CallbackFunction``, takes the events out of the channel one at a time and
+calls Python's callback with each, on the thread that called ``Neonize``:
+while Python holds that thread, nothing leaves the channel. ``Disconnect``
+stops whatsmeow reading the wire (what it had not read is never acknowledged:
+WhatsApp delivers it again later); a handler blocked on the full channel
+finishes in the background, unacknowledged. ``Stop`` cancels the goroutine's
+context, and Go's ``select`` then picks at random between that and a waiting
+event: what is left in the channel is lost.
+
 It also plays Go's referee: goneonize keeps its clients in unlocked maps, so
 a start or stop overlapping any other call, a ``Stop`` while the client's
 goroutine will still read its map entry, or a call that dereferences a
@@ -20,11 +35,13 @@ takes to open (:attr:`FakeGo.open_delay_s`).
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import hashlib
 import itertools
 import os
 import queue
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +62,7 @@ _PANICS_WITHOUT_CLIENT = frozenset(
 )
 # How long each fake Go call takes: long enough that unsafe overlaps show.
 CALL_TIME_S = 0.002
+CHANNEL_CAPACITY = 100  # goneonize: ``eventChan := make(chan *MessageEvent, 100)``
 
 
 @dataclass
@@ -77,9 +95,48 @@ class FakeClient:
     disconnected: bool = False
     logged_in: bool = False
     qrs: list[str] = field(default_factory=list)
+    # The event path (see the module docstring); every field below is guarded by ``cv``.
+    cv: threading.Condition = field(default_factory=threading.Condition)
+    wire: collections.deque[tuple[int, Any]] = field(default_factory=collections.deque)
+    channel: collections.deque[tuple[int, Any]] = field(default_factory=collections.deque)
+    acked: list[Any] = field(default_factory=list)  # whatsmeow's handler returned, socket up
+    handed: list[Any] = field(default_factory=list)  # CallbackFunction called Python with it
+    handler_blocked: bool = False  # whatsmeow's handler waits for room in the channel
+    in_callback: bool = False  # CallbackFunction is inside Python's callback
+    cancelled: bool = False  # Stop cancelled CallbackFunction's context
+    end_error: str | None = None  # CallbackFunction returns this at once (a test's "end")
 
     def post(self, command: str, *args: Any) -> None:
+        if command == "end":
+            with self.cv:
+                self.end_error = str(args[0]) if args and args[0] else ""
+                self.cv.notify_all()
         self.commands.put((command, args))
+
+    def send(self, code: int, message: Any) -> None:
+        """WhatsApp sends ``message``: it waits on the wire until whatsmeow reads it."""
+        with self.cv:
+            self.wire.append((code, message))
+            self.cv.notify_all()
+
+    def wait(self, condition: Callable[[FakeClient], bool], within_s: float = 5.0) -> bool:
+        """On a thread that is not the event loop: wait until ``condition(self)`` holds."""
+        with self.cv:
+            return self.cv.wait_for(lambda: condition(self), within_s)
+
+    def stalled(self) -> bool:
+        """Held up by Python: its thread is in the callback, the channel is full, and
+        whatsmeow's handler waits for room (so nothing more is acknowledged)."""
+        with self.cv:
+            full = len(self.channel) >= CHANNEL_CAPACITY
+            return self.in_callback and full and self.handler_blocked
+
+    def idle(self) -> bool:
+        """Nothing left to hand over: the channel is empty and no handler or callback runs."""
+        with self.cv:
+            reading = bool(self.wire) and not self.disconnected
+            busy = self.in_callback or self.handler_blocked
+            return not self.channel and not busy and not reading
 
 
 class FakeGo:
@@ -108,6 +165,7 @@ class FakeGo:
         self.open_delay_s = 0.0  # how long a start's store takes to open (its writes last)
         self.opening = threading.Event()  # set while a start is in its map writes
         self.stall_dials = False  # dials hang until the test posts "dialed" (or "end")
+        self.rng = random.Random()  # Go's select among ready cases
 
     def close(self) -> None:
         """Release every goroutine that would otherwise wait forever (``FetchMe``)."""
@@ -240,18 +298,63 @@ class FakeGo:
         return True
 
     def _pipeline(self, client: FakeClient, store: dict[str, str]) -> bytes:
+        """``CallbackFunction``: the device first (``FetchMe``), then the channel until Stop."""
         client.phase = "pipeline"
+        with client.cv:
+            client.logged_in = True
+            client.channel.append((3, go.connected()))  # whatsmeow's login, through the handler
+        threading.Thread(target=self._whatsmeow, args=(client,), daemon=True).start()
         self._event(client, 0, go.device(store["phone"], store["lid"], store["push_name"]))
-        client.logged_in = True
-        self._event(client, 3, go.connected())
         while True:
-            command, args = client.commands.get()
-            if command == "event":
-                self._event(client, *args)
-            elif command == "end":
-                client.phase = "ended"
-                client.logged_in = False
-                return str(args[0]).encode() if args and args[0] else b""
+            with client.cv:
+                client.cv.wait_for(
+                    lambda: bool(client.channel) or client.cancelled or client.end_error is not None
+                )
+                if client.end_error is not None or self._select_done(client):
+                    client.phase = "ended"
+                    client.logged_in = False
+                    return (client.end_error or "").encode()
+                code, message = client.channel.popleft()
+                client.in_callback = True
+                client.handed.append(message)
+                client.cv.notify_all()  # room in the channel for whatsmeow's handler
+            try:
+                self._event(client, code, message)
+            finally:
+                with client.cv:
+                    client.in_callback = False
+                    client.cv.notify_all()
+
+    def _select_done(self, client: FakeClient) -> bool:
+        """Go's ``select`` on ``ctx.Done()`` and the channel: at random when both are ready."""
+        ready = (["done"] if client.cancelled else []) + (["event"] if client.channel else [])
+        return self.rng.choice(ready) == "done"
+
+    def _whatsmeow(self, client: FakeClient) -> None:
+        """whatsmeow reading the wire: each event through goneonize's handler, then the ack."""
+        cv = client.cv
+        while True:
+            with cv:
+                cv.wait_for(lambda: self._stopping(client) or bool(client.wire))
+                if self._stopping(client):
+                    return
+                code, message = client.wire.popleft()
+                client.handler_blocked = len(client.channel) >= CHANNEL_CAPACITY
+                cv.wait_for(lambda: len(client.channel) < CHANNEL_CAPACITY or self._gone(client))
+                client.handler_blocked = False
+                if self._gone(client):
+                    return  # in Go the handler waits forever; nothing more is acknowledged
+                client.channel.append((code, message))
+                if not client.disconnected:  # the handler returned: the receipt goes out
+                    client.acked.append(message)
+                cv.notify_all()
+
+    def _stopping(self, client: FakeClient) -> bool:
+        return client.disconnected or self._gone(client)
+
+    def _gone(self, client: FakeClient) -> bool:
+        ended = client.cancelled or client.end_error is not None
+        return ended or self._shutdown.is_set()
 
     # --- Go → Python, through neonize's real entry points ----------------------------
 
@@ -286,13 +389,19 @@ class FakeGo:
         if client.phase in ("dialing", "qr"):
             self.violations.append(f"Stop({key}) while its goroutine will still read the map")
         client.stopped = True
-        client.post("end", "")
+        with client.cv:  # goneonize's Stop: client.Disconnect(), then the context's cancel
+            client.disconnected = True
+            client.cancelled = True
+            client.cv.notify_all()
+        client.commands.put(("end", ("",)))  # a goroutine still dialing or pairing ends too
 
     def Disconnect(self, uuid: bytes) -> None:
         key = self._op("read", "Disconnect", uuid)
         client = self.clients.get(key)
         if client is not None:
-            client.disconnected = True
+            with client.cv:  # whatsmeow reads no more from the wire
+                client.disconnected = True
+                client.cv.notify_all()
 
     def IsConnected(self, uuid: bytes) -> bool:
         key = self._op("read", "IsConnected", uuid)
@@ -421,7 +530,7 @@ class FakeGo:
         ]
 
     def emit(self, client: FakeClient, code: int, message: Any) -> None:
-        client.post("event", code, message)
+        client.send(code, message)
 
 
 def patch_ffi(fake: FakeGo, setattr_: Callable[[Any, str, Any], None]) -> None:

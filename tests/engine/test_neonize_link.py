@@ -21,6 +21,7 @@ from tests.contract import neonize_go as go
 from tests.contract.conftest import Events
 from tests.contract.neonize_driver import NeonizeDriver, lid_of, settle
 from tests.contract.neonize_fake import FakeGo, patch_ffi
+from wagate.clock import ManualClock
 from wagate.domain.message import MediaRef, MessageKind, Outgoing
 from wagate.domain.session import DisconnectKind
 from wagate.engine.base import (
@@ -35,6 +36,7 @@ from wagate.engine.neonize import NeonizeConfig, NeonizeLink
 from wagate.engine.neonize import _loader as nz
 from wagate.engine.neonize.client import ClientSlot
 from wagate.errors import InvalidInput, ProxyFailure, TransientError
+from wagate.settings import load_settings
 
 PHONE, PEER = "15550001111", "15550002222"
 PEER_JID = f"{PEER}@s.whatsapp.net"
@@ -281,6 +283,51 @@ async def test_the_pipeline_ending_while_logged_in_restarts_the_client(
         again = await Events(link).first(Connected)
     assert again.phone == PHONE
     assert [uuid for name, uuid in fake.calls if name == "Neonize"] == ["s1", "s1"]
+
+
+# --- configuration and time ----------------------------------------------------------------
+
+
+def test_the_config_is_read_from_the_engines_settings_view(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WAGATE_NEONIZE_STOP_TIMEOUT_MS", "2500")
+    monkeypatch.setenv("WAGATE_NEONIZE_CONNECT_BACKOFF_MAX_MS", "60000")
+    monkeypatch.setenv("WAGATE_NEONIZE_DEVICE_NAME", "desk")
+    settings = load_settings()
+    config = NeonizeConfig.from_settings(settings.neonize, 7)
+    assert (config.stop_timeout_s, config.connect_backoff_max_s) == (2.5, 60.0)
+    assert (config.device_name, config.max_sessions) == ("desk", 7)
+
+
+async def test_failed_dials_are_spaced_by_the_shared_backoff_on_the_engines_clock(
+    fake: FakeGo, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    config = NeonizeConfig(
+        reconnect_grace_s=0, connect_backoff_base_s=2, connect_backoff_max_s=5, start_window_s=1
+    )
+    world = NeonizeDriver(fake, tmp_path, config, clock=clock)
+    fake.dial_error = "failed to dial whatsapp web websocket: connection refused"
+
+    async def attempt() -> None:
+        with pytest.raises(TransientError):
+            async with world.engine.link(world.auth("s1"), LinkOptions()):
+                pass
+
+    await attempt()  # the first dial waits for nothing
+    for spacing in (2.0, 4.0, 5.0):  # doubling up to the bound, no jitter
+        waiting = asyncio.ensure_future(attempt())
+        await clock.wait_for_sleepers(1)
+        assert clock.sleeps[-1] == spacing and called(fake, "Neonize") == ["Neonize"] * (
+            1 + [2.0, 4.0, 5.0].index(spacing)
+        )
+        await clock.advance(spacing)
+        await asyncio.wait_for(waiting, 5)
+    assert len(called(fake, "Neonize")) == 4
+    await settle(fake, world.engine)
+    await world.aclose()
+    assert fake.violations == []
 
 
 # --- starting and stopping ------------------------------------------------------------------

@@ -149,13 +149,22 @@ def test_importing_neonize_leaves_logging_and_the_output_alone() -> None:
     report = run_scenario("hygiene")
     assert report["root_handlers_before"] == report["root_handlers_after"]
     assert report["root_level_before"] == report["root_level_after"]
-    assert "hello from python" in report["stdout"]
-    assert "SendMessage:" not in report["stdout"], "Go's print reached stdout"
-    lines = report["stderr"].splitlines()
+    printed = report["stdout"].strip().splitlines()[:-1]  # the last line is the report
+    assert "hello from python" in printed
+    assert not any("SendMessage:" in line for line in printed), "Go's print reached stdout"
+    records = report["go_records"]  # Go's prints, as the scenario's handler logged them
+    assert "go: Press Ctrl+C to exit" in records  # logged, at debug
+    assert any(r.startswith("go: SendMessage: Error unmarshaling JID") for r in records)
+    # Two threads write stderr (the logged records, the scenario's own print), so their
+    # bytes may interleave; each record is one write, so take them out whole first.
+    rest = report["stderr"]
+    for record in records:
+        assert record + "\n" in rest, f"{record!r} did not reach stderr whole"
+        rest = rest.replace(record + "\n", "", 1)
+    lines = rest.splitlines()
     assert "python on stderr" in lines
     assert "Press Ctrl+C to exit" not in lines, "Go's print reached stderr"
-    assert "go: Press Ctrl+C to exit" in lines  # logged, at debug
-    assert any(line.startswith("go: SendMessage: Error unmarshaling JID") for line in lines)
+    assert not any(line.startswith(("go: ", "SendMessage:")) for line in lines), lines
 
 
 def test_a_go_crash_report_reaches_stderr_whole_when_its_output_is_filtered() -> None:
@@ -397,9 +406,14 @@ async def scenario_hygiene() -> dict[str, Any]:
 
     after = ([type(h).__name__ for h in root.handlers], root.level)
     seen: list[str] = []
-    handler = logging.StreamHandler(sys.stderr)
+
+    class Recorded(logging.StreamHandler):  # type: ignore[type-arg]
+        def emit(self, record: logging.LogRecord) -> None:
+            super().emit(record)  # one write of the whole line, then noted as written
+            seen.append(self.format(record))
+
+    handler = Recorded(sys.stderr)
     handler.setFormatter(logging.Formatter("go: %(message)s"))
-    handler.addFilter(lambda record: seen.append(record.getMessage()) or True)
     go_log = logging.getLogger("wagate.engine.neonize.go")
     go_log.addHandler(handler)
     go_log.setLevel(logging.DEBUG)
@@ -416,6 +430,7 @@ async def scenario_hygiene() -> dict[str, Any]:
         "root_handlers_after": after[0],
         "root_level_before": before[1],
         "root_level_after": after[1],
+        "go_records": list(seen),
     }
 
 

@@ -285,7 +285,7 @@ class Gateway:
             # imported here: loading neonize loads its Go library, which sandbox runs never need
             from wagate.engine.neonize import NeonizeConfig, NeonizeEngine
 
-            return NeonizeEngine(NeonizeConfig.from_settings(s))
+            return NeonizeEngine(NeonizeConfig.from_settings(s.neonize, s.worker_max_sessions))
         from wagate.engine.sandbox import SandboxEngine
         from wagate.sandbox import SandboxNetwork, SandboxTimings
 

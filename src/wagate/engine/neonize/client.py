@@ -27,6 +27,11 @@ what follows for us:
 - ``NewAClient`` stops its Go client from a ``weakref.finalize`` when garbage
   collected, outside any gate: every client we make is kept, and that
   finalizer detached.
+- ``CallbackFunction`` calls Python with each event on the thread that called
+  ``Neonize``, one at a time; every event it hands over has been acknowledged
+  to WhatsApp already. Each passes the slot's :class:`~.intake.Intake` there
+  first (back-pressure), and carries the place it holds to the link, which
+  gives it back once its consumer has handled the event.
 """
 
 from __future__ import annotations
@@ -36,12 +41,14 @@ import contextlib
 import ctypes
 import functools
 import logging
+import threading
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from wagate.engine.neonize import _loader as nz
 from wagate.engine.neonize.calls import GoCalls, Runtime
 from wagate.engine.neonize.gate import Hold
+from wagate.engine.neonize.intake import Intake
 from wagate.errors import TransientError
 
 log = logging.getLogger(__name__)
@@ -83,9 +90,19 @@ class Sink(Protocol):
 
     def on_login_status(self, status: str) -> None: ...
 
-    def on_event(self, code: int, event: Any) -> None: ...
+    def on_event(self, code: int, event: Any, held: Intake | None) -> None:
+        """One event from Go's channel; ``held``: the intake it holds a place in (release it)."""
+        ...
 
     def on_ended(self, error: str | None) -> None: ...
+
+    async def drain(self) -> None:
+        """Stop intake; the stream goes on until what was received is handled."""
+        ...
+
+    async def finished(self) -> None:
+        """Return once the stream has ended or the link has closed."""
+        ...
 
 
 class Owner(Protocol):
@@ -99,10 +116,14 @@ class Owner(Protocol):
 class ClientSlot:
     """One ``NewAClient`` (one Go-side uuid) and the adapter's view of its Go state."""
 
-    def __init__(self, owner: Owner, uuid: str, runtime: Runtime, device_name: str) -> None:
+    def __init__(
+        self, owner: Owner, uuid: str, runtime: Runtime, device_name: str, inbound_bound: int
+    ) -> None:
         self.uuid = uuid
         self._owner = owner
         self._runtime = runtime
+        self._bound = inbound_bound
+        self._go = threading.local()  # per Go thread: the intake place its current event holds
         self.calls = GoCalls(runtime, self, uuid)
         self.client = self._make_client(device_name)
         self.task: asyncio.Task[Any] | None = None
@@ -111,7 +132,7 @@ class ClientSlot:
         self.reaping = False
         self.excused = False  # a "stream replaced" it caused was taken as a reconnect
         self.resuming = False  # its last dial was with a linked device (no QR needed)
-        self.dialed_at = 0.0  # the loop's time of the last connect
+        self.dialed_at = 0.0  # the engine clock's monotonic time of the last connect
         self._reset()
 
     def _reset(self) -> None:
@@ -122,6 +143,7 @@ class ClientSlot:
         self.alive = asyncio.Event()
         self._hold: Hold | None = None
         self._read_hold: Hold | None = None  # held while Go reads its maps after the QR loop
+        self.intake = Intake(self._bound)
 
     def _make_client(self, device_name: str) -> Any:
         props = nz.wacompanion.DeviceProps(
@@ -135,7 +157,7 @@ class ClientSlot:
         client.event.execute = functools.partial(self._execute, client.event.execute)
         client.event.qr(self._on_qr)
         for code in _SUBSCRIBED:
-            client.event.list_func[code] = functools.partial(self._on_event, code)
+            client.event.list_func[code] = functools.partial(self._handler, code)
         return client
 
     # --- calls into Go --------------------------------------------------------------
@@ -171,7 +193,6 @@ class ClientSlot:
         self.client.name = db_name  # the SQLite path or PostgreSQL URL Go opens
         self.client.jid = jid
         self.client.new_device = new_device
-        self.dialed_at = self._runtime.loop.time()
         self.task = await self.client.connect(proxy)
         self.task.add_done_callback(self._task_done)
 
@@ -180,8 +201,23 @@ class ClientSlot:
         running = self.task is not None and not self.task.done()
         return running and self.resuming and not self.pipeline_up
 
+    async def stop_intake(self) -> None:
+        """Close the websocket: whatsmeow reads (and acknowledges) nothing more from WhatsApp.
+
+        The goroutine goes on handing over what Go's channel holds; only a stop ends it.
+        """
+        if self.task is None or self.task.done():
+            return
+        if not self.exists:
+            # Its start still waits at the gate: it never reached Go, so it can just go.
+            self.task.cancel()
+            await asyncio.wait({self.task})
+            return
+        await self.client.disconnect()
+
     async def shut(self, timeout_s: float) -> bool:
         """Let go of the Go client; True if its goroutine is gone, False if set aside."""
+        self.intake.close()  # first: a Go thread waiting for room must never hold a stop
         if self.task is None:
             return True
         if self.task.done():
@@ -223,9 +259,25 @@ class ClientSlot:
         self._read_hold = hold  # released early by the Device event: Go has read by then
 
     def _execute(self, execute: Any, uuid: bytes, binary: int, size: int, code: int) -> None:
-        execute(uuid, binary, size, code)  # neonize's own: sets ``client.me``, runs handlers
-        if code == DEVICE:
+        """Go's thread hands over one event (see :mod:`.intake`); back-pressure happens here."""
+        if code == DEVICE:  # FetchMe's, before the channel: not an acknowledged event
+            execute(uuid, binary, size, code)  # neonize's own: sets ``client.me``
             self._from_go(self._on_device())
+            return
+        intake = self.intake
+        on_loop = asyncio._get_running_loop() is not None  # never wait on a loop's thread
+        self._go.held = intake if intake.admit(wait=not on_loop) else None
+        try:
+            execute(uuid, binary, size, code)  # neonize's own: calls ``_handler`` right here
+        finally:
+            held, self._go.held = getattr(self._go, "held", None), None
+            if held is not None:  # no handler took it (an event neonize could not read)
+                held.release()
+
+    def _handler(self, code: int, _client: Any, event: Any) -> Coroutine[Any, Any, None]:
+        """neonize makes the coroutine it runs on the loop here, on Go's thread."""
+        held, self._go.held = getattr(self._go, "held", None), None
+        return self._on_event(code, event, held)
 
     def _signal(self) -> None:
         self.alive.set()
@@ -248,13 +300,13 @@ class ClientSlot:
         self._signal()
         self._owner.deliver(self, "pipeline")
 
-    async def _on_event(self, code: int, _client: Any, event: Any) -> None:
+    async def _on_event(self, code: int, event: Any, held: Intake | None) -> None:
         if code == CONNECTED:
             self.logged_in = True
         elif code in (LOGGED_OUT, STREAM_REPLACED):
             self.logged_in = False
         self._signal()
-        self._owner.deliver(self, "event", code, event)
+        self._owner.deliver(self, "event", code, event, held)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         error: str | None = None
@@ -263,5 +315,6 @@ class ClientSlot:
         elif (exc := task.exception()) is not None:
             error = str(exc) or type(exc).__name__
         self.logged_in = False
+        self.intake.close()  # its Go thread is gone
         self._signal()
         self._owner.deliver(self, "ended", error)

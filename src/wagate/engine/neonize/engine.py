@@ -9,13 +9,24 @@ Health: :meth:`NeonizeEngine.health` reports what a supervisor needs to
 recycle the process in time: open descriptors against a bound (every
 connect leaks one in Go), stops that never returned, clients whose Go
 goroutine could not be stopped (each keeps a thread, a goroutine and a
-descriptor for the life of the process) against a bound of their own.
+descriptor for the life of the process) against a bound of their own; and
+``unstoredEvents``, what a ``kill -9`` would lose from Python right now.
+
+Closing: :meth:`NeonizeEngine.aclose` first drains every open link (see
+:meth:`~.link.NeonizeLink.drain`), then stops the clients.
+
+Time: the waits that are the adapter's own policy (the spacing of failed
+dials, a dial's deadline, the reconnect grace, a drain's settle and its
+deadline) run on the injected :class:`~wagate.clock.Clock`. The bounds on
+Go's own threads (a start's window at the gate, a stop's or a call's
+timeout) stay on the event loop's clock: Go does not run on an injected one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import resource
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -23,14 +34,17 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from wagate.backoff import Backoff
+from wagate.clock import Clock, SystemClock
 from wagate.engine.base import AuthStore, LinkOptions
 from wagate.engine.neonize import _loader as nz
 from wagate.engine.neonize.calls import Runtime
+from wagate.engine.neonize.client import Sink
 from wagate.engine.neonize.link import NeonizeLink
 from wagate.engine.neonize.session import SessionClient
 
 if TYPE_CHECKING:
-    from wagate.settings import Settings
+    from wagate.settings import NeonizeSettings
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +53,13 @@ EXECUTOR_HEADROOM = 32  # ordinary calls beyond one per session (uploads, downlo
 
 @dataclass(frozen=True, slots=True)
 class NeonizeConfig:
-    """How the neonize engine behaves; :meth:`from_settings` reads wagate's settings."""
+    """How the neonize engine behaves; :meth:`from_settings` reads wagate's settings.
+
+    ``inbound_bound``: events Go hands to Python that nobody has handled yet, at
+    most (Go waits for room beyond that). ``drain_settle_s``: how long a drain
+    waits for Go to hand over anything more before it takes Go's channel to be
+    empty (neonize cannot tell).
+    """
 
     database_url: str | None = None  # PostgreSQL for whatsmeow's stores; None: SQLite per session
     device_name: str = "wagate"  # shown in the phone's list of linked devices
@@ -56,26 +76,29 @@ class NeonizeConfig:
     max_set_aside: int = 20  # clients set aside past which the process asks for a restart
     log_level: str = "warning"
     capture_stdout: bool = False
+    inbound_bound: int = 4
+    drain_settle_s: float = 1.0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> NeonizeConfig:
+    def from_settings(cls, settings: NeonizeSettings, max_sessions: int) -> NeonizeConfig:
+        """From the engine's settings view; ``max_sessions`` is the worker's (one thread each)."""
         s = settings
         return cls(
-            database_url=s.neonize_database_url,
-            device_name=s.neonize_device_name,
-            max_sessions=s.worker_max_sessions,
-            start_window_s=s.neonize_start_window_ms / 1000,
-            db_start_window_s=s.neonize_db_start_window_ms / 1000,
-            dial_deadline_s=s.neonize_dial_deadline_ms / 1000,
-            stop_timeout_s=s.neonize_stop_timeout_ms / 1000,
-            call_timeout_s=s.neonize_call_timeout_ms / 1000,
-            connect_backoff_base_s=s.neonize_connect_backoff_base_ms / 1000,
-            connect_backoff_max_s=s.neonize_connect_backoff_max_ms / 1000,
-            reconnect_grace_s=s.neonize_reconnect_grace_ms / 1000,
-            max_open_files=s.neonize_max_open_files,
-            max_set_aside=s.neonize_max_set_aside,
-            log_level=s.neonize_log_level,
-            capture_stdout=s.neonize_capture_stdout,
+            database_url=s.database_url,
+            device_name=s.device_name,
+            max_sessions=max_sessions,
+            start_window_s=s.start_window_s,
+            db_start_window_s=s.db_start_window_s,
+            dial_deadline_s=s.dial_deadline_s,
+            stop_timeout_s=s.stop_timeout_s,
+            call_timeout_s=s.call_timeout_s,
+            connect_backoff_base_s=s.connect_backoff_base_s,
+            connect_backoff_max_s=s.connect_backoff_max_s,
+            reconnect_grace_s=s.reconnect_grace_s,
+            max_open_files=s.max_open_files,
+            max_set_aside=s.max_set_aside,
+            log_level=s.log_level,
+            capture_stdout=s.capture_stdout,
         )
 
     def start_window(self) -> float:
@@ -94,14 +117,23 @@ class NeonizeEngine:
 
     name = "neonize"
 
-    def __init__(self, config: NeonizeConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: NeonizeConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.config = config or NeonizeConfig()
+        self.clock = clock or SystemClock()
+        self.rng = rng or random.Random()
         self.device_name = self.config.device_name
         self.database_url = self.config.database_url
         self.stop_timeout_s = self.config.stop_timeout_s
-        self.connect_backoff = (
-            self.config.connect_backoff_base_s,
-            self.config.connect_backoff_max_s,
+        self.inbound_bound = self.config.inbound_bound
+        # no jitter: the spacing only keeps a failing session from leaking descriptors fast
+        self.connect_backoff = Backoff(
+            self.config.connect_backoff_base_s, self.config.connect_backoff_max_s, 0.0
         )
         self.sessions: dict[str, SessionClient] = {}
         self._runtime: Runtime | None = None
@@ -150,6 +182,8 @@ class NeonizeEngine:
             device_name=self.device_name,
             reconnect_grace_s=self.config.reconnect_grace_s,
             dial_deadline_s=self.config.dial_deadline_s,
+            drain_settle_s=self.config.drain_settle_s,
+            clock=self.clock,
         )
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -165,14 +199,17 @@ class NeonizeEngine:
             )
 
     async def aclose(self) -> None:
-        """Stop every client that can be stopped safely, within a bound; report the rest.
+        """Drain the open links, then stop every client that can be stopped safely; report the rest.
 
-        Nothing here waits on Go past ``2 × stop_timeout_s``: a stop stuck in Go,
-        or a call that never returns, ends with the process (no thread running
-        Go is ever joined).
+        The drain takes at most ``stop_timeout_s`` (each link's owner keeps
+        consuming its events until they run out, then leaves its context);
+        after it nothing waits on Go past ``2 × stop_timeout_s``: a stop stuck
+        in Go, or a call that never returns, ends with the process (no thread
+        running Go is ever joined).
         """
         if self._runtime is None:
             return
+        await self._drain_links()
         bound = 2 * self.config.stop_timeout_s
         try:
             async with asyncio.timeout(bound):
@@ -184,6 +221,29 @@ class NeonizeEngine:
         left = sum(session.running() for session in self.sessions.values())
         if left:
             log.warning("%d neonize client(s) still run in Go; they end with the process", left)
+
+    async def _drain_links(self) -> None:
+        sinks = [s.sink for s in self.sessions.values() if s.sink is not None]
+        if not sinks:
+            return
+        drained = asyncio.Event()
+
+        async def drain_all() -> None:
+            await asyncio.gather(*(_drain(sink) for sink in sinks))
+            drained.set()
+
+        task = asyncio.get_running_loop().create_task(drain_all(), name="neonize-drain")
+        try:
+            if not await self.clock.wait(drained, self.config.stop_timeout_s):
+                log.warning(
+                    "draining neonize's links took over %.0fs; stopping their clients anyway "
+                    "(%d event(s) received and not handled are lost)",
+                    self.config.stop_timeout_s,
+                    sum(session.unstored() for session in self.sessions.values()),
+                )
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     @staticmethod
     async def _close(session: SessionClient) -> None:
@@ -232,4 +292,16 @@ class NeonizeEngine:
             "executorThreads": self._runtime.executor_size if self._runtime else 0,
             "gateWaiting": self._runtime.gate.waiting if self._runtime else 0,
             "unguardedGoReads": stats.unguarded_reads if stats is not None else 0,
+            # Events Go handed to Python that no consumer has handled (stored) yet: what a
+            # kill -9 would lose from Python now. Each client's Go channel holds up to 100
+            # more, acknowledged too, that neonize gives no way to count.
+            "unstoredEvents": sum(s.unstored() for s in self.sessions.values()),
         }
+
+
+async def _drain(sink: Sink) -> None:
+    try:
+        await sink.drain()
+        await sink.finished()
+    except Exception:
+        log.exception("could not drain a neonize link")

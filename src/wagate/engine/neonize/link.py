@@ -1,4 +1,12 @@
-"""A session's link through neonize: its event stream and its verbs (the ``Link`` protocol)."""
+"""A session's link through neonize: its event stream and its verbs (the ``Link`` protocol).
+
+Inbound events reach the stream (:mod:`.stream`) through the client's
+:class:`~.intake.Intake`: Python holds at most ``inbound_bound`` of them that
+nobody has handled yet, and Go waits for room beyond that (whatsmeow then
+acknowledges nothing more). :meth:`NeonizeLink.drain` stops intake and lets
+the stream run out; leaving the link's context without it drops what was
+received and not handled, as a stop always has.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +16,12 @@ import binascii
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
 from google.protobuf.message import DecodeError
 
+from wagate.clock import Clock
 from wagate.domain.group import GroupInfo
 from wagate.domain.message import MEDIA_KINDS, MediaRef, Outgoing, SendResult
 from wagate.domain.session import DisconnectKind
@@ -29,7 +37,9 @@ from wagate.engine.neonize import _loader as nz
 from wagate.engine.neonize import client as codes
 from wagate.engine.neonize import failures, inbound, outbound
 from wagate.engine.neonize.client import ClientSlot
+from wagate.engine.neonize.intake import Intake
 from wagate.engine.neonize.session import AUTH_RECORD, SessionClient
+from wagate.engine.neonize.stream import EventStream
 from wagate.errors import InvalidInput, ProxyFailure, TransientError
 
 log = logging.getLogger(__name__)
@@ -51,6 +61,8 @@ class NeonizeLink:
         device_name: str,
         reconnect_grace_s: float,
         dial_deadline_s: float,
+        drain_settle_s: float,
+        clock: Clock,
     ) -> None:
         self._session = session
         self._auth = auth
@@ -58,32 +70,32 @@ class NeonizeLink:
         self._device_name = device_name
         self._grace_s = reconnect_grace_s
         self._dial_deadline_s = dial_deadline_s
-        self._dial_timer: asyncio.TimerHandle | None = None
-        self._queue: asyncio.Queue[EngineEvent | None] = asyncio.Queue()
+        self._clock = clock
+        self._dial_timer: asyncio.Task[None] | None = None
+        self._stream = EventStream(clock, drain_settle_s, self._pumping)
         self._slot: ClientSlot | None = None
-        self._ended = False  # the one Disconnected is queued
-        self._closed = False
+        self._go_done = False  # the client's connect task ended: Go hands over nothing more
         self._connected = False
         self._qrs = 0
-        self._grace: asyncio.TimerHandle | None = None
+        self._grace: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         # device record writes: in the order asked, and finished (never cancelled) at close
         self._record_lock = asyncio.Lock()
         self._writes: set[asyncio.Task[None]] = set()
-        self._on_event: dict[int, Callable[[Any], None]] = {
+        self._on_event: dict[int, Callable[[Any], EngineEvent | None]] = {
             codes.CONNECTED: self._connected_event,
             codes.DISCONNECTED: lambda _: self._connection_trouble("the connection dropped"),
             codes.KEEPALIVE_TIMEOUT: self._keepalive_timeout,
             codes.KEEPALIVE_RESTORED: lambda _: self._recovered(),
             codes.LOGGED_OUT: self._logged_out,
             codes.STREAM_REPLACED: lambda _: self._replaced(),
-            codes.TEMPORARY_BAN: lambda ev: self._push(inbound.temporary_ban(ev, _now())),
-            codes.CONNECT_FAILURE: lambda ev: self._push(inbound.connect_failure(ev)),
-            codes.CLIENT_OUTDATED: lambda _: self._push(inbound.client_outdated()),
-            codes.MESSAGE: lambda ev: self._push(inbound.message(ev)),
-            codes.RECEIPT: lambda ev: self._push(inbound.receipt(ev)),
-            codes.GROUP_INFO: lambda ev: self._push(inbound.group_change(ev)),
-            codes.JOINED_GROUP: lambda ev: self._push(inbound.joined_group(ev)),
+            codes.TEMPORARY_BAN: lambda ev: inbound.temporary_ban(ev, self._clock.now()),
+            codes.CONNECT_FAILURE: inbound.connect_failure,
+            codes.CLIENT_OUTDATED: lambda _: inbound.client_outdated(),
+            codes.MESSAGE: inbound.message,
+            codes.RECEIPT: inbound.receipt,
+            codes.GROUP_INFO: inbound.group_change,
+            codes.JOINED_GROUP: inbound.joined_group,
         }
 
     # --- lifecycle --------------------------------------------------------------------
@@ -99,32 +111,69 @@ class NeonizeLink:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._closed = True
+        unhandled = self._stream.close()
         self._cancel_grace()
-        if self._dial_timer is not None:
-            self._dial_timer.cancel()
+        self._cancel_dial_timer()
+        if unhandled:
+            self._session.log.warning(
+                "closing with %d event(s) from WhatsApp not handled: WhatsApp has "
+                "acknowledged them and will not send them again",
+                unhandled,
+            )
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*self._writes, return_exceptions=True)
-        await self._session.close()
+        await self._session.close()  # its first step lets a Go thread waiting for room go
 
-    async def events(self) -> AsyncIterator[EngineEvent]:
-        """Events until (and including) the one :class:`Disconnected`."""
-        while not self._closed:
-            event = await self._queue.get()
-            if event is None:  # drained
-                return
-            yield event
-            if isinstance(event, Disconnected):
-                return
+    def events(self) -> AsyncIterator[EngineEvent]:
+        """Events until (and including) the one :class:`Disconnected`, or a drain's end.
+
+        The place an event holds in the intake is given back when the consumer
+        asks for the next one: Go hands over more only as events are handled.
+        """
+        return aiter(self._stream)
 
     async def drain(self) -> None:
-        """Stop intake: what is queued here is still yielded, then the stream ends."""
-        if not self._ended and not self._closed:
-            self._ended = True
-            self._cancel_grace()
-            self._queue.put_nowait(None)
+        """Stop intake, and let the stream run out.
+
+        From now on the link takes no new events from WhatsApp: the client's
+        websocket is disconnected, so whatsmeow reads and acknowledges nothing
+        more (WhatsApp keeps what it had not delivered, for the next link).
+        Every event the engine had already received, in Go's channel or in
+        Python, is still yielded by :meth:`events`; once the last of them has
+        been handled (the consumer asked for the next event), :meth:`events`
+        ends without a :class:`Disconnected`. Events the link would raise by
+        itself (QR codes, its own verdict that the connection is lost) are
+        not: the stop is ours. An event Go's channel held that ends the link
+        (a logout, a ban) still does, as always.
+
+        Returns as soon as intake has stopped (within ``stop_timeout_s``: Go's
+        ``Disconnect`` is bounded like a stop). The caller keeps consuming
+        :meth:`events` until it ends, within its own deadline, then leaves the
+        link's context; leaving earlier drops what is left, as without a drain.
+
+        neonize cannot tell when Go's channel is empty: see :mod:`.stream` for
+        when the stream takes it to be (``drain_settle_s``).
+        """
+        if self._stream.draining or self._stream.closed:
+            return
+        self._stream.stop_intake()
+        self._cancel_grace()
+        self._cancel_dial_timer()
+        if self._slot is not None and not self._stream.ended:
+            await self._session.stop_intake(self._slot)
+
+    async def finished(self) -> None:
+        """Return once :meth:`events` has ended or the link has closed."""
+        await self._stream.finished()
+
+    def _pumping(self) -> Intake | None:
+        """The intake Go still hands events over through; None when no goroutine does."""
+        slot = self._slot
+        if slot is None or self._go_done or not slot.pipeline_up:
+            return None  # still dialing or pairing, or its connect task ended
+        return slot.intake
 
     # --- what neonize says (the session's Sink) ----------------------------------------
 
@@ -133,8 +182,8 @@ class NeonizeLink:
 
     def on_qr(self, code: str) -> None:
         self._qrs += 1
-        self._push(QRCode(code, FIRST_QR_TTL_S if self._qrs == 1 else NEXT_QR_TTL_S))
-        if self._qrs == 1 and self._options.pair_phone:
+        self._signal(QRCode(code, FIRST_QR_TTL_S if self._qrs == 1 else NEXT_QR_TTL_S))
+        if self._qrs == 1 and self._options.pair_phone and not self._stream.draining:
             # Once per pairing, now that the websocket is up; never again on later QRs.
             self._spawn(self._request_pair_code(self._options.pair_phone))
 
@@ -142,18 +191,21 @@ class NeonizeLink:
         event = inbound.login_status(status)
         if event is None:
             self._session.log.info("login status: %s", status)
-        self._push(event)
+        self._signal(event)
 
-    def on_event(self, code: int, event: Any) -> None:
+    def on_event(self, code: int, event: Any, held: Intake | None) -> None:
+        mapped: EngineEvent | None = None
         handler = self._on_event.get(code)
-        if handler is None:
-            return
-        try:
-            handler(event)
-        except (ValueError, TypeError, AttributeError) as exc:  # a proto we cannot read
-            self._session.log.warning("cannot map neonize event %d: %r", code, exc)
+        if handler is not None:
+            try:
+                mapped = handler(event)
+            except (ValueError, TypeError, AttributeError) as exc:  # a proto we cannot read
+                self._session.log.warning("cannot map neonize event %d: %r", code, exc)
+        self._push(mapped, held)
 
     def on_ended(self, error: str | None) -> None:
+        self._go_done = True
+        self._stream.moved()
         if self._connected:
             # Go's event pipeline is gone while logged in: nothing more will arrive.
             reason = f"neonize's event pipeline ended ({error or 'no error'}); restarting"
@@ -180,13 +232,12 @@ class NeonizeLink:
         """
         if slot.alive.is_set():
             return
-        loop = asyncio.get_running_loop()
-        delay = max(0.0, slot.dialed_at + self._dial_deadline_s - loop.time())
-        self._dial_timer = loop.call_later(delay, self._dial_expired, slot)
+        delay = max(0.0, slot.dialed_at + self._dial_deadline_s - self._clock.monotonic())
+        self._dial_timer = self._after(delay, lambda: self._dial_expired(slot))
 
     def _dial_expired(self, slot: ClientSlot) -> None:
         self._dial_timer = None
-        if slot.alive.is_set() or self._ended or self._closed:
+        if slot.alive.is_set() or self._stream.ended or self._stream.closed:
             return
         self._session.dial_timed_out(slot)
         waited = f"within {self._dial_deadline_s:g}s"
@@ -197,26 +248,30 @@ class NeonizeLink:
         else:
             self._end(DisconnectKind.CONNECTION_LOST, f"WhatsApp did not answer {waited}")
 
+    def _cancel_dial_timer(self) -> None:
+        if self._dial_timer is not None:
+            self._dial_timer.cancel()
+            self._dial_timer = None
+
     # --- mapping that needs the link's state -------------------------------------------
 
-    def _replaced(self) -> None:
+    def _replaced(self) -> Disconnected:
         if self._session.excuse_replaced():
-            self._end(DisconnectKind.CONNECTION_LOST, _REPLACED_BY_OURS)
-        else:
-            self._end(DisconnectKind.REPLACED, _REPLACED)
+            return Disconnected(DisconnectKind.CONNECTION_LOST, _REPLACED_BY_OURS)
+        return Disconnected(DisconnectKind.REPLACED, _REPLACED)
 
-    def _connected_event(self, _event: Any) -> None:
+    def _connected_event(self, _event: Any) -> EngineEvent | None:
         recovered = self._grace is not None
         self._cancel_grace()
         if self._connected:
             if recovered:
                 self._session.log.info("whatsmeow reconnected by itself")
-            return
+            return None
         slot = self._require_slot()
         connected = inbound.connected(slot.client.me, self._device_name)
         self._connected = True
         self._remember_device(connected.jid, connected.lid)
-        self._push(connected)
+        return connected
 
     def _remember_device(self, jid: str, lid: str | None) -> None:
         self._write_record({"jid": jid, "lid": lid})
@@ -235,21 +290,24 @@ class NeonizeLink:
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    def _keepalive_timeout(self, event: Any) -> None:
+    def _keepalive_timeout(self, event: Any) -> Disconnected | None:
         if event.ErrorCount >= KEEPALIVE_FAILURES:
-            self._connection_trouble(f"{event.ErrorCount} keep-alive pings went unanswered")
+            return self._connection_trouble(f"{event.ErrorCount} keep-alive pings went unanswered")
+        return None
 
-    def _connection_trouble(self, reason: str) -> None:
+    def _connection_trouble(self, reason: str) -> Disconnected | None:
         """whatsmeow reconnects by itself after a login; give it a moment before giving up."""
-        if not self._connected or self._ended:
-            return
+        if not self._connected or self._stream.ended or self._stream.draining:
+            return None
         if self._grace_s <= 0:
-            self._end(DisconnectKind.CONNECTION_LOST, reason)
-        elif self._grace is None:
-            loop = asyncio.get_running_loop()
-            self._grace = loop.call_later(
-                self._grace_s, self._end, DisconnectKind.CONNECTION_LOST, reason
-            )
+            return Disconnected(DisconnectKind.CONNECTION_LOST, reason)
+        if self._grace is None:
+            self._grace = self._after(self._grace_s, lambda: self._grace_over(reason))
+        return None
+
+    def _grace_over(self, reason: str) -> None:
+        self._grace = None
+        self._end(DisconnectKind.CONNECTION_LOST, reason)
 
     def _recovered(self) -> None:
         self._cancel_grace()
@@ -259,28 +317,40 @@ class NeonizeLink:
             self._grace.cancel()
             self._grace = None
 
-    def _logged_out(self, event: Any) -> None:
+    def _logged_out(self, event: Any) -> Disconnected:
         self._forget_device()  # whatsmeow has deleted the device already
-        self._push(inbound.logged_out(event))
+        return inbound.logged_out(event)
 
     def _forget_device(self) -> None:
         self._write_record({})
 
     def _end(self, kind: DisconnectKind, reason: str) -> None:
-        self._push(Disconnected(kind, reason))
+        self._signal(Disconnected(kind, reason))
 
-    def _push(self, event: EngineEvent | None) -> None:
-        if event is None or self._ended or self._closed:
-            return
+    def _signal(self, event: EngineEvent | None) -> None:
+        """An event of the link's own (not from Go's channel): none once we stop intake."""
+        if not self._stream.draining:
+            self._push(event)
+
+    def _push(self, event: EngineEvent | None, held: Intake | None = None) -> None:
         if isinstance(event, Disconnected):
-            self._ended = True
             self._cancel_grace()
-        self._queue.put_nowait(event)
+        self._stream.push(event, held)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _after(self, delay_s: float, action: Callable[[], None]) -> asyncio.Task[None]:
+        """Run ``action`` after ``delay_s`` on the engine's clock (cancel the task to call off)."""
+
+        async def fire() -> None:
+            await self._clock.sleep(delay_s)
+            action()
+
+        return self._spawn(fire())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -300,7 +370,7 @@ class NeonizeLink:
         except Exception as exc:  # the QR still works; the operator sees why the code did not
             self._session.log.warning("no pairing code: %s", failures.call_error("pair", exc))
             return
-        self._push(PairCode(code))
+        self._signal(PairCode(code))
 
     # --- verbs --------------------------------------------------------------------------
 
@@ -311,13 +381,14 @@ class NeonizeLink:
 
     def _live(self) -> Any:
         slot = self._require_slot()
-        if self._ended or self._closed or not slot.logged_in:
+        stream = self._stream
+        if stream.ended or stream.closed or stream.draining or not slot.logged_in:
             raise TransientError(f"session {self._session.session_id} is not connected")
         return slot.client
 
     async def logout(self) -> None:
         """Unlink this device; the stream then ends with ``logged_out``."""
-        if self._ended or self._closed:
+        if self._stream.ended or self._stream.closed:
             return
         try:
             await self._live().logout()
@@ -339,7 +410,7 @@ class NeonizeLink:
             response = await client.send_message(outbound.parse_jid(message.to), proto)
         except Exception as exc:
             raise failures.call_error("send", exc) from exc
-        sent_at = inbound.from_s(response.Timestamp) if response.Timestamp else _now()
+        sent_at = inbound.from_s(response.Timestamp) if response.Timestamp else self._clock.now()
         return SendResult(id=response.ID, timestamp=sent_at)
 
     async def download(self, media: MediaRef) -> AsyncIterator[bytes]:
@@ -384,10 +455,6 @@ _REPLACED_BY_OURS = (
     "stream replaced by this session's own earlier client, whose stalled dial completed late; "
     "reconnecting"
 )
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _media_message(media: MediaRef) -> Any:

@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import random
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
+from wagate.backoff import Backoff
+from wagate.clock import Clock
 from wagate.engine.base import AuthStore, LinkOptions
 from wagate.engine.neonize import failures, outbound
 from wagate.engine.neonize.calls import Runtime
 from wagate.engine.neonize.client import ClientSlot, Sink
+from wagate.engine.neonize.intake import Intake
 from wagate.errors import ConfigError, EngineError
 
 log = logging.getLogger(__name__)
@@ -34,7 +38,10 @@ class Host(Protocol):
     device_name: str
     database_url: str | None
     stop_timeout_s: float
-    connect_backoff: tuple[float, float]
+    connect_backoff: Backoff
+    inbound_bound: int
+    clock: Clock
+    rng: random.Random
 
     @property
     def runtime(self) -> Runtime: ...
@@ -51,10 +58,10 @@ class DialBackoff:
     runtime's own delay, doubling up to minutes.
     """
 
-    def __init__(self, base_s: float, max_s: float) -> None:
-        self.base_s = base_s
-        self.max_s = max_s
+    def __init__(self, policy: Backoff, rng: random.Random) -> None:
+        self.policy = policy
         self.failures = 0
+        self._rng = rng
         self._not_before = 0.0
 
     def delay(self, now: float) -> float:
@@ -62,8 +69,7 @@ class DialBackoff:
 
     def failed(self, now: float) -> None:
         self.failures += 1
-        step = min(self.max_s, self.base_s * 2 ** min(self.failures - 1, 30))
-        self._not_before = now + step
+        self._not_before = now + self.policy.delay(self.failures - 1, self._rng)
 
     def succeeded(self) -> None:
         self.failures = 0
@@ -81,7 +87,8 @@ class SessionClient:
         self.abandoned: list[ClientSlot] = []
         self._sink: Sink | None = None
         self._late_logins: collections.deque[tuple[float, ClientSlot]] = collections.deque(maxlen=8)
-        self.dial = DialBackoff(*host.connect_backoff)
+        self.dial = DialBackoff(host.connect_backoff, host.rng)
+        self._clock = host.clock
         self.log = log.getChild(session_id)
 
     # --- links ------------------------------------------------------------------------
@@ -96,6 +103,7 @@ class SessionClient:
         slot = self._slot_for_open()
         sink.attach(slot)
         self._sink = sink
+        slot.dialed_at = self._clock.monotonic()
         try:
             await slot.connect(db_name, proxy, jid, new_device, resuming=await _linked(auth))
             await self._wait_alive(slot)
@@ -115,6 +123,16 @@ class SessionClient:
         if self.current is not None:
             await self._let_go(self.current)
 
+    @property
+    def sink(self) -> Sink | None:
+        """The open link, if any."""
+        return self._sink
+
+    async def stop_intake(self, slot: ClientSlot) -> None:
+        """The open link drains: ``slot`` takes nothing more from WhatsApp (see ``drain``)."""
+        if slot is self.current and not slot.abandoned:
+            await slot.stop_intake()
+
     async def _wait_alive(self, slot: ClientSlot) -> None:
         assert slot.task is not None
         alive = asyncio.ensure_future(slot.alive.wait())
@@ -128,13 +146,12 @@ class SessionClient:
             alive.cancel()
 
     async def _space_dials(self) -> None:
-        loop = asyncio.get_running_loop()
-        delay = self.dial.delay(loop.time())
+        delay = self.dial.delay(self._clock.monotonic())
         if delay > 0:
             level = logging.INFO if delay >= 1 else logging.DEBUG
             failed = self.dial.failures
             self.log.log(level, "waiting %.1fs more before dialing (%d failed)", delay, failed)
-            await asyncio.sleep(delay)
+            await self._clock.sleep(delay)
 
     async def _store(self, auth: AuthStore) -> tuple[str, Any, bool]:
         """Where whatsmeow keeps this session's keys, and which device to load."""
@@ -162,7 +179,7 @@ class SessionClient:
         uuid = self.session_id if self._generation == 0 else f"{self.session_id}~{self._generation}"
         self._generation += 1
         host = self._host
-        self.current = ClientSlot(self, uuid, host.runtime, host.device_name)
+        self.current = ClientSlot(self, uuid, host.runtime, host.device_name, host.inbound_bound)
         return self.current
 
     async def _let_go(self, slot: ClientSlot) -> None:
@@ -191,9 +208,11 @@ class SessionClient:
             self._account_dial(slot, kind)
         sink = self._sink if slot is self.current and not slot.abandoned else None
         if sink is None:
+            if kind == "event":
+                _release(payload[2])  # nobody consumes it
             if slot.abandoned and kind in ("pipeline", "event", "ended"):
                 if kind != "ended":
-                    self._late_logins.append((asyncio.get_running_loop().time(), slot))
+                    self._late_logins.append((self._clock.monotonic(), slot))
                 self._reap(slot)
             return
         if kind == "qr":
@@ -201,7 +220,7 @@ class SessionClient:
         elif kind == "status":
             sink.on_login_status(payload[0])
         elif kind == "event":
-            sink.on_event(payload[0], payload[1])
+            sink.on_event(payload[0], payload[1], payload[2])
         elif kind == "ended":
             sink.on_ended(payload[0])
 
@@ -209,12 +228,12 @@ class SessionClient:
         if kind in ("qr", "pipeline"):
             self.dial.succeeded()
         elif kind == "ended" and not (slot.qr_seen or slot.pipeline_up):
-            self.dial.failed(asyncio.get_running_loop().time())
+            self.dial.failed(self._clock.monotonic())
 
     def dial_timed_out(self, slot: ClientSlot) -> None:
         """``slot`` dialed past the deadline with no sign of life: space the next dial."""
         if slot is self.current:
-            self.dial.failed(asyncio.get_running_loop().time())
+            self.dial.failed(self._clock.monotonic())
 
     def excuse_replaced(self) -> bool:
         """Whether a "stream replaced" on the live client is this session's own doing.
@@ -227,7 +246,7 @@ class SessionClient:
         life). Each such client excuses one "replaced", so a real takeover
         still fails the session.
         """
-        now = asyncio.get_running_loop().time()
+        now = self._clock.monotonic()
         late = [s for at, s in self._late_logins if now - at <= LATE_LOGIN_WINDOW_S]
         for slot in [*late, *(s for s in self.abandoned if s.may_log_in())]:
             if not slot.excused:
@@ -267,6 +286,15 @@ class SessionClient:
     def running(self) -> int:
         slots = [self.current, *self.abandoned]
         return sum(1 for s in slots if s is not None and s.task is not None and not s.task.done())
+
+    def unstored(self) -> int:
+        """Events Go handed to Python that no consumer has handled yet."""
+        return sum(s.intake.held for s in (self.current, *self.abandoned) if s is not None)
+
+
+def _release(held: Intake | None) -> None:
+    if held is not None:
+        held.release()
 
 
 async def _linked(auth: AuthStore) -> bool:
