@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from wagate.clock import Clock
 from wagate.domain.event import OutboxEvent
@@ -40,6 +40,7 @@ from wagate.storage.db import Database
 from wagate.storage.outbox import Outbox
 
 Script = Sequence[EngineEvent] | BaseException
+E = TypeVar("E")
 
 
 def settings_for_tests(data_dir: Path, **overrides: Any) -> Settings:
@@ -122,6 +123,35 @@ async def eventually(predicate: Callable[[], object], limit_s: float = 5.0) -> N
             await asyncio.sleep(0.002)
 
     await asyncio.wait_for(wait(), limit_s)
+
+
+class Events:
+    """Reads a link's event stream with a deadline per event, so a hang fails fast."""
+
+    def __init__(self, link: Link) -> None:
+        self._it = link.events()
+
+    async def next(self, within_s: float = 5.0) -> EngineEvent:
+        async with asyncio.timeout(within_s):
+            return await anext(self._it)
+
+    async def expect(self, kind: type[E], within_s: float = 5.0) -> E:
+        event = await self.next(within_s)
+        assert isinstance(event, kind), f"expected {kind.__name__}, got {event!r}"
+        return event
+
+    async def first(self, kind: type[E], within_s: float = 5.0) -> E:
+        """The next event of ``kind``, skipping others (group notices, receipts…)."""
+        async with asyncio.timeout(within_s):
+            while True:
+                event = await anext(self._it)
+                if isinstance(event, kind):
+                    return event
+
+    async def rest(self, within_s: float = 5.0) -> list[EngineEvent]:
+        """Every remaining event; fails if the stream does not end in time."""
+        async with asyncio.timeout(within_s):
+            return [event async for event in self._it]
 
 
 def connected(phone: str = "6281234567890", name: str = "Test Phone") -> Connected:

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.contract.conftest import Events
 from tests.contract.drivers import Driver
 from wagate.domain.message import (
     ContactCard,
@@ -32,6 +31,7 @@ from wagate.engine.base import (
     ReceiptEvent,
 )
 from wagate.errors import InvalidInput, TransientError
+from wagate.testing import Events
 
 PHONE, PEER, PEER2 = "15550001111", "15550002222", "15550003333"
 PEER_JID = f"{PEER}@s.whatsapp.net"

@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from tests.contract import neonize_go as go
-from tests.contract.conftest import Events
 from tests.contract.neonize_driver import NeonizeDriver, settle
 from tests.contract.neonize_fake import CHANNEL_CAPACITY, FakeClient, FakeGo, patch_ffi
 from wagate.clock import ManualClock
@@ -29,6 +28,7 @@ from wagate.engine.base import Connected, Disconnected, EngineEvent, Link, LinkO
 from wagate.engine.base import MessageEvent as Message
 from wagate.engine.neonize import NeonizeConfig, NeonizeLink
 from wagate.engine.neonize.intake import Intake
+from wagate.testing import Events
 
 PHONE, PEER = "15550001111", "15550002222"
 BURST = 300  # more than Python's bound, Go's channel and whatsmeow's handler together

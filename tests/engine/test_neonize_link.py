@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from tests.contract import neonize_go as go
-from tests.contract.conftest import Events
 from tests.contract.neonize_driver import NeonizeDriver, lid_of, settle
 from tests.contract.neonize_fake import FakeGo, patch_ffi
 from wagate.clock import ManualClock
@@ -37,6 +36,7 @@ from wagate.engine.neonize import _loader as nz
 from wagate.engine.neonize.client import ClientSlot
 from wagate.errors import InvalidInput, ProxyFailure, TransientError
 from wagate.settings import load_settings
+from wagate.testing import Events
 
 PHONE, PEER = "15550001111", "15550002222"
 PEER_JID = f"{PEER}@s.whatsapp.net"

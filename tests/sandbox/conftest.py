@@ -17,11 +17,12 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
-from tests.sandbox.support import Events, Served, free_socket
+from tests.sandbox.support import Served, free_socket
 from wagate.clock import ManualClock
 from wagate.engine.base import Link
 from wagate.engine.sandbox import SandboxEngine
 from wagate.sandbox import SandboxNetwork, create_app
+from wagate.testing import Events
 
 NetworkFactory = Callable[..., Awaitable[SandboxNetwork]]
 

@@ -18,8 +18,6 @@ import pytest
 from wagate.domain.message import MessageKind, Outgoing, ReceiptStatus
 from wagate.engine.base import (
     Connected,
-    EngineEvent,
-    Link,
     LinkOptions,
     MessageEvent,
     QRCode,
@@ -29,6 +27,7 @@ from wagate.engine.sandbox import SandboxEngine, SandboxLink
 from wagate.sandbox import SandboxNetwork
 from wagate.sandbox.transport import ChannelClosed, Frame, MemoryChannel
 from wagate.storage.auth_state import MemoryAuthStore
+from wagate.testing import Events
 
 T = TypeVar("T")
 
@@ -40,27 +39,6 @@ NO_OPTIONS = LinkOptions()
 
 def jid(phone: str) -> str:
     return f"{phone}@s.whatsapp.net"
-
-
-class Events:
-    """Reads a link's event stream with a deadline per event, so a hang fails fast."""
-
-    def __init__(self, link: Link) -> None:
-        self._it = link.events()
-
-    async def next(self, within_s: float = 5.0) -> EngineEvent:
-        async with asyncio.timeout(within_s):
-            return await anext(self._it)
-
-    async def expect(self, kind: type[T], within_s: float = 5.0) -> T:
-        event = await self.next(within_s)
-        assert isinstance(event, kind), f"expected {kind.__name__}, got {event!r}"
-        return event
-
-    async def rest(self, within_s: float = 5.0) -> list[EngineEvent]:
-        """Every remaining event; fails if the stream does not end in time."""
-        async with asyncio.timeout(within_s):
-            return [event async for event in self._it]
 
 
 # --- raw channels: the frame protocol without an engine -----------------------------------
