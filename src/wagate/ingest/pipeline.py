@@ -141,7 +141,13 @@ class IngestPipeline:
         message = await self._step(
             "DB_READ_FAILED", ctx, self.messages.by_wa_id, session_id, values["wa_msg_id"]
         )
-        return message, message is None or not unfinished(message)
+        if message is None or not unfinished(message):
+            return message, True
+        if media_ref(message) is None and values["payload"] is not None:
+            # announced without its media (the reference went with the mark): the
+            # redelivered event brings the reference again, so the media can be filled in
+            message = replace(message, payload=values["payload"])
+        return message, False
 
     async def complete(self, session_id: str, link: Link | None, message: Message) -> Message:
         """Media, parent link and event; a failed step is audited and the next one still runs.
