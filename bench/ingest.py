@@ -1,9 +1,10 @@
 """Ingest benchmark: the inbound pipeline against same-run baselines.
 
-- messages: ``IngestPipeline.handle`` for N text messages (one session, in order,
-  as the runtime calls it) against raw batched ``INSERT``s of the same rows with
-  the same driver and database (throughput);
-- latency: each message's ``handle`` against a single-row ``INSERT`` and commit
+- messages: the pipeline for N text messages (one session, in order, as the
+  session's event path runs it: ``IngestPipeline.receive`` then ``complete``,
+  which for a text is inline) against raw batched ``INSERT``s of the same rows
+  with the same driver and database (throughput);
+- latency: each message's pipeline run against a single-row ``INSERT`` and commit
   of the same row with the same driver, the two timed alternately message by
   message so both see the same machine and the same table size;
 - media: ``MediaStore.store`` (spool, sha256, dedupe lookup, local store, row)
@@ -34,7 +35,6 @@ from wagate.domain.message import MessageKind
 from wagate.engine.base import MessageEvent
 from wagate.ingest.media import MediaMeta, MediaStore
 from wagate.ingest.pipeline import IngestPipeline
-from wagate.ingest.service import policy_of
 from wagate.settings import load_settings, to_async_url
 from wagate.storage.blobs import LocalBlobStore
 from wagate.storage.db import Database, create_engine, migrate
@@ -43,7 +43,6 @@ from wagate.storage.repos.groups import GroupRepo
 from wagate.storage.repos.media import MediaRepo
 from wagate.storage.repos.messages import MessageRepo
 from wagate.storage.tables import messages
-from wagate.webhooks.events import NullSink
 
 
 def _event(i: int, now: datetime) -> MessageEvent:
@@ -86,10 +85,20 @@ async def bench_raw(db: Database, n: int, batch: int = 500) -> float:
     return time.perf_counter() - start
 
 
+async def ingest_one(pipeline: IngestPipeline, session_id: str, event: MessageEvent) -> None:
+    """What the session's event path does with a text message: store it, then complete it.
+
+    No link: a text has no media to download (``Ingest.message`` completes it inline).
+    """
+    message = await pipeline.receive(session_id, event)
+    if message is not None:
+        await pipeline.complete(session_id, None, message)
+
+
 async def bench_messages(
     db: Database, pipeline: IngestPipeline, n: int
 ) -> tuple[list[float], list[float]]:
-    """Per-message seconds: one-row insert+commit (baseline) and ``handle``, alternately."""
+    """Per-message seconds: one-row insert+commit (baseline) and the pipeline, alternately."""
     single: list[float] = []
     handled: list[float] = []
     for i in range(n):
@@ -100,7 +109,7 @@ async def bench_messages(
             await conn.execute(messages.insert().values(**row))
         single.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        await pipeline.handle("bench", _event(i, now))
+        await ingest_one(pipeline, "bench", _event(i, now))
         handled.append(time.perf_counter() - t0)
     return single, handled
 
@@ -142,15 +151,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         prefix="wa-media",
         spool_dir=tmp / "spool",
     )
+    # repositories without an outbox: the events are built, not written (no subscriber here)
     pipeline = IngestPipeline(
-        policy=policy_of(settings),
+        settings.ingest,
         messages=MessageRepo(db, clock),
         groups=GroupRepo(db, clock),
         media=media,
         audit=AuditRepo(db, clock),
-        sink=NullSink(),
         clock=clock,
-        link_for=lambda _sid: None,
     )
     try:
         raw_s = await bench_raw(db, args.messages)

@@ -1,6 +1,6 @@
 """Send-path benchmark: ``POST /api/sessions/{id}/messages`` against a no-op of the same stack.
 
-Both endpoints live in one FastAPI app built by :func:`wagate.api.app.create_app`
+Both endpoints live in one FastAPI app built by ``Gateway.app()``
 (same middleware, error handlers and API-key check) and are called in-process
 through ``httpx.ASGITransport``, so the ratio isolates what the send path adds:
 validation, the session lookup and the durable ``queued`` row. The baseline is
@@ -34,7 +34,6 @@ import httpx
 from fastapi import Depends, FastAPI
 from report import report
 
-from wagate.api.app import create_app
 from wagate.api.deps import require_key
 from wagate.roles.serve import Gateway
 from wagate.settings import load_settings
@@ -100,8 +99,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     url = args.database_url or f"sqlite:///{tmp / 'bench.db'}"
     settings = load_settings(data_dir=tmp, database_url=url, api_key=KEY)
     async with Gateway(settings, engine=ScriptedEngine()) as gateway:  # type: ignore[arg-type]
-        session = await gateway.service.create()  # a fresh id: the database may be reused
-        app = create_app(gateway)
+        # a fresh id: the database may be reused
+        session = await gateway.services.sessions.create()
+        app = gateway.app()
         add_baseline(app)
         transport = httpx.ASGITransport(app=app)
         headers = {"X-Api-Key": KEY}

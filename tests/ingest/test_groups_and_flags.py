@@ -7,27 +7,21 @@ from typing import Any
 
 import httpx
 
+from tests.ingest.conftest import GroupsEngine
 from wagate.domain.flag import EVERY_SESSION, Flag
 from wagate.domain.group import GroupInfo
 from wagate.domain.message import MediaRef, MessageKind
-from wagate.engine.base import AuthStore, GroupEvent, LinkOptions, MessageEvent, QRCode
+from wagate.engine.base import GroupEvent, MessageEvent, QRCode
 from wagate.roles.serve import Gateway
-from wagate.testing import ScriptedEngine, ScriptedLink, connected, eventually
+from wagate.testing import ScriptedLink, connected, eventually
 
 TEAM, SALES = "111@g.us", "222@g.us"
 
 
 async def _link(
-    api: httpx.AsyncClient, engine: ScriptedEngine, groups: list[GroupInfo]
+    api: httpx.AsyncClient, engine: GroupsEngine, groups: list[GroupInfo]
 ) -> ScriptedLink:
-    plain = engine.link
-
-    def with_groups(auth: AuthStore, options: LinkOptions) -> ScriptedLink:
-        made = plain(auth, options)
-        made.group_list = groups  # before it connects: the first discovery sees them
-        return made
-
-    engine.link = with_groups  # type: ignore[method-assign]
+    engine.groups = groups  # the account's groups before it connects: the first discovery
     engine.add([connected("6281234567890")])
     await api.post("/api/sessions/provision", json={"id": "g1"})
     await eventually(lambda: bool(engine.links))
@@ -58,7 +52,7 @@ async def _until(check: Any, tries: int = 400) -> Any:
 
 
 async def test_discovery_on_connect_and_on_request_keeps_monitor(
-    api: httpx.AsyncClient, engine: ScriptedEngine, gateway: Gateway
+    api: httpx.AsyncClient, engine: GroupsEngine, gateway: Gateway
 ) -> None:
     link = await _link(api, engine, [GroupInfo(TEAM, "Team", 5), GroupInfo(SALES, "Sales", 9)])
     await _until(lambda: _audit(api, "discovery"))  # the whole pass, not its first group
@@ -73,18 +67,18 @@ async def test_discovery_on_connect_and_on_request_keeps_monitor(
     link.group_list = [GroupInfo(TEAM, "Team HQ", 6), GroupInfo(SALES, "Sales", 9)]
     r = await api.post("/api/sessions/g1/fetch-groups-now")
     assert r.status_code == 202 and r.json()["flag"] == "fetch_groups_requested"
-    await gateway.ingest.watcher.poll()  # or the watcher's own loop gets to it first
+    await gateway.flag_watcher.poll()
     await _until(lambda: _audit_n(api, "discovery", 2))
     found = await _groups(api)
     assert found[TEAM]["name"] == "Team HQ" and found[TEAM]["monitor"] is True  # kept
     renames = await _audit(api, "group_rename")
     assert renames[0]["data"] == {"from": "Team", "to": "Team HQ", "wa_group_id": TEAM}
     assert len(await _audit(api, "discovery")) == 2
-    assert await gateway.ingest.watcher.poll() == 0  # handled once per request
+    assert await gateway.flag_watcher.poll() == 0  # handled once per request
 
 
 async def test_passes_that_overlap_record_a_rename_once(
-    api: httpx.AsyncClient, engine: ScriptedEngine, gateway: Gateway
+    api: httpx.AsyncClient, engine: GroupsEngine, gateway: Gateway
 ) -> None:
     link = await _link(api, engine, [GroupInfo(TEAM, "Team", 5)])
     await _until(lambda: _audit(api, "discovery"))
@@ -94,7 +88,7 @@ async def test_passes_that_overlap_record_a_rename_once(
     assert [r["data"]["to"] for r in renames] == ["Team HQ"]
 
 
-async def test_live_group_events_upsert(api: httpx.AsyncClient, engine: ScriptedEngine) -> None:
+async def test_live_group_events_upsert(api: httpx.AsyncClient, engine: GroupsEngine) -> None:
     link = await _link(api, engine, [])
     await _until(lambda: _audit(api, "discovery"))
     link.push(GroupEvent("333@g.us", "New group", "created"))
@@ -103,7 +97,7 @@ async def test_live_group_events_upsert(api: httpx.AsyncClient, engine: Scripted
 
 
 async def test_unknown_group_and_flag_are_clear_errors(
-    api: httpx.AsyncClient, engine: ScriptedEngine
+    api: httpx.AsyncClient, engine: GroupsEngine
 ) -> None:
     await _link(api, engine, [])
     r = await api.patch("/api/sessions/g1/groups/404@g.us", json={"monitor": True})
@@ -116,31 +110,31 @@ async def test_unknown_group_and_flag_are_clear_errors(
 
 
 async def test_disconnect_flag_logs_out_and_clears(
-    api: httpx.AsyncClient, engine: ScriptedEngine, gateway: Gateway
+    api: httpx.AsyncClient, engine: GroupsEngine, gateway: Gateway
 ) -> None:
     link = await _link(api, engine, [])
     await _until(lambda: _audit(api, "connect"))
     await gateway.worker.auth("g1").save("creds", {"x": 1})
-    await gateway.ingest.flags.set(EVERY_SESSION, Flag.DISCONNECT)  # seed 003 writes it so
-    assert await gateway.ingest.watcher.poll() == 1
+    await gateway.flags.set(EVERY_SESSION, Flag.DISCONNECT)  # seed 003 writes it so
+    assert await gateway.flag_watcher.poll() == 1
     assert link.logged_out
     status = (await api.get("/api/sessions/g1/status")).json()
     assert status["status"] == "disconnected" and status["isConnected"] is False
     assert (await gateway.worker.auth("g1").load("creds")) is None
-    assert await gateway.ingest.flags.count() == 0
+    assert await gateway.flags.count() == 0
     assert len(await _audit(api, "disconnect")) == 1
 
 
 async def test_refresh_qr_flag_restarts_a_waiting_session(
-    api: httpx.AsyncClient, engine: ScriptedEngine, gateway: Gateway
+    api: httpx.AsyncClient, engine: GroupsEngine, gateway: Gateway
 ) -> None:
     engine.add([QRCode("2@one,a,b,c", 60)], [QRCode("2@two,a,b,c", 60)])
     await api.post("/api/sessions/provision", json={"id": "q"})
     await _until(lambda: _has_qr(api, "q", "2@one,a,b,c"))
     await api.post("/api/sessions/q/flags/wa_refresh_qr_requested")
-    assert await gateway.ingest.watcher.poll() == 1
+    assert await gateway.flag_watcher.poll() == 1
     await _until(lambda: _has_qr(api, "q", "2@two,a,b,c"))
-    assert await gateway.ingest.flags.count() == 0
+    assert await gateway.flags.count() == 0
 
 
 async def _has_qr(api: httpx.AsyncClient, sid: str, code: str) -> bool:
@@ -149,7 +143,7 @@ async def _has_qr(api: httpx.AsyncClient, sid: str, code: str) -> bool:
 
 
 async def test_media_api_streams_the_stored_object(
-    api: httpx.AsyncClient, engine: ScriptedEngine, gateway: Gateway
+    api: httpx.AsyncClient, engine: GroupsEngine, gateway: Gateway
 ) -> None:
     link = await _link(api, engine, [])
     await _until(lambda: _audit(api, "connect"))
@@ -168,7 +162,7 @@ async def test_media_api_streams_the_stored_object(
     )
 
     async def stored() -> Any:
-        m = await gateway.ingest.messages.by_wa_id("g1", "IMG")
+        m = await gateway.messages.by_wa_id("g1", "IMG")
         return m if m is not None and m.media_id is not None else None
 
     message = await _until(stored)

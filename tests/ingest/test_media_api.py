@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from wagate.roles.serve import Gateway
+from wagate.storage.repos.media import MediaRepo
 
 
 async def _stored(gateway: Gateway, tmp_path: Path, data: bytes, mime: str, ext: str) -> int:
@@ -17,7 +18,7 @@ async def _stored(gateway: Gateway, tmp_path: Path, data: bytes, mime: str, ext:
     source = tmp_path / f"upload.{ext}"
     source.write_bytes(data)
     await gateway.blobs.put_file(key, source, mime)
-    media = await gateway.ingest.media_repo.insert_if_absent(
+    media = await MediaRepo(gateway.db, gateway.clock).insert_if_absent(
         sha256=sha, mime=mime, size=len(data), storage_path=key
     )
     return media.id

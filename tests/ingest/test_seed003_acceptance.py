@@ -19,8 +19,12 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from wagate.domain.group import GroupInfo
+from wagate.domain.message import MediaRef, Outgoing, SendResult
+from wagate.engine.base import AuthStore, Engine, EngineEvent, GroupEvent, Link, LinkOptions
+from wagate.engine.sandbox import SandboxEngine
 from wagate.roles.serve import Gateway
-from wagate.sandbox import SandboxNetwork
+from wagate.sandbox import SandboxNetwork, SandboxTimings
 from wagate.settings import Settings, load_settings
 from wagate.storage.blobs import BlobStore
 
@@ -65,9 +69,84 @@ def settings003(
     )
 
 
+class GroupEventsHeld:
+    """An engine whose links hold back live group events while ``holding``.
+
+    Only discovery can then find a group. What was held is kept in ``held``;
+    nothing is replayed.
+    """
+
+    def __init__(self, inner: Engine) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.holding = False
+        self.held: list[GroupEvent] = []
+
+    def link(self, auth: AuthStore, options: LinkOptions) -> Link:
+        return _HoldingLink(self, self.inner.link(auth, options))
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _HoldingLink:
+    def __init__(self, engine: GroupEventsHeld, inner: Link) -> None:
+        self._engine = engine
+        self._inner = inner
+
+    async def __aenter__(self) -> _HoldingLink:
+        await self._inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._inner.__aexit__(*exc)
+
+    async def events(self) -> AsyncIterator[EngineEvent]:
+        async for event in self._inner.events():
+            if isinstance(event, GroupEvent) and self._engine.holding:
+                self._engine.held.append(event)
+                continue
+            yield event
+
+    async def drain(self) -> None:
+        await self._inner.drain()
+
+    async def logout(self) -> None:
+        await self._inner.logout()
+
+    async def send(self, message: Outgoing) -> SendResult:
+        return await self._inner.send(message)
+
+    def download(self, media: MediaRef) -> AsyncIterator[bytes]:
+        return self._inner.download(media)
+
+    async def groups(self) -> list[GroupInfo]:
+        return await self._inner.groups()
+
+    async def set_presence(self, available: bool) -> None:
+        await self._inner.set_presence(available)
+
+
 @pytest.fixture
-async def gw(settings003: Settings) -> AsyncIterator[Gateway]:
-    async with Gateway(settings003) as gateway:
+async def network(settings003: Settings) -> AsyncIterator[SandboxNetwork]:
+    """The sandbox network the gateway would build for itself, built here to be wrapped."""
+    view = settings003.sandbox
+    timings = SandboxTimings(
+        qr_first_s=view.qr_first_s, qr_next_s=view.qr_next_s, qr_count=view.qr_count
+    )
+    async with SandboxNetwork(timings=timings, state_path=view.state_file) as built:
+        yield built
+
+
+@pytest.fixture
+def engine003(network: SandboxNetwork, settings003: Settings) -> GroupEventsHeld:
+    timeout_s = settings003.sandbox.request_timeout_s
+    return GroupEventsHeld(SandboxEngine(network=network, request_timeout_s=timeout_s))
+
+
+@pytest.fixture
+async def gw(settings003: Settings, engine003: GroupEventsHeld) -> AsyncIterator[Gateway]:
+    async with Gateway(settings003, engine=engine003) as gateway:
         yield gateway
 
 
@@ -78,11 +157,6 @@ async def api(gw: Gateway) -> AsyncIterator[httpx.AsyncClient]:
         transport=transport, base_url="http://gw", headers={"X-Api-Key": "k"}
     ) as client:
         yield client
-
-
-def net(gw: Gateway) -> SandboxNetwork:
-    assert gw.sandbox_network is not None
-    return gw.sandbox_network
 
 
 async def wa_session(gw: Gateway, sid: str) -> dict[str, Any] | None:
@@ -100,7 +174,7 @@ async def rows(gw: Gateway, sql: str, **params: Any) -> list[dict[str, Any]]:
         return [dict(r) for r in (await conn.execute(sa.text(sql), params)).mappings()]
 
 
-async def linked(gw: Gateway, api: httpx.AsyncClient) -> None:
+async def linked(gw: Gateway, api: httpx.AsyncClient, network: SandboxNetwork) -> None:
     """Criteria 1 and 2: connecting with a QR in detail, then connected after the scan."""
     await api.post("/api/sessions/provision", json={"id": "main"})
     first = await until(lambda: _with_qr(gw))
@@ -111,7 +185,7 @@ async def linked(gw: Gateway, api: httpx.AsyncClient) -> None:
     assert detail["qr"].startswith("2@")
     expires = datetime.fromisoformat(detail["expiresAt"].replace("Z", "+00:00"))
     assert expires > gw.clock.now()
-    await net(gw).scan(detail["qr"], ME, "Me")
+    await network.scan(detail["qr"], ME, "Me")
     await until(lambda: _status(gw, "connected"))
 
 
@@ -125,21 +199,23 @@ async def _status(gw: Gateway, status: str) -> dict[str, Any] | None:
     return row if row and row["status"] == status else None
 
 
-async def test_seed_003_acceptance(gw: Gateway, api: httpx.AsyncClient) -> None:
+async def test_seed_003_acceptance(
+    gw: Gateway, api: httpx.AsyncClient, network: SandboxNetwork, engine003: GroupEventsHeld
+) -> None:
     # 1, 2: connecting → connected, the QR in wa_sessions.detail with a future expiresAt
-    await linked(gw, api)
+    await linked(gw, api, network)
 
     # 3: fetch-groups-now upserts groups and keeps existing monitor flags
-    watched, ignored = await _fetch_groups_now_keeps_monitor_flags(gw, api)
+    watched, ignored = await _fetch_groups_now_keeps_monitor_flags(gw, api, network, engine003)
 
     # 4: messages in the monitored group are stored; the other group is ignored
-    kept = await net(gw).phone_send(FRIEND, watched, text="hello team")
-    await net(gw).phone_send(FRIEND, ignored, text="not for us")
+    kept = await network.phone_send(FRIEND, watched, text="hello team")
+    await network.phone_send(FRIEND, ignored, text="not for us")
     row = await until(lambda: _message(gw, kept))
     assert row["text"] == "hello team" and row["group_id"] is not None
 
     # 5, 7: an image right after a text from the same sender: stored, linked to the text
-    image_id = await net(gw).phone_send(FRIEND, watched, media=PNG, mimetype="image/png")
+    image_id = await network.phone_send(FRIEND, watched, media=PNG, mimetype="image/png")
     img = await until(lambda: _message(gw, image_id, with_media=True))
     sha = hashlib.sha256(PNG).hexdigest()
     media = (await rows(gw, "SELECT * FROM media WHERE id = :id", id=img["media_id"]))[0]
@@ -149,7 +225,7 @@ async def test_seed_003_acceptance(gw: Gateway, api: httpx.AsyncClient) -> None:
     assert linked_row["parent_id"] == row["id"]
 
     # 6: the same image again reuses the media row
-    again_id = await net(gw).phone_send(FRIEND, watched, media=PNG, mimetype="image/png")
+    again_id = await network.phone_send(FRIEND, watched, media=PNG, mimetype="image/png")
     again = await until(lambda: _message(gw, again_id, with_media=True))
     assert again["media_id"] == img["media_id"]
     assert len(await rows(gw, "SELECT id FROM media")) == 1
@@ -159,7 +235,7 @@ async def test_seed_003_acceptance(gw: Gateway, api: httpx.AsyncClient) -> None:
 
     # 8: audit_log has connect, qr_generated, discovery, and error on a forced failure
     big = b"\x00" * (26 * 1024 * 1024)
-    await net(gw).phone_send(FRIEND, watched, media=big, mimetype="image/png")
+    await network.phone_send(FRIEND, watched, media=big, mimetype="image/png")
     events = await until(lambda: _audit_events(gw, need="error"))
     assert {"connect", "qr_generated", "discovery", "error"} <= events
     errors = await rows(gw, "SELECT data FROM audit_log WHERE event = 'error'")
@@ -171,13 +247,14 @@ async def test_seed_003_acceptance(gw: Gateway, api: httpx.AsyncClient) -> None:
 
 
 async def _fetch_groups_now_keeps_monitor_flags(
-    gw: Gateway, api: httpx.AsyncClient
+    gw: Gateway, api: httpx.AsyncClient, network: SandboxNetwork, engine: GroupEventsHeld
 ) -> tuple[str, str]:
     """Criterion 3 through the flag alone: live group events are held back meanwhile."""
-    held = _hold_live_group_events(gw)
+    engine.holding = True
+    held = engine.held
     await until(lambda: _audit_count(gw, "discovery", 1))  # the first connect's, before any group
-    watched = await net(gw).create_group("Watched", ME, [FRIEND])
-    ignored = await net(gw).create_group("Ignored", ME, [FRIEND])
+    watched = await network.create_group("Watched", ME, [FRIEND])
+    ignored = await network.create_group("Ignored", ME, [FRIEND])
     await until(lambda: _at_least(held, 2))
     assert await _group(api, watched) is None  # only discovery can find them now
 
@@ -186,8 +263,8 @@ async def _fetch_groups_now_keeps_monitor_flags(
     r = await api.patch(f"/api/sessions/main/groups/{watched}", json={"monitor": True})
     assert r.status_code == 200 and r.json()["monitor"] is True
 
-    await net(gw).rename_group(watched, "Watched!")
-    later = await net(gw).create_group("Later", ME, [FRIEND])
+    await network.rename_group(watched, "Watched!")
+    later = await network.create_group("Later", ME, [FRIEND])
     await until(lambda: _at_least(held, 4))
     assert (await _group(api, watched))["name"] == "Watched"  # type: ignore[index]
     await _fetch_groups_now(gw, api, lambda: _groups_are(api, {watched: "Watched!", later: None}))
@@ -197,21 +274,11 @@ async def _fetch_groups_now_keeps_monitor_flags(
     assert (await _group(api, later))["monitor"] is False  # type: ignore[index]
     renames = await rows(gw, "SELECT data FROM audit_log WHERE event = 'group_rename'")
     assert renames and "Watched!" in str(renames[0]["data"])
-    del gw.ingest.group_sync.on_event  # live group events flow again
+    engine.holding = False  # live group events flow again
     return watched, ignored
 
 
-def _hold_live_group_events(gw: Gateway) -> list[object]:
-    held: list[object] = []
-
-    async def hold(_session_id: str, event: object) -> None:
-        held.append(event)
-
-    gw.ingest.group_sync.on_event = hold  # type: ignore[method-assign]
-    return held
-
-
-async def _at_least(items: list[object], n: int) -> bool:
+async def _at_least(items: list[GroupEvent], n: int) -> bool:
     return len(items) >= n
 
 
@@ -221,7 +288,7 @@ async def _fetch_groups_now(
     """Request discovery and wait until ``done()`` (what that discovery must have written)."""
     r = await api.post("/api/sessions/main/fetch-groups-now")
     assert r.status_code == 202
-    await gw.ingest.watcher.poll()  # or the watcher's own loop gets to it first
+    await gw.flag_watcher.poll()  # or the watcher's own loop gets to it first
     await until(done)
 
 
@@ -238,15 +305,17 @@ async def _audit_count(gw: Gateway, event: str, n: int) -> bool:
     return len(found) >= n
 
 
-async def test_old_messages_are_not_ingested(gw: Gateway, api: httpx.AsyncClient) -> None:
-    await linked(gw, api)
-    group = await net(gw).create_group("G", ME, [FRIEND])
+async def test_old_messages_are_not_ingested(
+    gw: Gateway, api: httpx.AsyncClient, network: SandboxNetwork
+) -> None:
+    await linked(gw, api, network)
+    group = await network.create_group("G", ME, [FRIEND])
     await until(lambda: _group(api, group))
     await api.patch(f"/api/sessions/main/groups/{group}", json={"monitor": True})
-    old = await net(gw).phone_send(
+    old = await network.phone_send(
         FRIEND, group, text="from history", timestamp=gw.clock.now() - timedelta(seconds=45)
     )
-    fresh = await net(gw).phone_send(FRIEND, group, text="live")
+    fresh = await network.phone_send(FRIEND, group, text="live")
     await until(lambda: _message(gw, fresh))
     assert await _message(gw, old) is None
 

@@ -1,29 +1,59 @@
-"""A gateway with a scripted engine, wired as in production, and helpers to drive sends."""
+"""A gateway with a scripted engine, wired as in production, and helpers to drive sends.
+
+Every rig's outbox records the events written (``rig.outbox.of(name)``) and
+can be told to fail the next writes of an event (``rig.outbox.fail(name)``):
+the database going away between a status and its event.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 
 from wagate.clock import Clock
-from wagate.domain.session import Session
+from wagate.domain.event import OutboxEvent
+from wagate.domain.session import Session, SessionState
 from wagate.roles.serve import Gateway
 from wagate.sandbox import SandboxNetwork
 from wagate.settings import load_settings
-from wagate.testing import ScriptedEngine, ScriptedLink, connected, eventually
-from wagate.webhooks.events import RecordingSink
+from wagate.storage.db import Database
+from wagate.testing import (
+    RecordingOutbox,
+    ScriptedEngine,
+    ScriptedLink,
+    connected,
+    eventually,
+    until,
+)
 
 PHONE = "6281234567890"  # our account
 ALICE = "6281111111111"
 ALICE_JID = f"{ALICE}@s.whatsapp.net"
+
+
+class FlakyOutbox(RecordingOutbox):
+    """Records every event; the next ``fail(name, times)`` writes of an event raise."""
+
+    def __init__(self, db: Database, clock: Clock, **kw: Any) -> None:
+        super().__init__(db, clock, **kw)
+        self.failing: Counter[str] = Counter()
+
+    def fail(self, name: str, times: int = 1) -> None:
+        self.failing[name] += times
+
+    async def write_in(self, conn: Any, events: Sequence[OutboxEvent]) -> int:
+        for event in events:
+            if self.failing[event.name] > 0:
+                self.failing[event.name] -= 1
+                raise ConnectionError(f"the database went away while recording {event.name}")
+        return await super().write_in(conn, events)
 
 
 @dataclass
@@ -31,7 +61,10 @@ class Rig:
     gateway: Gateway
     api: httpx.AsyncClient
     engine: ScriptedEngine
-    sink: RecordingSink
+
+    @property
+    def outbox(self) -> FlakyOutbox:
+        return cast(FlakyOutbox, self.gateway.outbox)
 
     async def connect(self, session_id: str = "s1", phone: str = PHONE) -> ScriptedLink:
         """Provision (or restart) the session and wait until its link is live."""
@@ -42,10 +75,11 @@ class Rig:
         else:
             r = await self.api.post(f"/api/sessions/{session_id}/restart")
         assert r.status_code in (200, 201), r.text
+        # the runner of that new link reads connected once the sender holds the link
         await eventually(
             lambda: (
                 len(self.engine.links) > before
-                and self.gateway.worker.link(session_id) is self.engine.links[-1]
+                and self.gateway.worker.runner_state(session_id) is SessionState.CONNECTED
             )
         )
         return self.engine.links[-1]
@@ -69,14 +103,18 @@ class Rig:
         self, message_id: int, status: str, session_id: str = "s1", limit_s: float = 5.0
     ) -> dict[str, Any]:
         """Poll the API (real time, bounded) until the message has ``status``."""
-        deadline = time.monotonic() + limit_s
-        while True:
-            found = await self.get(message_id, session_id)
-            if found["status"] == status:
-                return found
-            if time.monotonic() > deadline:
-                raise AssertionError(f"message {message_id} stayed {found['status']}: {found}")
-            await asyncio.sleep(0.005)
+        found: dict[str, Any] = {}
+
+        async def reached() -> bool:
+            found.update(await self.get(message_id, session_id))
+            return found["status"] == status
+
+        try:
+            await until(reached, limit_s)
+        except TimeoutError:
+            stayed = f"message {message_id} stayed {found.get('status')}: {found}"
+            raise AssertionError(stayed) from None
+        return found
 
 
 RigFactory = Callable[..., Awaitable[Rig]]
@@ -100,17 +138,20 @@ async def make_rig(tmp_path: Path, database_url: str) -> AsyncIterator[RigFactor
             }
             values.update(overrides)
             engine = ScriptedEngine()
-            gateway = Gateway(load_settings(**values), engine=engine, clock=clock)  # type: ignore[arg-type]
+            gateway = Gateway(
+                load_settings(**values),
+                engine=engine,  # type: ignore[arg-type]
+                clock=clock,
+                outbox_type=FlakyOutbox,
+            )
             await stack.enter_async_context(gateway)
-            sink = RecordingSink()
-            gateway.sender.sink = sink
             transport = httpx.ASGITransport(app=gateway.app())
             api = await stack.enter_async_context(
                 httpx.AsyncClient(
                     transport=transport, base_url="http://gw", headers={"X-Api-Key": "test-key"}
                 )
             )
-            return Rig(gateway, api, engine, sink)
+            return Rig(gateway, api, engine)
 
         yield make
 
@@ -140,28 +181,36 @@ class SandboxRig:
         assert session.qr is not None
         await self.network.add_phone(ALICE)
         await self.network.scan(session.qr, phone)
-        await self._until(session_id, lambda s: self.gateway.worker.link(session_id) is not None)
+        connected = SessionState.CONNECTED
+        await self._until(session_id, lambda s: self.gateway.worker.runner_state(s.id) is connected)
 
     async def _until(self, session_id: str, check: Callable[[Session], bool]) -> Session:
-        deadline = time.monotonic() + 30
-        while True:
-            session = await self.gateway.sessions.get(session_id)
-            if session is not None and check(session):
-                return session
-            if time.monotonic() > deadline:
-                raise AssertionError(f"session {session_id} never got there: {session}")
-            await asyncio.sleep(0.01)
+        seen: list[Session | None] = [None]
+
+        async def there() -> bool:
+            seen[0] = await self.gateway.sessions.get(session_id)
+            return seen[0] is not None and check(seen[0])
+
+        try:
+            await until(there, limit_s=30)
+        except TimeoutError:
+            raise AssertionError(f"session {session_id} never got there: {seen[0]}") from None
+        assert seen[0] is not None
+        return seen[0]
 
     async def inbox_entry(self, phone: str, wa_id: str) -> dict[str, Any]:
         """The entry of message ``wa_id`` in ``phone``'s inbox, once it arrived."""
-        deadline = time.monotonic() + 30
-        while True:
-            found = [e for e in await self.network.inbox(phone) if e["id"] == wa_id]
-            if found:
-                return found[0]
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{phone} never received {wa_id}")
-            await asyncio.sleep(0.01)
+        found: list[dict[str, Any]] = []
+
+        async def arrived() -> bool:
+            found[:] = [e for e in await self.network.inbox(phone) if e["id"] == wa_id]
+            return bool(found)
+
+        try:
+            await until(arrived, limit_s=30)
+        except TimeoutError:
+            raise AssertionError(f"{phone} never received {wa_id}") from None
+        return found[0]
 
 
 SandboxRigFactory = Callable[..., Awaitable[SandboxRig]]

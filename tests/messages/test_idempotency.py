@@ -26,7 +26,8 @@ async def test_a_repeat_returns_the_first_message(rig: Rig, where: str) -> None:
     assert again.status_code == 200
     assert again.json() == await rig.get(first.json()["id"])
     assert again.json()["idempotencyKey"] == "order-1"
-    await asyncio.sleep(0.05)
+    # one row, already sent: the sender has nothing left that it could send again
+    assert await _queue_of(rig) == [(first.json()["id"], "sent")]
     assert [m.text for m in link.sent] == ["pay 10"]
 
 
@@ -78,8 +79,17 @@ async def test_concurrent_repeats_queue_one_message(rig: Rig) -> None:
     assert len({a.json()["id"] for a in answers}) == 1
     link = await rig.connect()
     await eventually(lambda: len(link.sent) == 1)
-    await asyncio.sleep(0.05)
+    await rig.wait_status(answers[0].json()["id"], "sent")
+    # one row, already sent: the sender has nothing left that it could send again
+    assert await _queue_of(rig) == [(answers[0].json()["id"], "sent")]
     assert len(link.sent) == 1
+
+
+async def _queue_of(rig: Rig) -> list[tuple[int, str]]:
+    """Every outgoing message of session s1, as (id, status)."""
+    r = await rig.api.get("/api/sessions/s1/messages", params={"direction": "out"})
+    assert r.status_code == 200, r.text
+    return [(m["id"], m["status"]) for m in r.json()["messages"]]
 
 
 async def test_keys_are_per_session(rig: Rig) -> None:

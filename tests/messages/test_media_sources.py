@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,7 +14,6 @@ import pytest
 from tests.messages.conftest import ALICE, Rig, RigFactory
 from wagate.domain.message import MessageKind
 from wagate.errors import InvalidInput
-from wagate.outbound import media_fetch
 from wagate.outbound.media_fetch import MediaFetcher, MediaTooLarge
 from wagate.testing import eventually
 
@@ -134,26 +134,33 @@ async def test_every_redirect_hop_is_checked() -> None:
     assert "169.254.169.254" in caught.value.message
 
 
-async def test_the_connected_address_is_checked_too(
-    media_server: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # as if DNS said "public" to our check and "127.0.0.1" to the client a moment later
-    async def fooled(url: str, field: str, *, allow_private: bool = False) -> None:
-        return None
+class Rebinding(httpx.AsyncHTTPTransport):
+    """Connects every request to ``target`` instead: a DNS answer that changed under us."""
 
-    monkeypatch.setattr(media_fetch, "check_url", fooled)
-    fetcher = MediaFetcher(max_bytes=CAP * 10, timeout_s=5)
+    def __init__(self, target: str) -> None:
+        super().__init__()
+        self.target = httpx.URL(target)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url.copy_with(host=self.target.host, port=self.target.port)
+        moved = httpx.Request(
+            request.method, url, headers=request.headers, extensions=request.extensions
+        )
+        return await super().handle_async_request(moved)
+
+
+async def test_the_connected_address_is_checked_too(media_server: str) -> None:
+    # as if DNS said "public" to our check and "127.0.0.1" to the client a moment later
+    fetcher = MediaFetcher(max_bytes=CAP * 10, timeout_s=5, transport=Rebinding(media_server))
     with pytest.raises(InvalidInput) as caught:
-        await fetcher.fetch(f"{media_server}/cat.jpg", "media.url")
+        await fetcher.fetch("http://93.184.216.34/cat.jpg", "media.url")
     assert "internal address (127.0.0.1)" in caught.value.message
 
 
 async def test_the_deadline_covers_the_whole_fetch() -> None:
     async def slow(request: httpx.Request) -> httpx.Response:
-        import asyncio
-
-        await asyncio.sleep(5)
-        return httpx.Response(200, content=b"late")
+        await asyncio.Event().wait()  # never answers: only the deadline ends the fetch
+        raise AssertionError("unreachable")
 
     fetcher = MediaFetcher(max_bytes=CAP, timeout_s=0.05, transport=httpx.MockTransport(slow))
     with pytest.raises(InvalidInput) as caught:
@@ -219,7 +226,7 @@ async def test_large_media_waits_in_the_outbox_and_is_removed_after_sending(
     for q in queued:
         await rig.wait_status(q["id"], "sent")
     assert list(outbox.iterdir()) == []
-    row = await rig.gateway.outbound.outbound.find("s1", str(queued[1]["id"]))
+    row = await rig.gateway.messages.find("s1", str(queued[1]["id"]))
     assert row is not None and row.payload is not None
     assert "data" not in row.payload["media"]  # the bytes are gone from the row too
     assert (await rig.get(queued[0]["id"]))["media"]["size"] > 8

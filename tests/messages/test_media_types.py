@@ -14,7 +14,6 @@ from tests.messages.web import Answer, Site, serve
 from wagate.domain.message import MessageKind, Outgoing, OutgoingMedia
 from wagate.outbound import queue
 from wagate.outbound.rules import new_wa_id
-from wagate.outbound.service import PAYLOAD_VERSION
 from wagate.storage.repos.outbound import NewOutbound
 from wagate.testing import eventually
 
@@ -237,14 +236,10 @@ async def test_media_the_engine_refuses_at_send_time_ends_failed_with_the_reason
     sticker = Outgoing(
         f"{ALICE}@s.whatsapp.net", MessageKind.STICKER, media=OutgoingMedia(PNG, "image/png")
     )
-    payload = {
-        "v": PAYLOAD_VERSION,
-        "fingerprint": "-",
-        "message": queue.to_json(sticker),
-        "media": await gateway.outbound.spool.put("s1", wa_id, PNG),
-    }
+    media = await gateway.spool.put("s1", wa_id, PNG)
+    payload = queue.payload(sticker, fingerprint="-", media=media)
     row = NewOutbound("s1", wa_id, sticker.to, "sticker", None, payload)
-    queued, _ = await gateway.outbound.outbound.enqueue(row)
+    queued, _ = await gateway.outbound.enqueue(row)
     gateway.sender.wake("s1")
     r = await rig.api.post("/api/sessions/s1/messages", json={"to": ALICE, "text": "after it"})
     after = await rig.inbox_entry(ALICE, r.json()["messageId"])

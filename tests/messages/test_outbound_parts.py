@@ -75,13 +75,13 @@ async def test_spool_inline_and_file(tmp_path: Path) -> None:
         await spool.load(MediaSpool.stripped(big))
 
 
-def test_spool_lists_old_files(tmp_path: Path) -> None:
+async def test_spool_lists_old_files(tmp_path: Path) -> None:
     spool = MediaSpool(tmp_path, inline_max_bytes=0)
-    assert spool.files_older_than(0) == []
+    assert await spool.files_older_than(0) == []
     (tmp_path / "s1").mkdir()
     (tmp_path / "s1" / "W1.bin").write_bytes(b"x")
-    assert [(s, w) for s, w, _ in spool.files_older_than(-1)] == [("s1", "W1")]
-    assert spool.files_older_than(3600) == []
+    assert [(s, w) for s, w, _ in await spool.files_older_than(-1)] == [("s1", "W1")]
+    assert await spool.files_older_than(3600) == []
 
 
 async def test_receipts_only_move_forward(db: Database, clock: ManualClock) -> None:

@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from tests.messages.conftest import ALICE_JID, Rig, RigFactory
-from wagate.domain.message import ReceiptStatus
+from tests.messages.conftest import ALICE, ALICE_JID, Rig, RigFactory
+from wagate.clock import ManualClock
+from wagate.domain.message import Message, ReceiptStatus
 from wagate.engine.base import ReceiptEvent
 from wagate.errors import InvalidInput, TransientError
-from wagate.testing import connected, eventually, lost
-from wagate.webhooks.events import Event, RecordingSink
-
-
-class FlakySink(RecordingSink):
-    """Records events, but the next ``fail[event]`` writes of an event raise (an outage)."""
-
-    def __init__(self, fail: dict[Event, int]) -> None:
-        super().__init__()
-        self.fail = fail
-
-    async def emit_in(self, conn: Any, event: Event, session_id: str | None, data: Any) -> object:
-        if self.fail.get(event, 0) > 0:
-            self.fail[event] -= 1
-            raise ConnectionError(f"the database went away while recording {event}")
-        return await super().emit_in(conn, event, session_id, data)
+from wagate.outbound.media_fetch import MediaFetcher
+from wagate.outbound.rules import SendRequest
+from wagate.outbound.sender import Sender
+from wagate.outbound.service import SendService
+from wagate.storage.db import Database
+from wagate.storage.repos.audit import AuditRepo
+from wagate.storage.repos.outbound import OutboundRepo
+from wagate.storage.spool import MediaSpool
+from wagate.testing import connected, eventually, lost, until
+from wagate.webhooks.events import Event
 
 
 def receipt(wa_id: str, status: ReceiptStatus, by: str | None = None) -> ReceiptEvent:
@@ -47,8 +41,8 @@ async def test_receipts_move_a_message_forward_and_emit_acks(rig: Rig) -> None:
     link.push(receipt(wa_id, ReceiptStatus.DELIVERED))  # late and out of order: ignored
     link.push(receipt(wa_id, ReceiptStatus.PLAYED))
     await rig.wait_status(sent["id"], "played")
-    assert [e["messageId"] for e in rig.sink.of(Event.MESSAGE_SENT)] == [wa_id]
-    acks = rig.sink.of(Event.MESSAGE_ACK)
+    assert [e["messageId"] for e in rig.outbox.of(Event.MESSAGE_SENT)] == [wa_id]
+    acks = rig.outbox.of(Event.MESSAGE_ACK)
     assert [a["status"] for a in acks] == ["delivered", "read", "played"]
     assert acks[0]["id"] == sent["id"] and acks[0]["chat"] == ALICE_JID
 
@@ -56,9 +50,9 @@ async def test_receipts_move_a_message_forward_and_emit_acks(rig: Rig) -> None:
 async def test_a_receipt_before_the_sent_write_is_kept(rig: Rig) -> None:
     await rig.create()
     queued = (await rig.send(text="early")).json()
-    await rig.gateway.sender.on_receipt("s1", receipt(queued["messageId"], ReceiptStatus.DELIVERED))
+    await rig.gateway.sender.receipt("s1", receipt(queued["messageId"], ReceiptStatus.DELIVERED))
     assert (await rig.get(queued["id"]))["status"] == "delivered"
-    row = await rig.gateway.outbound.outbound.mark_sent(
+    row = await rig.gateway.outbound.mark_sent(
         queued["id"], wa_msg_id=queued["messageId"], at=datetime.now(UTC), payload=None
     )
     assert row is not None and row.status == "delivered" and row.sent_at is not None
@@ -66,10 +60,13 @@ async def test_a_receipt_before_the_sent_write_is_kept(rig: Rig) -> None:
 
 async def test_receipts_for_unknown_ids_change_nothing(rig: Rig) -> None:
     link = await rig.connect()
-    link.push(receipt("NOT-OURS", ReceiptStatus.READ))
     sent = (await rig.send(text="x")).json()
     await rig.wait_status(sent["id"], "sent")
-    assert rig.sink.of(Event.MESSAGE_ACK) == []
+    link.push(receipt("NOT-OURS", ReceiptStatus.READ))
+    link.push(receipt(sent["messageId"], ReceiptStatus.DELIVERED))  # handled after it, in order
+    await rig.wait_status(sent["id"], "delivered")  # so the unknown one was handled: not "read"
+    acks = rig.outbox.of(Event.MESSAGE_ACK)
+    assert [(a["id"], a["status"]) for a in acks] == [(sent["id"], "delivered")]
 
 
 async def test_messages_queued_offline_go_out_in_order_on_connect(rig: Rig) -> None:
@@ -97,7 +94,7 @@ async def test_transient_failure_stays_queued_until_reconnect(rig: Rig) -> None:
     again = rig.engine.links[1].sent[0]
     assert (again.id, again.text) == (queued["messageId"], "later")  # the same WhatsApp id
     await rig.wait_status(queued["id"], "sent")
-    assert rig.sink.of(Event.MESSAGE_FAILED) == []
+    assert rig.outbox.of(Event.MESSAGE_FAILED) == []
 
 
 async def test_permanent_failure_fails_with_an_event(rig: Rig) -> None:
@@ -106,7 +103,7 @@ async def test_permanent_failure_fails_with_an_event(rig: Rig) -> None:
     queued = (await rig.send(text="nobody")).json()
     failed = await rig.wait_status(queued["id"], "failed")
     assert failed["error"] == "not on WhatsApp"
-    (event,) = rig.sink.of(Event.MESSAGE_FAILED)
+    (event,) = rig.outbox.of(Event.MESSAGE_FAILED)
     assert (event["id"], event["error"], event["attempts"]) == (queued["id"], "not on WhatsApp", 1)
     # the queue moves on
     link.send_error = None
@@ -122,7 +119,7 @@ async def test_too_many_attempts_fail_the_message(make_rig: RigFactory) -> None:
     failed = await rig.wait_status(queued["id"], "failed")
     assert failed["attempts"] == 3
     assert "gave up after 3 attempts" in failed["error"]
-    assert len(rig.sink.of(Event.MESSAGE_FAILED)) == 1
+    assert len(rig.outbox.of(Event.MESSAGE_FAILED)) == 1
 
 
 async def test_a_message_whose_media_vanished_fails(make_rig: RigFactory) -> None:
@@ -140,10 +137,13 @@ async def test_a_message_whose_media_vanished_fails(make_rig: RigFactory) -> Non
 
 
 async def _wait_for_error(rig: Rig, message_id: int) -> dict[str, Any]:
-    deadline = time.monotonic() + 5
-    while (found := await rig.get(message_id))["error"] is None:
-        assert time.monotonic() < deadline, found
-        await asyncio.sleep(0.005)
+    found: dict[str, Any] = {}
+
+    async def has_error() -> bool:
+        found.update(await rig.get(message_id))
+        return found["error"] is not None
+
+    await until(has_error, limit_s=5)
     return found
 
 
@@ -151,45 +151,77 @@ async def test_an_idle_session_finds_rows_queued_elsewhere(make_rig: RigFactory)
     rig = await make_rig(send_poll_ms=50)
     link = await rig.connect()
     await eventually(lambda: rig.gateway.sender.draining() == ["s1"])
-    rig.gateway.outbound.wake = lambda _sid: None  # as if another process queued it
-    queued = (await rig.send(text="from afar")).json()
+    queued = await _queued_by_another_process(rig, "from afar")
     await eventually(lambda: len(link.sent) == 1)
-    await rig.wait_status(queued["id"], "sent")
+    await rig.wait_status(queued.id, "sent")
+
+
+async def _queued_by_another_process(rig: Rig, text: str) -> Message:
+    """Queue a message as another process would: into the database, no doorbell rung here."""
+    g = rig.gateway
+    fetcher = MediaFetcher(max_bytes=1024, timeout_s=1)
+    elsewhere = SendService(g.outbound, g.messages, g.sessions, g.spool, fetcher)
+    message, created = await elsewhere.send("s1", SendRequest(to=ALICE, type="text", text=text))
+    assert created and message.status == "queued"
+    return message
 
 
 async def test_a_sent_status_is_never_kept_without_its_event(rig: Rig) -> None:
-    rig.gateway.sender.sink = sink = FlakySink({Event.MESSAGE_SENT: 1})
+    rig.outbox.fail(Event.MESSAGE_SENT)
     link = await rig.connect()
     queued = (await rig.send(text="once")).json()
     await rig.wait_status(queued["id"], "sent")
     # the first "sent" write failed with its event: the message stayed queued and went
     # out again under the same WhatsApp id (which WhatsApp drops as a duplicate)
     assert [m.id for m in link.sent] == [queued["messageId"]] * 2
-    assert [e["id"] for e in sink.of(Event.MESSAGE_SENT)] == [queued["id"]]
+    assert [e["id"] for e in rig.outbox.of(Event.MESSAGE_SENT)] == [queued["id"]]
 
 
 async def test_a_failed_status_is_never_kept_without_its_event(rig: Rig) -> None:
-    rig.gateway.sender.sink = sink = FlakySink({Event.MESSAGE_FAILED: 1})
+    rig.outbox.fail(Event.MESSAGE_FAILED)
     link = await rig.connect()
     link.send_error = InvalidInput("to", "not on WhatsApp")
     queued = (await rig.send(text="nobody")).json()
     await rig.wait_status(queued["id"], "failed")
-    (event,) = sink.of(Event.MESSAGE_FAILED)
+    (event,) = rig.outbox.of(Event.MESSAGE_FAILED)
     assert (event["id"], event["error"], event["attempts"]) == (queued["id"], "not on WhatsApp", 2)
 
 
 async def test_a_receipt_is_never_applied_without_its_event(rig: Rig) -> None:
-    rig.gateway.sender.sink = sink = FlakySink({Event.MESSAGE_ACK: 1})
+    rig.outbox.fail(Event.MESSAGE_ACK)
     link = await rig.connect()
     sent = (await rig.send(text="hello")).json()
     await rig.wait_status(sent["id"], "sent")
     link.push(receipt(sent["messageId"], ReceiptStatus.DELIVERED))
-    deadline = time.monotonic() + 5
-    while not await rig.gateway.audit.recent("s1", event="error"):
-        assert time.monotonic() < deadline, "the failed receipt was not audited"
-        await asyncio.sleep(0.005)
+
+    async def audited() -> bool:
+        return bool(await rig.gateway.audit.recent("s1", event="error"))
+
+    await until(audited, limit_s=5)  # the failed receipt is audited, not only logged
+    (entry,) = await rig.gateway.audit.recent("s1", event="error")
+    assert entry.data["code"] == "EVENT_FAILED"
+    assert entry.data["ctx"] == {"wa_msg_id": sent["messageId"]}
     assert (await rig.get(sent["id"]))["status"] == "sent"  # neither the status nor the ack
-    assert sink.of(Event.MESSAGE_ACK) == []
+    assert rig.outbox.of(Event.MESSAGE_ACK) == []
     link.push(receipt(sent["messageId"], ReceiptStatus.DELIVERED))  # WhatsApp sends it again
     await rig.wait_status(sent["id"], "delivered")
-    assert [a["status"] for a in sink.of(Event.MESSAGE_ACK)] == ["delivered"]
+    assert [a["status"] for a in rig.outbox.of(Event.MESSAGE_ACK)] == ["delivered"]
+
+
+class ReceiptsDown(OutboundRepo):
+    async def apply_receipt(self, *args: Any, **kw: Any) -> list[Message]:
+        raise ConnectionError("database went away")
+
+
+async def test_a_failing_receipt_is_audited_never_raised(
+    db: Database, clock: ManualClock, tmp_path: Path
+) -> None:
+    audit = AuditRepo(db, clock)
+    spool = MediaSpool(tmp_path / "outbox", inline_max_bytes=1024)
+    sender = Sender(ReceiptsDown(db, clock), spool, clock=clock, audit=audit)
+    read = ReceiptEvent("1@s.whatsapp.net", ("3EB0AA",), ReceiptStatus.READ, datetime.now(UTC))
+    await sender.receipt("s1", read)  # does not raise into the session's loop
+    (entry,) = await audit.recent("s1", event="error")
+    assert entry.data["code"] == "EVENT_FAILED"
+    assert entry.data["ctx"]["wa_msg_id"] == "3EB0AA"
+    assert "ConnectionError: database went away" in entry.data["msg"]

@@ -148,7 +148,13 @@ class IngestPipeline:
         message = await self._step(
             "DB_READ_FAILED", ctx, self.messages.by_wa_id, session_id, values["wa_msg_id"]
         )
-        return message, message is None or not unfinished(message)
+        if message is None or not unfinished(message):
+            return message, True
+        if media_ref(message) is None and values["payload"] is not None:
+            # announced without its media (the reference went with the mark): the
+            # redelivered event brings the reference again, so the media can be filled in
+            message = replace(message, payload=values["payload"])
+        return message, False
 
     async def complete(
         self,

@@ -35,12 +35,15 @@ from typing import Any, Self
 
 from wagate.backoff import Backoff
 from wagate.clock import Clock
+from wagate.domain.audit import AuditEvent
 from wagate.domain.message import Message, Outgoing, SendResult
 from wagate.engine.base import Link, ReceiptEvent
 from wagate.errors import RequestError
 from wagate.outbound import queue
 from wagate.settings import SendSettings
+from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.outbound import OutboundRepo
+from wagate.storage.sanitize import clean
 from wagate.storage.spool import MediaSpool, SpoolError
 from wagate.tasks import TaskSet
 from wagate.webhooks.events import Event, message_status
@@ -109,10 +112,12 @@ class Sender:
         policy: SendPolicy | None = None,
         rng: random.Random | None = None,
         prepare: Prepare | None = None,
+        audit: AuditRepo | None = None,
     ) -> None:
         self.outbound = outbound
         self.spool = spool
         self.clock = clock
+        self.audit = audit
         self.policy = policy or SendPolicy()
         self._links: dict[str, Link] = {}
         self._prepare = prepare
@@ -164,13 +169,34 @@ class Sender:
         self._links.pop(session_id, None)
 
     async def receipt(self, session_id: str, event: ReceiptEvent) -> None:
-        """Move our messages forward (never back) and tell the webhooks."""
+        """Move our messages forward (never back) and tell the webhooks.
+
+        Never raises into the session's loop: a receipt that cannot be applied
+        is written to ``audit_log('error')`` (WhatsApp sends it again).
+        """
         announce = message_status(
             Event.MESSAGE_ACK, self.clock.now(), at=event.timestamp.isoformat(), by=event.by
         )
-        await self.outbound.apply_receipt(
-            session_id, list(event.message_ids), event.status.value, event.timestamp, announce
-        )
+        try:
+            await self.outbound.apply_receipt(
+                session_id, list(event.message_ids), event.status.value, event.timestamp, announce
+            )
+        except Exception as exc:
+            await self._receipt_failed(session_id, event, exc)
+
+    async def _receipt_failed(self, session_id: str, event: ReceiptEvent, exc: Exception) -> None:
+        log.error("session %s: could not apply a receipt", session_id, exc_info=exc)
+        data = {
+            "code": "EVENT_FAILED",
+            "msg": f"ReceiptEvent: {type(exc).__name__}: {exc}"[:300],
+            "ctx": {"wa_msg_id": event.message_ids[0] if event.message_ids else None},
+        }
+        if self.audit is None:
+            return
+        try:
+            await self.audit.add(session_id, AuditEvent.ERROR, clean(data))
+        except Exception:
+            log.exception("session %s: could not write audit_log error", session_id)
 
     def draining(self) -> list[str]:
         """Sessions with a drain task right now (for health and tests)."""

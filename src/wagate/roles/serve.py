@@ -199,6 +199,7 @@ class Gateway:
             clock=self.clock,
             policy=SendPolicy.of(view),
             prepare=LinkPreviewer.of(view).attach,  # at send time: the API never waits for a page
+            audit=self.audit,
         )
         self.sender = await self._stack.enter_async_context(sender)
         fetcher = MediaFetcher(
