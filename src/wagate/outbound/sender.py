@@ -172,7 +172,7 @@ class Sender:
         """Move our messages forward (never back) and tell the webhooks.
 
         Never raises into the session's loop: a receipt that cannot be applied
-        is written to ``audit_log('error')`` (WhatsApp sends it again).
+        is written to ``audit_log('error')``, where an operator sees it.
         """
         announce = message_status(
             Event.MESSAGE_ACK, self.clock.now(), at=event.timestamp.isoformat(), by=event.by
