@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.messages.conftest import ALICE, Rig, RigFactory
+from tests.outbound.conftest import ALICE, Rig, RigFactory
 from wagate.domain.message import MessageKind
 from wagate.errors import InvalidInput
 from wagate.outbound.media_fetch import MediaFetcher, MediaTooLarge

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.messages.conftest import ALICE, Rig, RigFactory, SandboxRigFactory
-from tests.messages.samples import JPEG, PNG
-from tests.messages.web import Answer, Site, serve
+from tests.outbound.conftest import ALICE, Rig, RigFactory, SandboxRigFactory
+from tests.outbound.samples import JPEG, PNG
+from tests.outbound.web import Answer, Site, serve
 from wagate.domain.message import LinkPreview, Outgoing
 from wagate.outbound.link_preview import first_url, read_card
 from wagate.testing import eventually

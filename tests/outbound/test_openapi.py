@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.messages.conftest import Rig
+from tests.outbound.conftest import Rig
 
 
 async def test_send_bodies_are_documented(rig: Rig) -> None:

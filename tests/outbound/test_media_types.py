@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.messages.conftest import ALICE, Rig, RigFactory, SandboxRigFactory
-from tests.messages.samples import JPEG, M4A, MP3, MP4, OPUS, PDF, PNG, TEXT, VORBIS, WEBP
-from tests.messages.web import Answer, Site, serve
+from tests.outbound.conftest import ALICE, Rig, RigFactory, SandboxRigFactory
+from tests.outbound.samples import JPEG, M4A, MP3, MP4, OPUS, PDF, PNG, TEXT, VORBIS, WEBP
+from tests.outbound.web import Answer, Site, serve
 from wagate.domain.message import MessageKind, Outgoing, OutgoingMedia
 from wagate.outbound import queue
 from wagate.outbound.rules import new_wa_id

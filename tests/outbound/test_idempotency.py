@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.messages.conftest import ALICE, Rig
+from tests.outbound.conftest import ALICE, Rig
 from wagate.testing import eventually
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from tests.messages.conftest import ALICE, ALICE_JID, PHONE, Rig
-from tests.messages.test_history import inbound
+from tests.control.test_messages import inbound
+from tests.outbound.conftest import ALICE, ALICE_JID, PHONE, Rig
 from wagate.domain.message import MessageKind
 from wagate.testing import eventually
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.messages.conftest import ALICE, Rig, RigFactory
+from tests.outbound.conftest import ALICE, Rig, RigFactory
 
 
 async def _refused(rig: Rig, body: dict[str, Any], field: str, status: int = 422) -> str:

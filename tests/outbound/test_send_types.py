@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.messages.conftest import ALICE, ALICE_JID, PHONE, Rig
-from tests.messages.samples import MP3, MP4, OPUS, PDF, PNG, WEBP
+from tests.outbound.conftest import ALICE, ALICE_JID, PHONE, Rig
+from tests.outbound.samples import MP3, MP4, OPUS, PDF, PNG, WEBP
 from wagate.domain.message import (
     ContactCard,
     Location,

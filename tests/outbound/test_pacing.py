@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tests.messages.conftest import Rig, RigFactory
+from tests.outbound.conftest import Rig, RigFactory
 from wagate.clock import ManualClock
 from wagate.testing import ScriptedLink, eventually
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.messages.conftest import ALICE, ALICE_JID, Rig, RigFactory
+from tests.outbound.conftest import ALICE, ALICE_JID, Rig, RigFactory
 from wagate.clock import ManualClock
 from wagate.domain.message import Message, ReceiptStatus
 from wagate.engine.base import ReceiptEvent

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from tests.messages.conftest import ALICE_JID, Rig
+from tests.outbound.conftest import ALICE_JID, Rig
 from wagate.storage.repos.media import MediaRepo
 from wagate.storage.repos.messages import MessageRepo
 
