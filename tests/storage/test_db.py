@@ -7,6 +7,7 @@ to translate into what it means, so it passes through untouched.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import threading
@@ -18,9 +19,10 @@ from sqlalchemy.exc import IntegrityError
 
 from wagate.clock import ManualClock
 from wagate.errors import Conflict, StorageError, StorageUnavailable
-from wagate.storage.db import Database, create_engine
+from wagate.settings import to_async_url
+from wagate.storage.db import Database, create_engine, on_commit
 from wagate.storage.repos.sessions import SessionRepo
-from wagate.storage.tables import sessions
+from wagate.storage.tables import audit_log, sessions
 from wagate.testing import eventually
 
 from ..conftest import PG_URL
@@ -102,3 +104,47 @@ async def test_a_constraint_violation_passes_through_to_the_repository(
     with pytest.raises(Conflict) as info:  # … and it does
         await SessionRepo(db, clock).create("s1", engine="sandbox")
     assert info.value.message == "session 's1' already exists"
+
+
+def _seen_by_another_process(url: str) -> int:
+    """How many ``audit_log`` rows a connection of its own sees now (as another process would).
+
+    Run to its end on a thread with its own loop: the caller's loop is held, so the
+    count is of this very moment.
+    """
+    counts: list[int] = []
+
+    async def count() -> None:
+        other = Database(create_engine(to_async_url(url)))
+        try:
+            async with other.begin() as conn:
+                query = sa.select(sa.func.count()).select_from(audit_log)
+                counts.append((await conn.execute(query)).scalar_one())
+        finally:
+            await other.aclose()
+
+    thread = threading.Thread(target=asyncio.run, args=(count(),))
+    thread.start()
+    thread.join(timeout=30)
+    assert counts, "the other connection did not answer"
+    return counts[0]
+
+
+async def test_a_commit_callback_runs_once_what_was_written_can_be_read(
+    db: Database, clock: ManualClock, database_url: str
+) -> None:
+    # a dispatcher woken by it must find the rows: a wake-up before the commit is lost
+    seen: list[int] = []
+    entry = {"session_id": "s1", "event": "ingest", "data": {}, "created_at": clock.now()}
+    async with db.begin() as conn:
+        await conn.execute(audit_log.insert().values(**entry))
+        on_commit(conn, lambda: seen.append(_seen_by_another_process(database_url)))
+        assert seen == []
+    assert seen == [1]
+
+    with pytest.raises(RuntimeError):
+        async with db.begin() as conn:
+            await conn.execute(audit_log.insert().values(**entry))
+            on_commit(conn, lambda: seen.append(-1))
+            raise RuntimeError("rolled back")
+    assert seen == [1]  # never for a transaction that did not commit
