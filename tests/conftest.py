@@ -9,6 +9,7 @@ Without it every test gets a copy of a migrated SQLite file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
@@ -16,8 +17,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -145,25 +147,58 @@ def engine() -> ScriptedEngine:
     return ScriptedEngine()
 
 
-@pytest.fixture
-async def gateway(settings: Settings, engine: ScriptedEngine) -> AsyncIterator[Gateway]:
-    async with Gateway(settings, engine=engine) as gw:  # type: ignore[arg-type]
-        yield gw
+GatewayFactory = Callable[..., Awaitable[Gateway]]
+ClientFactory = Callable[..., Awaitable[httpx.AsyncClient]]
 
 
 @pytest.fixture
-async def anon(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=gateway.app())
-    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+async def gateways(settings: Settings) -> AsyncIterator[GatewayFactory]:
+    """Start gateways: ``await gateways(settings=None, **kw)``, ``kw`` as :class:`Gateway` takes
+    them (``engine=``, ``clock=``, ``listeners=``, ``outbox_type=``); each is stopped at the end.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(given: Settings | None = None, **kw: Any) -> Gateway:
+            return await stack.enter_async_context(Gateway(given or settings, **kw))
+
+        yield start
+
+
+@pytest.fixture
+async def api_clients(gateways: GatewayFactory) -> AsyncIterator[ClientFactory]:
+    """HTTP clients of a gateway's app (in process), closed before the gateways stop.
+
+    ``await api_clients(gw)`` sends the test key; ``key=None`` none; ``raise_app_exceptions=False``
+    makes a 500 an answer to look at instead of an exception.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def client(
+            gateway: Gateway, *, key: str | None = "test-key", raise_app_exceptions: bool = True
+        ) -> httpx.AsyncClient:
+            transport = httpx.ASGITransport(
+                app=gateway.app(), raise_app_exceptions=raise_app_exceptions
+            )
+            headers = {"X-Api-Key": key} if key is not None else {}
+            made = httpx.AsyncClient(transport=transport, base_url="http://gw", headers=headers)
+            return await stack.enter_async_context(made)
+
         yield client
 
 
 @pytest.fixture
-async def api(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=gateway.app())
-    headers = {"X-Api-Key": "test-key"}
-    async with httpx.AsyncClient(transport=transport, base_url="http://gw", headers=headers) as c:
-        yield c
+async def gateway(gateways: GatewayFactory, engine: ScriptedEngine) -> Gateway:
+    return await gateways(engine=engine)
+
+
+@pytest.fixture
+async def anon(api_clients: ClientFactory, gateway: Gateway) -> httpx.AsyncClient:
+    return await api_clients(gateway, key=None)
+
+
+@pytest.fixture
+async def api(api_clients: ClientFactory, gateway: Gateway) -> httpx.AsyncClient:
+    return await api_clients(gateway)
 
 
 # --- a real S3-compatible server -------------------------------------------------

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -157,6 +158,30 @@ def test_knobs_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     assert s.sqlite_busy_timeout_ms == 1234
     timeouts = (s.sandbox_open_timeout_ms, s.sandbox_close_timeout_ms)
     assert timeouts + (s.sandbox_request_timeout_ms,) == (700, 300, 900)
+
+
+def test_each_package_reads_a_typed_view_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {
+        "WAGATE_STOP_TIMEOUT_MS": "2500",
+        "WORKER_BACKOFF_BASE_MS": "250",
+        "WAGATE_QR_EXPIRY_MS": "90000",
+        "WAGATE_SEND_INTERVAL_MS": "1500",
+        "WAGATE_LIVE_WINDOW_MS": "45000",
+        "WAGATE_WEBHOOK_POLL_MS": "50",
+        "WAGATE_SQLITE_BUSY_TIMEOUT_MS": "1234",
+        "WAGATE_STORAGE": "local",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    s = load_settings()
+    assert (s.worker.stop_timeout_s, s.worker.backoff.base_s) == (2.5, 0.25)
+    assert s.worker.qr_expiry == timedelta(seconds=90)
+    assert (s.send.interval_s, s.send.stop_timeout_s) == (1.5, 2.5)
+    assert s.ingest.live_window == timedelta(seconds=45)
+    assert (s.webhooks.poll_s, s.webhooks.stop_timeout_s) == (0.05, 2.5)
+    assert s.storage.sqlite_busy_timeout_s == 1.234
+    # the field is ``blob_store`` (``storage`` is the view); the variable is the same
+    assert (s.blob_store, s.storage.blob_backend) == ("local", "local")
 
 
 async def test_the_gateway_hands_the_knobs_on(tmp_path: Path, database_url: str) -> None:

@@ -8,17 +8,25 @@ import httpx
 import pytest
 
 from wagate.engine.base import QRCode
+from wagate.settings import Settings
 from wagate.testing import ScriptedEngine
+
+from ..conftest import ClientFactory, GatewayFactory
 
 ALICE = "6281111111111"
 QR = "2@ref,noise,identity,adv"
 
 
+async def provision(api: httpx.AsyncClient, engine: ScriptedEngine, session_id: str) -> str:
+    engine.add([QRCode(QR, 60)])
+    r = await api.post("/api/sessions/provision", json={"id": session_id})
+    assert r.status_code == 201, r.text
+    return session_id
+
+
 @pytest.fixture
 async def s1(api: httpx.AsyncClient, engine: ScriptedEngine) -> str:
-    engine.add([QRCode(QR, 60)])
-    assert (await api.post("/api/sessions/provision", json={"id": "s1"})).status_code == 201
-    return "s1"
+    return await provision(api, engine, "s1")
 
 
 def _error(r: httpx.Response, status: int) -> dict[str, Any]:
@@ -173,9 +181,14 @@ async def test_a_declared_length_past_the_limit_is_413(
 
 
 async def test_a_body_past_the_limit_without_a_length_is_413(
-    api: httpx.AsyncClient, s1: str, gateway: Any
+    gateways: GatewayFactory,
+    api_clients: ClientFactory,
+    settings: Settings,
+    engine: ScriptedEngine,
 ) -> None:
-    gateway.settings.send_media_max_bytes = 1024  # the limit is read per request
+    small = settings.model_copy(update={"send_media_max_bytes": 1024})
+    api = await api_clients(await gateways(small, engine=engine))
+    await provision(api, engine, "s1")
 
     async def chunks() -> Any:
         yield b'{"to": "' + ALICE.encode() + b'", "text": "'

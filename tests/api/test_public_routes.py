@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,18 +12,19 @@ import pytest
 from fastapi import FastAPI
 from starlette.routing import Mount, Route, WebSocketRoute
 
-from wagate.roles.serve import Gateway
 from wagate.settings import Settings
+
+from ..conftest import GatewayFactory
 
 PUBLIC = {"/", "/health", "/healthz", "/docs", "/openapi.json", "/sandbox/healthz"}
 
 
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+async def app(gateways: GatewayFactory) -> FastAPI:
     """The gateway with its in-process sandbox network (as ``wagate serve --engine sandbox``)."""
-    async with Gateway(settings) as gw:
-        assert gw.sandbox_network is not None
-        yield gw.app()
+    gateway = await gateways()
+    assert gateway.sandbox_network is not None
+    return gateway.app()
 
 
 def _every_route(app: FastAPI) -> list[tuple[str, set[str]]]:

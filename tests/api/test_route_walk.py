@@ -10,7 +10,7 @@ must be a 422 naming the field, wherever it is.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +21,8 @@ import pytest
 from wagate.engine.base import QRCode
 from wagate.roles.serve import Gateway
 from wagate.testing import ScriptedEngine
+
+from ..conftest import ClientFactory
 
 NUL = "a\x00b"
 ALICE = "6281111111111"
@@ -217,12 +219,9 @@ def form_cases(op: Op) -> Iterator[Case]:
 
 
 @pytest.fixture
-async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
-    """Like ``api``, but a 500 is an answer to look at, not an exception."""
-    transport = httpx.ASGITransport(app=gateway.app(), raise_app_exceptions=False)
-    headers = {"X-Api-Key": "test-key"}
-    async with httpx.AsyncClient(transport=transport, base_url="http://gw", headers=headers) as c:
-        yield c
+async def client(api_clients: ClientFactory, gateway: Gateway) -> httpx.AsyncClient:
+    """Like ``api`` (``gateway.app()``), but a 500 is an answer to look at, not an exception."""
+    return await api_clients(gateway, raise_app_exceptions=False)
 
 
 @pytest.fixture

@@ -111,7 +111,7 @@ async def test_delete_of_a_stopped_linked_session_logs_it_out_keeping_the_envelo
     await api.post("/session/create", json={"sessionId": "s4"})
     assert (await api.post("/session/s4/connect")).json()["data"]["status"] == "connected"
     await gateway.worker.auth("s4").save("creds", {"k": 1})
-    await gateway.service.stop("s4")
+    await gateway.services.sessions.stop("s4")
     r = await api.delete("/session/s4")
     assert r.json() == {"success": True, "message": "Session deleted successfully"}
     assert len(engine.links) == 2 and engine.links[1].logged_out

@@ -11,7 +11,7 @@ from wagate.domain.session import SessionState
 from wagate.engine.base import QRCode
 from wagate.errors import TransientError
 from wagate.roles.serve import Gateway
-from wagate.testing import ScriptedEngine, connected, eventually
+from wagate.testing import ScriptedEngine, connected, eventually, until
 
 QR = "2@ref1,noise,identity,adv"
 
@@ -23,13 +23,18 @@ async def _status(api: httpx.AsyncClient, sid: str) -> dict[str, object]:
 
 
 async def _wait_state(api: httpx.AsyncClient, sid: str, state: str) -> dict[str, object]:
+    """The status once it says ``state`` (a bounded real-time wait)."""
     last: dict[str, object] = {}
-    for _ in range(500):
-        last = await _status(api, sid)
-        if last["state"] == state:
-            return last
-        await eventually(lambda: True)
-    raise AssertionError(f"{sid} never reached {state}: {last}")
+
+    async def reached() -> bool:
+        last.update(await _status(api, sid))
+        return last["state"] == state
+
+    try:
+        await until(reached)
+    except TimeoutError:
+        raise AssertionError(f"{sid} never reached {state}: {last}") from None
+    return last
 
 
 async def test_provision_returns_an_id_and_starts(
@@ -172,7 +177,7 @@ async def test_restart_answers_with_what_the_new_runner_did(
     api: httpx.AsyncClient, engine: ScriptedEngine, gateway: Gateway
 ) -> None:
     engine.add([QRCode(QR, 60)])
-    await gateway.service.create("r1")
+    await gateway.services.sessions.create("r1")
     await gateway.sessions.update("r1", status=SessionState.LOGGED_OUT)
     r = await api.post("/api/sessions/r1/restart")
     assert r.status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import threading
 from collections.abc import Iterator
@@ -211,3 +212,36 @@ def test_a_sandbox_port_in_use_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"error: cannot listen on 127.0.0.1:{port} (WAGATE_SANDBOX_PORT): address already in use"
     ]
+
+
+def test_sigterm_stops_serve_in_order_and_the_next_start_resumes(
+    databases: DatabaseFactory, tmp_path: Path, procs: Any
+) -> None:
+    port = free_port()
+    env = clean_env(
+        WAGATE_DATA_DIR=tmp_path / "data", DATABASE_URL=databases.new(), PORT=port, API_KEY="k"
+    )
+    base = f"http://127.0.0.1:{port}"
+    first = procs(["serve", "--engine", "sandbox"], env, "gateway-1")
+    first.wait_http(f"{base}/healthz")
+    assert run_cli(["sessions", "create", "--id", "term"], env).returncode == 0
+    poll(lambda: _ok(run_cli(["sessions", "qr", "term"], env)))
+    scan = run_cli(["sandbox", "scan", "term", "--phone", "6281234567890"], env)
+    assert scan.returncode == 0, scan.stderr
+    poll(lambda: json.loads(run_cli(["sessions", "status", "term"], env).stdout)["isConnected"])
+
+    first.kill(signal.SIGTERM)  # what a service manager sends
+    # a clean exit, after the worker drained the session's link (not the signal's default death)
+    assert first.popen.returncode == 0, first.output()
+    assert "wagate.worker.runner.term: session rests in stopped" in first.output()
+
+    # stopping the process is not stopping the session: the next start resumes it, no new QR
+    second = procs(["serve", "--engine", "sandbox"], env, "gateway-2")
+    second.wait_http(f"{base}/healthz")
+    status = poll(lambda: _connected(run_cli(["sessions", "status", "term"], env)))
+    assert status["phoneNumber"] == "6281234567890"
+
+
+def _connected(result: Any) -> Any:
+    status = json.loads(result.stdout) if result.returncode == 0 else {}
+    return status if status.get("state") == "connected" else None

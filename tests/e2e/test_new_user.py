@@ -47,6 +47,7 @@ def test_provision_scan_restart_stays_linked(
     status = poll(lambda: _connected(api, sid))
     assert status["phoneNumber"] == PHONE and status["status"] == "connected"
     assert status["isReady"] is True and status["hasQr"] is False
+    poll(lambda: _audit_count(api, sid, "connect") == 1)  # audited just after the row
     qrs_before = _audit_count(api, sid, "qr_generated")
     assert (data / "auth" / sid).is_dir()
 
@@ -56,6 +57,8 @@ def test_provision_scan_restart_stays_linked(
     assert key not in gw2.output()  # the key is printed only when it is generated
     status = poll(lambda: _connected(api, sid))
     assert status["phoneNumber"] == PHONE
+    # the row says connected a moment before the connect is audited
+    poll(lambda: _audit_count(api, sid, "connect") >= 2)
     assert _audit_count(api, sid, "qr_generated") == qrs_before  # no new QR
     assert _audit_count(api, sid, "connect") == 2
 

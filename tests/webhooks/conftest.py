@@ -1,4 +1,4 @@
-"""Webhook fixtures: a real HTTP receiver on 127.0.0.1 and the webhook service on a manual clock."""
+"""Webhook fixtures: a real HTTP receiver on 127.0.0.1 and the webhook parts on a manual clock."""
 
 from __future__ import annotations
 
@@ -12,10 +12,14 @@ from typing import Any
 
 import pytest
 
-from wagate.clock import ManualClock
+from wagate.clock import Clock, ManualClock
 from wagate.settings import Settings
 from wagate.storage.db import Database, create_engine
-from wagate.webhooks.outbox import Webhooks
+from wagate.storage.outbox import Outbox
+from wagate.storage.repos.webhooks import DeliveryRepo, SubscriptionRepo
+from wagate.webhooks.admin import WebhookAdmin
+from wagate.webhooks.dispatcher import WebhookDispatcher
+from wagate.webhooks.events import Event, outbox_event
 
 
 @dataclass(frozen=True)
@@ -111,16 +115,6 @@ def free_port() -> int:
         return port
 
 
-async def until(check: Callable[[], Awaitable[bool]], limit_s: float = 5.0) -> None:
-    """Wait (real time, bounded) until ``await check()`` holds."""
-
-    async def wait() -> None:
-        while not await check():  # noqa: ASYNC110 - the state lives in the database
-            await asyncio.sleep(0.005)
-
-    await asyncio.wait_for(wait(), limit_s)
-
-
 @pytest.fixture
 def hook_settings(settings: Settings) -> Settings:
     """Fast, deterministic delivery settings; private URLs allowed (the receiver is local)."""
@@ -147,25 +141,68 @@ async def receiver() -> AsyncIterator[Receiver]:
     await rx.stop()
 
 
-HooksFactory = Callable[..., Awaitable[Webhooks]]
+@dataclass
+class Hooks:
+    """The webhook parts, tied as ``roles/serve.py`` ties them.
+
+    The outbox rings ``doorbell`` when deliveries commit; the dispatcher (if
+    any) wakes on it, and so does a replay or an enabled subscription.
+    """
+
+    subscriptions: SubscriptionRepo
+    deliveries: DeliveryRepo
+    outbox: Outbox
+    admin: WebhookAdmin
+    dispatcher: WebhookDispatcher | None
+    doorbell: asyncio.Event
+    clock: Clock
+
+    async def emit(self, event: Event, session_id: str | None, data: dict[str, Any]) -> int:
+        """Record one event in a transaction of its own; how many deliveries it made."""
+        return await self.outbox.emit([outbox_event(event, session_id, data, self.clock.now())])
+
+
+@contextlib.asynccontextmanager
+async def running_hooks(
+    settings: Settings, db: Database, clock: Clock, *, dispatch: bool = True
+) -> AsyncIterator[Hooks]:
+    """The webhook parts over ``db``; with ``dispatch``, a dispatcher runs until the block ends."""
+    doorbell = asyncio.Event()
+    subscriptions, deliveries = SubscriptionRepo(db, clock), DeliveryRepo(db, clock)
+    outbox = Outbox(db, clock, on_commit=doorbell.set)
+    admin = WebhookAdmin(settings.webhooks, subscriptions, deliveries, wake=doorbell.set)
+    if not dispatch:
+        yield Hooks(subscriptions, deliveries, outbox, admin, None, doorbell, clock)
+        return
+    dispatcher = WebhookDispatcher(settings.webhooks, deliveries, clock, wakeup=doorbell)
+    async with dispatcher:
+        yield Hooks(subscriptions, deliveries, outbox, admin, dispatcher, doorbell, clock)
+
+
+HooksFactory = Callable[..., Awaitable[Hooks]]
 
 
 @pytest.fixture
 async def make_hooks(
     hook_settings: Settings, db: Database, clock: ManualClock
 ) -> AsyncIterator[HooksFactory]:
-    """Start a :class:`Webhooks` service; every one started is stopped at the end."""
-    stack = contextlib.AsyncExitStack()
+    """Start the webhook parts (see :func:`running_hooks`); every one is stopped at the end."""
+    manual = clock
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def make(
-        *, settings: Settings | None = None, own_db: bool = False, **kw: Any
-    ) -> Webhooks:
-        database = db
-        if own_db:  # a second process's engine on the same database
-            database = Database(create_engine((settings or hook_settings).sqlalchemy_url))
-            stack.push_async_callback(database.aclose)
-        hooks = Webhooks(settings or hook_settings, database, kw.pop("clock", clock), **kw)
-        return await stack.enter_async_context(hooks)
+        async def make(
+            *,
+            settings: Settings | None = None,
+            own_db: bool = False,
+            clock: Clock = manual,
+            dispatch: bool = True,
+        ) -> Hooks:
+            chosen = settings or hook_settings
+            database = db
+            if own_db:  # a second process's engine on the same database
+                database = Database(create_engine(chosen.sqlalchemy_url))
+                stack.push_async_callback(database.aclose)
+            hooks = running_hooks(chosen, database, clock, dispatch=dispatch)
+            return await stack.enter_async_context(hooks)
 
-    async with stack:
         yield make

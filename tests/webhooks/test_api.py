@@ -15,10 +15,10 @@ from wagate.api import errors
 from wagate.api.deps import require_key
 from wagate.api.routes import webhooks as routes
 from wagate.settings import Settings
+from wagate.testing import until
 from wagate.webhooks.events import Event
-from wagate.webhooks.outbox import Webhooks
 
-from .conftest import HooksFactory, Receiver, Reply, until
+from .conftest import Hooks, HooksFactory, Receiver, Reply
 
 Client = Callable[..., Awaitable[httpx.AsyncClient]]
 PUBLIC = "http://93.184.216.34/hook"  # an IP literal: checked without DNS
@@ -26,7 +26,7 @@ PUBLIC = "http://93.184.216.34/hook"  # an IP literal: checked without DNS
 
 @pytest.fixture
 async def client(make_hooks: HooksFactory, hook_settings: Settings) -> AsyncIterator[Client]:
-    """An API client over a Webhooks service made with the given settings overrides."""
+    """An API client over the webhook routes alone, made with the given settings overrides."""
     clients: list[httpx.AsyncClient] = []
 
     async def make(dispatch: bool = False, **overrides: Any) -> httpx.AsyncClient:
@@ -34,7 +34,9 @@ async def client(make_hooks: HooksFactory, hook_settings: Settings) -> AsyncIter
         hooks = await make_hooks(dispatch=dispatch, settings=settings)
         app = FastAPI()
         errors.install(app)
-        app.state.gateway = SimpleNamespace(api_key="test-key", webhooks=hooks)
+        # the routes see only the services façade (``api/deps.py``): here, just its webhooks
+        app.state.services = SimpleNamespace(webhooks=hooks.admin)
+        app.state.api_key = "test-key"
         app.include_router(routes.router, dependencies=[Depends(require_key)])
         c = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app),
@@ -50,8 +52,8 @@ async def client(make_hooks: HooksFactory, hook_settings: Settings) -> AsyncIter
         await c.aclose()
 
 
-def hooks_of(c: httpx.AsyncClient) -> Webhooks:
-    hooks: Webhooks = c.hooks  # type: ignore[attr-defined]
+def hooks_of(c: httpx.AsyncClient) -> Hooks:
+    hooks: Hooks = c.hooks  # type: ignore[attr-defined]
     return hooks
 
 
@@ -207,7 +209,7 @@ async def test_patch_refuses_bad_values(client: Client) -> None:
 async def test_delete_removes_the_subscription_and_its_log(client: Client) -> None:
     c = await client()
     created = await create(c)
-    await hooks_of(c).outbox.emit(Event.MESSAGE_RECEIVED, "s1", {})
+    await hooks_of(c).emit(Event.MESSAGE_RECEIVED, "s1", {})
     response = await c.delete(f"/api/webhooks/{created['id']}")
     assert response.json() == {"success": True, "id": created["id"]}
     assert (await c.get(f"/api/webhooks/{created['id']}")).status_code == 404
@@ -221,10 +223,10 @@ async def log_with_history(c: httpx.AsyncClient) -> tuple[str, str]:
     """Two subscriptions and five deliveries: three for ``a`` (one dead), two for ``b``."""
     a = (await create(c, sessionId="s1"))["id"]
     b = (await create(c, events=["session.status"]))["id"]
-    outbox = hooks_of(c).outbox
-    await outbox.emit(Event.MESSAGE_RECEIVED, "s1", {"n": 1})
-    await outbox.emit(Event.SESSION_STATUS, "s1", {"status": "connected"})
-    await outbox.emit(Event.SESSION_STATUS, "s2", {"status": "qr"})
+    hooks = hooks_of(c)
+    await hooks.emit(Event.MESSAGE_RECEIVED, "s1", {"n": 1})
+    await hooks.emit(Event.SESSION_STATUS, "s1", {"status": "connected"})
+    await hooks.emit(Event.SESSION_STATUS, "s2", {"status": "qr"})
     first = (await hooks_of(c).deliveries.find(subscription_id=a))[-1]
     claim = (await hooks_of(c).deliveries.claim_due(1, timedelta(minutes=1)))[0]
     assert claim.delivery.id == first.id
@@ -301,7 +303,7 @@ async def test_replay_dead_delivers_them_for_real(client: Client, receiver: Rece
     c = await client(dispatch=True)
     created = await create(c, url=receiver.url)
     for n in range(2):
-        await hooks_of(c).outbox.emit(Event.MESSAGE_SENT, "s1", {"n": n})
+        await hooks_of(c).emit(Event.MESSAGE_SENT, "s1", {"n": n})
 
     async def counts(status: str, n: int) -> bool:
         return (await hooks_of(c).deliveries.counts())[status] == n

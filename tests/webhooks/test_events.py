@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime
 
 from wagate.domain.group import Group, GroupUpsert
 from wagate.domain.session import ChangeKind, SessionChange, SessionState
-from wagate.webhooks.events import Event, group_changes, session_events
+from wagate.webhooks.events import Event, envelope, group_changes, session_events
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -61,3 +62,23 @@ def test_group_upserts_announce_discoveries_and_renames_only() -> None:
         (Event.GROUP_RENAMED, "Old")
     ]
     assert announce(GroupUpsert(group, created=False, renamed_from=None)) == []
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+def test_the_envelope() -> None:
+    data = {"at": AT, "color": Color.RED, "tags": ("a",), "n": 1}
+    payload = envelope("message.received", "s1", data, AT)
+    assert set(payload) == {"id", "event", "sessionId", "timestamp", "data"}
+    assert payload["event"] == "message.received"
+    assert payload["sessionId"] == "s1"
+    assert payload["timestamp"] == "2026-01-01T00:00:00.000Z"
+    assert payload["data"] == {
+        "at": "2026-01-01T00:00:00.000Z",
+        "color": "red",
+        "tags": ["a"],
+        "n": 1,
+    }
+    assert len(payload["id"]) == 36

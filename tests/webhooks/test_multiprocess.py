@@ -11,10 +11,11 @@ from wagate.clock import SystemClock
 from wagate.settings import Settings
 from wagate.storage.db import Database, create_engine
 from wagate.storage.repos.webhooks import DeliveryRepo
+from wagate.testing import until
 from wagate.webhooks.events import Event
 
 from ..conftest import PG_URL
-from .conftest import HooksFactory, Receiver, Reply, until
+from .conftest import HooksFactory, Receiver, Reply
 
 pytestmark = [
     pytest.mark.postgres,
@@ -36,7 +37,7 @@ async def test_two_dispatchers_deliver_each_row_once(
     recorder = await make_hooks(dispatch=False)
     await recorder.admin.create(url=receiver.url, events=["*"], secret="s3cret-s3cret")
     for n in range(EVENTS):
-        await recorder.outbox.emit(Event.MESSAGE_RECEIVED, "s1", {"n": n})
+        await recorder.emit(Event.MESSAGE_RECEIVED, "s1", {"n": n})
     one = await make_hooks(settings=fast, clock=SystemClock(), own_db=True)
     two = await make_hooks(settings=fast, clock=SystemClock(), own_db=True)
 
@@ -56,7 +57,7 @@ async def test_concurrent_claims_never_overlap(
     recorder = await make_hooks(dispatch=False)
     await recorder.admin.create(url="http://127.0.0.1:9/x", events=["*"], secret="s3cret-s3cret")
     for n in range(60):
-        await recorder.outbox.emit(Event.MESSAGE_RECEIVED, "s1", {"n": n})
+        await recorder.emit(Event.MESSAGE_RECEIVED, "s1", {"n": n})
     engines = [Database(create_engine(hook_settings.sqlalchemy_url)) for _ in range(3)]
     try:
         repos = [DeliveryRepo(db, SystemClock()) for db in engines]

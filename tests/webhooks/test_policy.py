@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import enum
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +10,6 @@ from wagate.webhooks.policy import (
     RetryPolicy,
     Verdict,
     encode,
-    envelope,
     parse_retry_after,
     verdict,
 )
@@ -59,13 +57,11 @@ def test_the_budget_counts_every_try_and_retry_after_is_capped() -> None:
 
 
 def test_the_default_schedule_spans_about_a_day() -> None:
-    s = load_settings()
-    policy = RetryPolicy(
-        s.webhook_backoff_base_ms / 1000, s.webhook_backoff_max_ms / 1000, s.webhook_max_attempts
-    )
+    view = load_settings().webhooks
+    policy = RetryPolicy(view.backoff_base_s, view.backoff_max_s, view.max_attempts)
     total_h = sum(policy.schedule()) / 3600
     assert 20 <= total_h <= 30
-    assert 8 <= s.webhook_max_attempts <= 15
+    assert 8 <= view.max_attempts <= 15
 
 
 def test_retry_after_in_seconds_or_as_a_date() -> None:
@@ -76,22 +72,5 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
     assert parse_retry_after(None, NOW) is None
 
 
-class Color(enum.Enum):
-    RED = "red"
-
-
-def test_the_envelope() -> None:
-    data = {"at": NOW, "color": Color.RED, "tags": ("a",), "n": 1}
-    payload = envelope("message.received", "s1", data, NOW)
-    assert set(payload) == {"id", "event", "sessionId", "timestamp", "data"}
-    assert payload["event"] == "message.received"
-    assert payload["sessionId"] == "s1"
-    assert payload["timestamp"] == "2026-01-01T00:00:00.000Z"
-    assert payload["data"] == {
-        "at": "2026-01-01T00:00:00.000Z",
-        "color": "red",
-        "tags": ["a"],
-        "n": 1,
-    }
-    assert len(payload["id"]) == 36
+def test_the_body_is_compact_utf8_json() -> None:
     assert encode({"t": "שלום"}) == '{"t":"שלום"}'.encode()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
@@ -13,7 +17,7 @@ from wagate.errors import ConfigError
 async def serve_http(
     app: Any, sock: socket.socket, *, host: str, port: int, log_level: str
 ) -> None:
-    """Serve ``app`` on the bound ``sock`` until SIGINT/SIGTERM (uvicorn handles both)."""
+    """Serve ``app`` on the bound ``sock`` until SIGINT/SIGTERM; then return, to stop in order."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -22,7 +26,29 @@ async def serve_http(
         lifespan="off",
         access_log=log_level == "debug",
     )
-    await uvicorn.Server(config).serve(sockets=[sock])
+    await _Server(config).serve(sockets=[sock])
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that the signal that stopped it is not raised again.
+
+    uvicorn restores the previous handlers and raises the signal once it has
+    stopped serving; for SIGTERM that is the default handler, which ends the
+    process there and then, before the role's services leave in order (links
+    drained, the last events written). Here a signal only ends :meth:`serve`.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM)
+        for sig in signals:
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
 
 
 def bind(host: str, port: int, variables: str) -> socket.socket:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -68,9 +69,14 @@ class Database:
         Constraint violations (``IntegrityError``) pass as they are: the
         repository that caused one translates it into what it means.
         """
+        committed: list[Callable[[], None]] = []
         try:
             async with self.engine.begin() as conn:
-                yield conn
+                _after_commit[conn] = committed
+                try:
+                    yield conn
+                finally:
+                    del _after_commit[conn]
         except (OperationalError, InterfaceError) as exc:
             raise StorageUnavailable(f"database unavailable: {_short(exc)}") from exc
         except DBAPIError as exc:
@@ -79,6 +85,8 @@ class Database:
             raise StorageUnavailable(f"database connection lost: {_short(exc)}") from exc
         except (OSError, TimeoutError) as exc:
             raise StorageUnavailable(f"database unreachable: {type(exc).__name__}") from exc
+        for callback in committed:  # the commit is done: what it wrote is there to be read
+            callback()
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -113,6 +121,20 @@ def _short(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
+# the callbacks of each open transaction of :meth:`Database.begin`, run once it committed
+_after_commit: weakref.WeakKeyDictionary[AsyncConnection, list[Callable[[], None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def on_commit(conn: AsyncConnection, callback: Callable[[], None]) -> None:
-    """Call ``callback`` once, right after ``conn``'s current transaction commits."""
-    event.listen(conn.sync_connection, "commit", lambda _conn: callback(), once=True)
+    """Call ``callback`` once, right after ``conn``'s transaction (of :meth:`Database.begin`)
+    has committed; never if it rolls back.
+
+    Not SQLAlchemy's ``commit`` event: that fires before the commit is sent, when
+    another connection cannot see the rows yet.
+    """
+    try:
+        _after_commit[conn].append(callback)
+    except KeyError:
+        raise RuntimeError("on_commit needs a transaction of Database.begin()") from None
