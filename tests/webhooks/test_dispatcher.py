@@ -9,7 +9,6 @@ import socket
 from typing import Any
 
 import pytest
-from wagate.webhooks.outbox import Webhooks
 
 from wagate import __version__
 from wagate.clock import ManualClock
