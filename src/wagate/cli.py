@@ -109,7 +109,7 @@ def sandbox(
         clock=SystemClock(),
     )
     from wagate.logs import configure
-    from wagate.roles.http import bind
+    from wagate.serving import bind
 
     configure(settings.log_level)
     token = key or view.key

@@ -2,6 +2,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from fastapi import FastAPI
+
+from wagate.api import errors
+from wagate.errors import StorageUnavailable
 
 
 @pytest.mark.parametrize("path", ["/api/sessions", "/api/sessions/x/status", "/session/x/status"])
@@ -58,3 +62,19 @@ async def test_malformed_json_is_422(api: httpx.AsyncClient) -> None:
     )
     assert r.status_code == 422
     assert "not valid JSON" in r.json()["error"]["message"]
+
+
+async def test_a_database_that_cannot_be_reached_is_503_naming_why() -> None:
+    app = FastAPI()
+    errors.install(app)
+
+    @app.get("/probe")
+    async def probe() -> None:
+        raise StorageUnavailable("database unavailable: connection refused")
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        r = await client.get("/probe")
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["code"] == "storage_unavailable"
+    assert "connection refused" in r.json()["error"]["message"]

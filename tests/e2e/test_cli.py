@@ -201,6 +201,27 @@ def test_the_sandbox_server_listens_on_sandbox_port(tmp_path: Path, procs: Any) 
     procs(["sandbox"], env, "sandbox").wait_http(f"http://127.0.0.1:{port}/healthz")
 
 
+def test_sigterm_stops_the_sandbox_server_after_it_saved_the_network(
+    tmp_path: Path, procs: Any
+) -> None:
+    port, state = free_port(), tmp_path / "network.json"
+    env = clean_env(
+        WAGATE_DATA_DIR=tmp_path / "data",
+        WAGATE_SANDBOX_URL=f"http://127.0.0.1:{port}",
+        WAGATE_SANDBOX_KEY="net-key",
+        API_KEY="net-key",
+    )
+    server = procs(["sandbox", "--port", str(port), "--state", str(state)], env, "sandbox")
+    server.wait_http(f"http://127.0.0.1:{port}/healthz")
+    sent = run_cli(
+        ["sandbox", "send", "--from", "+15550001111", "--to", "+15550002222", "--text", "kept"], env
+    )
+    assert sent.returncode == 0, sent.stderr
+    server.kill(signal.SIGTERM)  # at once: the network's delayed save is still pending
+    assert server.popen.returncode == 0, server.output()
+    assert "kept" in state.read_text("utf-8"), "the last change was saved before the exit"
+
+
 def test_a_sandbox_port_in_use_is_one_line(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -38,6 +38,7 @@ STATUS: list[tuple[type[e.WagateError], int]] = [
     (e.RelinkRequired, 409),
     (e.AccountBlocked, 409),
     (e.TransientError, 503),
+    (e.StorageUnavailable, 503),
     (e.EngineError, 502),
     (e.WagateError, 500),
 ]

@@ -52,7 +52,7 @@ from wagate.outbound.link_preview import LinkPreviewer
 from wagate.outbound.media_fetch import MediaFetcher
 from wagate.outbound.sender import Sender, SendPolicy
 from wagate.outbound.service import SendService
-from wagate.roles.http import bind, serve_http
+from wagate.serving import bind, serve_http
 from wagate.settings import Settings, variable
 from wagate.storage.auth_state import DatabaseAuthStore, FileAuthStore
 from wagate.storage.blobs import BlobStore, S3BlobStore, blob_store

@@ -45,6 +45,7 @@ from wagate.sandbox.bodies import Body, body_of, integer, optional, required
 from wagate.sandbox.network import SandboxNetwork
 from wagate.sandbox.server_mail import JSON_FIELDS, mail_routes
 from wagate.sandbox.transport import StarletteChannel
+from wagate.serving import Server
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,7 @@ async def run_server(
         log_level="info",
         timeout_graceful_shutdown=5,
     )
-    server = uvicorn.Server(config)
+    server = Server(config)  # a signal ends serving; the network is then saved and closed
     log.info("sandbox network listening on ws://%s:%d/ws", host, port)
     sockets = [sock] if sock is not None else None
     serving = asyncio.create_task(server.serve(sockets=sockets), name="sandbox-server")

@@ -1,4 +1,9 @@
-"""The HTTP side of a role: bind its port first (one clear line when it is taken), then serve."""
+"""Serving HTTP: bind the port first (one clear line when it is taken), then serve with uvicorn.
+
+Used by every process that listens (``wagate serve``, ``wagate sandbox``).
+A signal (SIGINT, SIGTERM) only ends serving: the caller then leaves its
+services in order (links drained, the last events written, state saved).
+"""
 
 from __future__ import annotations
 
@@ -26,10 +31,10 @@ async def serve_http(
         lifespan="off",
         access_log=log_level == "debug",
     )
-    await _Server(config).serve(sockets=[sock])
+    await Server(config).serve(sockets=[sock])
 
 
-class _Server(uvicorn.Server):
+class Server(uvicorn.Server):
     """uvicorn's server, except that the signal that stopped it is not raised again.
 
     uvicorn restores the previous handlers and raises the signal once it has
