@@ -7,7 +7,6 @@ from dataclasses import replace
 from wagate.domain.message import STATUSES, HistoryQuery, Message
 from wagate.domain.session import Session
 from wagate.errors import InvalidInput, NotFound
-from wagate.ids import check_session_id
 from wagate.outbound.rules import recipient_jid
 from wagate.storage.repos.messages import MessageRepo
 from wagate.storage.repos.sessions import SessionRepo
@@ -21,11 +20,7 @@ class MessageService:
         self.sessions = sessions
 
     async def session(self, session_id: str) -> Session:
-        check_session_id(session_id)
-        session = await self.sessions.get(session_id)
-        if session is None:
-            raise NotFound(f"session {session_id!r} not found")
-        return session
+        return await self.sessions.require(session_id)
 
     async def get(self, session_id: str, ident: str) -> Message:
         """A message of the session by our id or its WhatsApp id."""

@@ -13,7 +13,7 @@ from wagate.control.runtime import SessionRuntime
 from wagate.domain.audit import AuditEntry
 from wagate.domain.proxy import parse_proxy
 from wagate.domain.session import Session, SessionState, Unlink
-from wagate.errors import Conflict, InvalidInput, NotFound
+from wagate.errors import Conflict, InvalidInput
 from wagate.ids import check_session_id, new_session_id, normalize_phone
 from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.sessions import SessionRepo
@@ -42,11 +42,7 @@ class SessionService:
         self.connect_wait_s = connect_wait_s
 
     async def get(self, session_id: str) -> Session:
-        check_session_id(session_id)
-        session = await self.sessions.get(session_id)
-        if session is None:
-            raise NotFound(f"session {session_id!r} not found")
-        return session
+        return await self.sessions.require(session_id)
 
     async def audit_log(
         self, session_id: str, *, event: str | None, limit: int, before_id: int | None

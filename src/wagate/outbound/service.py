@@ -27,8 +27,8 @@ from wagate.domain.message import (
     Quote,
 )
 from wagate.domain.session import Session
-from wagate.errors import Conflict, InvalidInput, NotFound
-from wagate.ids import check_session_id, phone_of_jid, user_jid
+from wagate.errors import Conflict, InvalidInput
+from wagate.ids import phone_of_jid, user_jid
 from wagate.media_types import (
     claimed,
     default_filename,
@@ -192,11 +192,7 @@ class SendService:
         return replace(draft, media=OutgoingMedia(got.data, mimetype, filename))
 
     async def session(self, session_id: str) -> Session:
-        check_session_id(session_id)
-        session = await self.sessions.get(session_id)
-        if session is None:
-            raise NotFound(f"session {session_id!r} not found")
-        return session
+        return await self.sessions.require(session_id)
 
 
 def _check_key(key: str | None) -> str | None:

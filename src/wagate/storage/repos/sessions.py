@@ -20,7 +20,8 @@ from wagate.domain.session import (
     SessionState,
     seed_000,
 )
-from wagate.errors import Conflict
+from wagate.errors import Conflict, NotFound
+from wagate.ids import check_session_id
 from wagate.storage.db import Database
 from wagate.storage.outbox import Outbox
 from wagate.storage.tables import sessions as t
@@ -107,6 +108,14 @@ class SessionRepo:
         async with self._db.begin() as conn:
             row = (await conn.execute(t.select().where(t.c.id == session_id))).mappings().first()
         return _to_session(row) if row else None
+
+    async def require(self, session_id: str) -> Session:
+        """The session; :class:`NotFound` when there is none (the id checked first)."""
+        check_session_id(session_id)
+        session = await self.get(session_id)
+        if session is None:
+            raise NotFound(f"session {session_id!r} not found")
+        return session
 
     async def find(
         self,
