@@ -30,8 +30,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from wagate.backoff import Backoff
 from wagate.clock import Clock
@@ -39,13 +38,13 @@ from wagate.domain.audit import AuditEvent
 from wagate.domain.message import Message, Outgoing, SendResult
 from wagate.engine.base import Link, ReceiptEvent
 from wagate.errors import RequestError
+from wagate.lifecycle import Service
 from wagate.outbound import queue
 from wagate.settings import SendSettings
 from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.outbound import OutboundRepo
 from wagate.storage.sanitize import clean
 from wagate.storage.spool import MediaSpool, SpoolError
-from wagate.tasks import TaskSet
 from wagate.webhooks.events import Event, message_status
 
 log = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ class _Drain:
     last_send: float | None = None
 
 
-class Sender:
+class Sender(Service):
     """Sends queued messages for the sessions connected on this worker; see the module doc.
 
     Enter it before the worker, so it stops after it. ``prepare`` gives each
@@ -114,6 +113,7 @@ class Sender:
         prepare: Prepare | None = None,
         audit: AuditRepo | None = None,
     ) -> None:
+        super().__init__("sender")
         self.outbound = outbound
         self.spool = spool
         self.clock = clock
@@ -123,24 +123,19 @@ class Sender:
         self._prepare = prepare
         self._rng = rng or random.Random()
         self._drains: dict[str, _Drain] = {}
-        self._tasks = TaskSet("sender")
         self._open = False
 
-    async def __aenter__(self) -> Self:
+    async def open(self) -> None:
         self._open = True
         for session_id in await self.outbound.sessions_with_queue():
             self.wake(session_id)  # a drain ends at once for a session not connected yet
-        self._tasks.spawn(self._sweep_orphans(), "orphans")
-        return self
+        self.tasks.spawn(self._sweep_orphans(), "orphans")
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._open = False  # a send in flight is cancelled: its message stays queued
-        await self._tasks.aclose()
+    async def stop_intake(self) -> None:
+        self._open = False
+
+    async def close(self) -> None:
+        # a send that was in flight was cancelled with its drain: its message stays queued
         self._drains.clear()
 
     # --- doorbells -----------------------------------------------------------------
@@ -152,7 +147,7 @@ class Sender:
             if not self._open:
                 return
             drain = self._drains[session_id] = _Drain()
-            drain.task = self._tasks.spawn(self._drain(session_id, drain), session_id)
+            drain.task = self.tasks.spawn(self._drain(session_id, drain), session_id)
         drain.bell.set()
 
     # --- the worker's OutboundHandler ---------------------------------------------

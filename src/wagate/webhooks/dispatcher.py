@@ -12,12 +12,10 @@ on ``X-Wagate-Delivery``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from datetime import timedelta
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -25,6 +23,7 @@ from wagate import __version__
 from wagate.clock import Clock
 from wagate.domain.webhook import Claim
 from wagate.errors import InvalidInput
+from wagate.lifecycle import Service
 from wagate.netguard import check_url, connect_guard
 from wagate.settings import WebhookSettings
 from wagate.storage.repos.webhooks import DeliveryRepo
@@ -56,14 +55,15 @@ _SNIPPET = 300  # bytes of a failed response kept in ``last_error``
 _LEASE_MARGIN_S = 60.0  # a lease outlives the attempt's own deadline by this much
 
 
-class WebhookDispatcher:
+class WebhookDispatcher(Service):
     """Delivers due outbox rows, at most ``webhook_concurrency`` at a time, as a service.
 
     ``async with WebhookDispatcher(...)`` starts the loop; leaving stops
     claiming, lets attempts in flight finish within ``stop_timeout_ms``, then
     cancels the rest (their leases run out and they are tried again later).
-    The loop wakes on :attr:`Outbox.wakeup` and otherwise polls every
-    ``webhook_poll_ms``; backoff is computed from the injected clock.
+    The loop wakes on ``wakeup`` (the outbox rings it when deliveries commit)
+    and otherwise polls every ``webhook_poll_ms``; backoff is computed from the
+    injected clock.
     """
 
     def __init__(
@@ -76,6 +76,7 @@ class WebhookDispatcher:
         rng: random.Random | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        super().__init__("webhook-dispatcher", stop_timeout_s=settings.stop_timeout_s)
         self._deliveries = deliveries
         self._clock = clock
         self._wakeup = wakeup or asyncio.Event()
@@ -91,16 +92,15 @@ class WebhookDispatcher:
         self._poll_s = settings.poll_s
         self._timeout_s = settings.timeout_s
         self._lease = timedelta(seconds=self._timeout_s + _LEASE_MARGIN_S)
-        self._stop_s = settings.stop_timeout_s
         self._allow_private = settings.allow_private_urls
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._main: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
 
-    # --- service lifecycle -----------------------------------------------------------
+    # --- service lifecycle (lifecycle.Service) -----------------------------------------
 
-    async def __aenter__(self) -> Self:
+    async def open(self) -> None:
         self._client = httpx.AsyncClient(
             timeout=self._timeout_s,
             follow_redirects=False,  # a redirect could lead past the URL guard
@@ -110,34 +110,20 @@ class WebhookDispatcher:
             headers={"User-Agent": f"wagate/{__version__}"},
             transport=self._transport,
         )
-        self._main = asyncio.create_task(self._run(), name="webhook-dispatcher")
-        return self
+        self._main = self.tasks.spawn(self._run(), "loop")
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stopping = True
+    async def stop_intake(self) -> None:
+        self._stopping = True  # claims nothing more
         self._wakeup.set()
-        try:
-            if self._main is not None:
-                await self._drain(self._main)
-        finally:
-            if self._client is not None:
-                await self._client.aclose()
 
-    async def _drain(self, main: asyncio.Task[None]) -> None:
-        try:
-            await asyncio.wait_for(asyncio.shield(main), self._stop_s)
-        except TimeoutError:
-            log.warning("webhook deliveries still in flight at shutdown; they will be retried")
-        finally:
-            if not main.done():
-                main.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await main
+    async def drain(self) -> None:
+        """Let attempts in flight finish; cut off at the deadline (their leases run out)."""
+        if self._main is not None:
+            await asyncio.wait({self._main})
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
 
     def wake(self) -> None:
         self._wakeup.set()
