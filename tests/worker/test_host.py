@@ -27,7 +27,8 @@ from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.flags import FlagRepo
 from wagate.storage.repos.sessions import SessionRepo
 from wagate.testing import RecordingHandler, ScriptedEngine, connected, eventually
-from wagate.worker.host import AuthFactory, Worker
+from wagate.worker.host import Worker
+from wagate.worker.supervisor import AuthFactory
 
 ALICE = "6281111111111@s.whatsapp.net"
 

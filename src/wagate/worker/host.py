@@ -7,14 +7,11 @@ is drained (every event the engine already received is handled) within
 ``stop_timeout_s``, then whatever is left is cancelled.
 
 Start, stop, restart and logout of one session id are serialised by a lock
-per id, and a runner is registered before its first await, so concurrent
-calls never run two runners for one id. A runner that does not stop within
-its deadline stays registered as *stopping* until it really ended: a start
-of that id waits for it, or answers 409 ``session_stopping`` — two live
-sockets on one account get it logged out. Each runner runs under a
-supervisor: one that ends with an unexpected exception is logged, audited
-and started again after a backoff delay; one that rests (stopped, logged
-out, failed) is not.
+per id; the runners themselves are kept by a :class:`~wagate.worker.supervisor.Supervisor`
+(one per id, restarted after a crash, stopped gracefully). A runner that does
+not stop within its deadline stays registered as stopping until it really
+ended: a start of that id waits for it, or answers 409 ``session_stopping`` —
+two live sockets on one account get it logged out.
 """
 
 from __future__ import annotations
@@ -24,7 +21,6 @@ import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
 
 from wagate.clock import Clock
 from wagate.domain.audit import AuditEvent
@@ -37,13 +33,13 @@ from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.sessions import SessionRepo
 from wagate.worker.events import EventHandler
 from wagate.worker.qr import QRTracker
-from wagate.worker.runner import ProxyFailover, RunnerDeps, SessionRunner
+from wagate.worker.runner import ProxyFailover, RunnerDeps
+from wagate.worker.supervisor import AuthFactory, Supervisor
 from wagate.worker.unlink import unlink
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[SessionChange], Awaitable[None]]
-AuthFactory = Callable[[str], AuthStore]
 
 
 class _Locks:
@@ -100,9 +96,6 @@ class Worker(Service):
         self.clock = clock
         self._auth = auth
         self._listeners = list(listeners)
-        self._runners: dict[str, SessionRunner] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._stopping: dict[str, asyncio.Task[None]] = {}  # past their deadline, not yet ended
         self._locks = _Locks()
         self._changed = asyncio.Event()
         self._closing = False
@@ -119,6 +112,16 @@ class Worker(Service):
             handler=handler,
             proxy_failover=proxy_failover,
         )
+        self._runners = Supervisor(
+            self._deps,
+            auth=auth,
+            sessions=sessions,
+            audit=audit,
+            clock=clock,
+            worker_id=settings.worker_id,
+            stop_timeout_s=settings.stop_timeout_s,
+            on_end=self._wake,
+        )
         self._sweep = Periodic("qr-sweep", self.sweep_qrs, settings.qr_sweep_interval_s, clock)
 
     # --- service lifecycle ---------------------------------------------------------
@@ -133,7 +136,7 @@ class Worker(Service):
 
     async def drain(self) -> None:
         await self._sweep.__aexit__(None, None, None)
-        await asyncio.gather(*(self._stop_runner(sid) for sid in list(self._tasks)))
+        await self._runners.stop_all()
 
     async def resume(self) -> list[str]:
         """Start every session this worker owns that was running when it last stopped.
@@ -147,11 +150,11 @@ class Worker(Service):
         self._log_adopted([s for s in found if s.worker_id != self.worker_id])
         resumed: list[str] = []
         for session in found:
-            if len(self._tasks) >= self.settings.max_sessions:
+            if len(self._runners) >= self.settings.max_sessions:
                 await self._not_resumed(session)
                 continue
             async with self._locks.hold(session.id):
-                if session.id not in self._tasks:
+                if session.id not in self._runners:
                     # the process that ran it is gone: from the runner's view the link was lost
                     self._launch(session, SessionState.RECONNECTING)
                     resumed.append(session.id)
@@ -183,15 +186,15 @@ class Worker(Service):
     # --- what the control plane asks -----------------------------------------------
 
     def is_running(self, session_id: str) -> bool:
-        return session_id in self._tasks
+        return session_id in self._runners
 
     def running(self) -> dict[str, SessionState]:
         """Each session with a runner here, and the runner's state."""
-        return {sid: runner.state for sid, runner in self._runners.items()}
+        return self._runners.states()
 
     def runner_state(self, session_id: str) -> SessionState | None:
         """The state of the session's runner here, None when none runs it."""
-        runner = self._runners.get(session_id)
+        runner = self._runners.runner(session_id)
         return runner.state if runner else None
 
     async def start(self, session_id: str, *, pair_phone: str | None = None) -> bool:
@@ -232,7 +235,7 @@ class Worker(Service):
         """
         async with self._locks.hold(session_id):
             outcome = await self._logout_live(session_id)
-            await self._stop_runner(session_id)
+            await self._runners.stop(session_id)
             if outcome is None:
                 outcome = await self._unlink(session_id)
             await self._auth(session_id).clear()
@@ -251,7 +254,7 @@ class Worker(Service):
         await self._wait_until(lambda: self._answered(session_id), within_s)
 
     def _answered(self, session_id: str) -> bool:
-        runner = self._runners.get(session_id)
+        runner = self._runners.runner(session_id)
         return runner is None or runner.answered
 
     async def _wait_until(self, check: Callable[[], bool], within_s: float) -> bool:
@@ -283,8 +286,13 @@ class Worker(Service):
     # --- verbs, under the session's lock -------------------------------------------
 
     async def _start(self, session_id: str, pair_phone: str | None) -> bool:
-        await self._await_stopped(session_id)
-        if session_id in self._tasks:
+        if not await self._runners.await_stopped(session_id):
+            raise Conflict(
+                f"session {session_id!r} is still stopping (its link has not closed yet); "
+                "try again in a moment",
+                code="session_stopping",
+            )
+        if session_id in self._runners:
             return False
         session = await self.sessions.get(session_id)
         if session is None:
@@ -292,20 +300,8 @@ class Worker(Service):
         self._launch(session, _starting_state(session.status), pair_phone=pair_phone)
         return True
 
-    async def _await_stopped(self, session_id: str) -> None:
-        """A runner of this id still ending: wait for it, or refuse (never two links)."""
-        ending = self._stopping.get(session_id)
-        if ending is None:
-            return
-        if not await self._ended(ending, self.settings.stop_timeout_s):
-            raise Conflict(
-                f"session {session_id!r} is still stopping (its link has not closed yet); "
-                "try again in a moment",
-                code="session_stopping",
-            )
-
     async def _stop(self, session_id: str, reason: str) -> None:
-        await self._stop_runner(session_id)
+        await self._runners.stop(session_id)
         if await self.sessions.get(session_id) is not None:
             change = self._change(session_id, SessionState.STOPPED, reason)
             await self.sessions.record_disconnected(change, None, reason)
@@ -313,8 +309,8 @@ class Worker(Service):
 
     async def _logout_live(self, session_id: str) -> Unlink | None:
         """Log out over the running link; None when there is none (or it failed)."""
-        runner, task = self._runners.get(session_id), self._tasks.get(session_id)
-        if runner is None or task is None:
+        runner = self._runners.runner(session_id)
+        if runner is None:
             return None
         try:
             if not await runner.logout():
@@ -323,7 +319,7 @@ class Worker(Service):
             runner.log.warning("logout over the live link failed: %s", exc)
             return None
         # the runner records the logout and rests: give it its stop deadline to do so
-        await self._ended(task, self.settings.stop_timeout_s)
+        await self._runners.wait_ended(session_id, self.settings.stop_timeout_s)
         return Unlink.LIVE
 
     async def _unlink(self, session_id: str) -> Unlink:
@@ -348,120 +344,26 @@ class Worker(Service):
         """Register the session's runner and its task, with no await in between."""
         if self._closing:
             raise Conflict("the worker is shutting down", code="worker_closing")
-        if len(self._tasks) >= self.settings.max_sessions:
+        if len(self._runners) >= self.settings.max_sessions:
             raise Conflict(
                 f"this worker runs its maximum of {self.settings.max_sessions} sessions",
                 code="worker_full",
             )
         attempt = session.reconnect_attempts if state is SessionState.RECONNECTING else 0
-        runner = self._runner(
-            session.id, state, proxy=session.proxy, pair_phone=pair_phone, attempt=attempt
+        self._runners.launch(
+            session.id,
+            state,
+            claim=session.worker_id != self.worker_id,
+            proxy=session.proxy,
+            pair_phone=pair_phone,
+            attempt=attempt,
         )
-        self._runners[session.id] = runner
-        claim = session.worker_id != self.worker_id
-        self._tasks[session.id] = asyncio.create_task(
-            self._supervise(runner, claim=claim), name=f"session:{session.id}"
-        )
-
-    def _runner(self, session_id: str, state: SessionState, **kw: Any) -> SessionRunner:
-        return SessionRunner(session_id, self._auth(session_id), self._deps, state=state, **kw)
-
-    async def _supervise(self, runner: SessionRunner, *, claim: bool) -> None:
-        """Run the session until it rests, starting a new runner after each crash."""
-        me = asyncio.current_task()
-        try:
-            while True:
-                try:
-                    if claim:
-                        await self.sessions.update(runner.session_id, worker_id=self.worker_id)
-                        claim = False
-                    resting = await runner.run()
-                except Exception as exc:
-                    runner = await self._after_crash(runner, exc)
-                    continue
-                runner.log.info("session rests in %s", resting)
-                return
-        finally:
-            if self._tasks.get(runner.session_id) is me:
-                del self._tasks[runner.session_id]
-                self._runners.pop(runner.session_id, None)
-            self._wake()
-
-    async def _after_crash(self, crashed: SessionRunner, exc: Exception) -> SessionRunner:
-        """Log and audit a crash, back off, and hand back the runner to start next."""
-        sid = crashed.session_id
-        delay = self._deps.backoff.delay(crashed.attempt, self._deps.rng)
-        crashed.log.error("session runner crashed; restarting in %.2fs", delay, exc_info=exc)
-        data = {
-            "code": "RUNNER_CRASHED",
-            "msg": str(exc)[:300],
-            "restart_in_ms": round(delay * 1000),
-        }
-        with contextlib.suppress(Exception):  # the database may be what failed
-            await self.audit.add(sid, AuditEvent.ERROR, data)
-        await self.clock.sleep(delay)
-        runner = self._runner(
-            sid,
-            SessionState.RECONNECTING,
-            proxy=crashed.proxy,
-            pair_phone=crashed.pair_phone,
-            attempt=crashed.attempt + 1,
-        )
-        self._runners[sid] = runner
-        return runner
-
-    async def _stop_runner(self, session_id: str) -> None:
-        """Stop the session's runner: drain its link, else cancel; keep it if it will not end.
-
-        A runner still running after its deadline (and a cancel) stays
-        registered as stopping until it ends: no new runner of that id starts
-        while the old one may still hold the socket.
-        """
-        task, runner = self._tasks.get(session_id), self._runners.get(session_id)
-        if task is None or runner is None:
-            return
-        limit = self.settings.stop_timeout_s
-        if not await _quietly(runner.stop(), runner):
-            task.cancel()  # nothing to drain: connecting, or waiting to reconnect
-        done = await self._ended(task, limit)
-        if not done:
-            runner.log.warning("the link did not drain within %.1fs; cancelling", limit)
-            task.cancel()
-            done = await self._ended(task, limit)
-        if self._tasks.get(session_id) is task:  # ended or not, it is not this id's runner now
-            del self._tasks[session_id]
-            self._runners.pop(session_id, None)
-        if not done:
-            runner.log.error("the runner did not stop within %.1fs; still stopping", 2 * limit)
-            self._stopping[session_id] = task
-            task.add_done_callback(lambda _t: self._forget_stopping(session_id, task))
-
-    async def _ended(self, task: asyncio.Task[None], within_s: float) -> bool:
-        """Whether ``task`` ends within ``within_s`` on the worker's clock."""
-        if task.done():
-            return True
-        ended = asyncio.Event()
-        task.add_done_callback(lambda _t: ended.set())
-        return await self.clock.wait(ended, within_s)
-
-    def _forget_stopping(self, session_id: str, task: asyncio.Task[None]) -> None:
-        if self._stopping.get(session_id) is task:
-            del self._stopping[session_id]
-        self._wake()
 
     async def sweep_qrs(self) -> None:
         """Seed 000's sweep: clear every QR whose validity ran out."""
         expired = await self.sessions.expire_qrs(self.clock.now())
         if expired:
             log.info("cleared %d expired QR(s)", len(expired))
-
-
-async def _quietly(stopping: Awaitable[bool], runner: SessionRunner) -> bool:
-    try:
-        return await stopping
-    except Exception as exc:
-        runner.log.warning("graceful stop failed: %s", exc)
-        return False
 
 
 def _starting_state(status: SessionState) -> SessionState:
