@@ -72,13 +72,13 @@ async def _bounded(
 ) -> Unlink | None:
     """``work``'s result (or its error), or None when ``within_s`` passes on ``clock`` first."""
     task = asyncio.create_task(work, name="unlink")
-    timer = asyncio.create_task(clock.sleep(within_s), name="unlink-deadline")
+    done = asyncio.Event()
+    task.add_done_callback(lambda _t: done.set())
     try:
-        await asyncio.wait({task, timer}, return_when=asyncio.FIRST_COMPLETED)
+        await clock.wait(done, within_s)
     finally:
-        for pending in (task, timer):
-            pending.cancel()
-        await asyncio.wait({task, timer})  # both end here, whatever they ended with
+        task.cancel()
+        await asyncio.wait({task})  # it ends here, whatever it ended with
     if task.cancelled():
         return None
     return task.result()
