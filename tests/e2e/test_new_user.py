@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +35,7 @@ def test_provision_scan_restart_stays_linked(
     assert r.status_code == 201, r.text
     sid = r.json()["id"]
 
-    started = time.monotonic()
-    qr = poll(lambda: _qr(api, sid), limit_s=5, every=0.02)
-    assert time.monotonic() - started < 1.0, "the first QR took more than a second"
+    qr = poll(lambda: _qr(api, sid), every=0.02)  # a QR comes without any step of the user's
     assert qr["qr"].startswith("2@") and qr["qrDataUrl"].startswith("data:image/png;base64,")
 
     scan = run_cli(["sandbox", "scan", sid, "--phone", f"+{PHONE}"], env)
