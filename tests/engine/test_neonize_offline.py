@@ -139,8 +139,8 @@ def test_a_go_call_stuck_forever_does_not_hold_the_process_exit() -> None:
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("run", [1, 2])
 def test_churn_of_starts_stops_and_calls_leaves_the_process_alive(run: int) -> None:
-    report = run_scenario("churn", "6", timeout_s=80)
-    assert report["reconnects"] > 100 and report["calls"] > 1000, report
+    report = run_scenario("churn", "300", "1500", timeout_s=80)
+    assert report["reconnects"] >= 300 and report["calls"] >= 1500, report
     # threads follow concurrency (a call thread per caller), not the number of reconnects
     assert report["threads_after"] <= report["threads_early"] + 4, report
 
@@ -352,27 +352,35 @@ async def scenario_crash() -> dict[str, Any]:
     return {"survived": True}
 
 
-async def scenario_churn(seconds: str) -> dict[str, Any]:
-    """Sessions reconnect every fraction of a second while others call into Go."""
+async def scenario_churn(reconnects: str, calls: str) -> dict[str, Any]:
+    """Sessions reconnect again and again while others call into Go, until both counts are met.
+
+    The work is counted, not timed: a slow machine takes longer, it does not do less.
+    """
     from wagate.storage.auth_state import FileAuthStore
 
     engine = _engine(connect_backoff_base_s=0.001, connect_backoff_max_s=0.004, max_sessions=40)
     root = Path(tempfile.mkdtemp())
     await _attempt(engine, FileAuthStore(root, "warmup"))
     threads_before, _ = _counts()
-    loop = asyncio.get_running_loop()
-    until = loop.time() + float(seconds)
+    goal = {"reconnects": int(reconnects), "calls": int(calls)}
     counts = {"reconnects": 0, "calls": 0}
+    quarter = asyncio.Event()
+
+    def done() -> bool:
+        if all(counts[k] * 4 >= goal[k] for k in goal):
+            quarter.set()
+        return all(counts[k] >= goal[k] for k in goal)
 
     async def reconnecting(name: str) -> None:
         auth = FileAuthStore(root, name)
-        while loop.time() < until:
+        while not done():
             await _attempt(engine, auth)
             counts["reconnects"] += 1
 
     async def calling(index: int) -> None:
         names = [f"r{i}" for i in range(16)]
-        while loop.time() < until:
+        while not done():
             session = engine.sessions.get(names[(counts["calls"] + index) % len(names)])
             slot = session.current if session is not None else None
             if slot is None:
@@ -382,7 +390,7 @@ async def scenario_churn(seconds: str) -> dict[str, Any]:
             counts["calls"] += 1
 
     async def sample() -> int:
-        await asyncio.sleep(float(seconds) / 4)
+        await quarter.wait()  # a quarter of the way: the pools have grown to their size
         return _counts()[0]
 
     jobs = [reconnecting(f"r{i}") for i in range(16)] + [calling(i) for i in range(12)]
