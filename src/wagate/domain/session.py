@@ -234,6 +234,7 @@ class Session:
     lid: str | None = None
     reconnect_attempts: int = 0
     last_activity_at: datetime | None = None
+    last_ping_at: datetime | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
 

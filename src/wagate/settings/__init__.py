@@ -9,6 +9,7 @@ from wagate.settings.env import (
     variable,
 )
 from wagate.settings.views import (
+    ClusterSettings,
     IngestSettings,
     NeonizeSettings,
     SandboxSettings,
@@ -19,6 +20,7 @@ from wagate.settings.views import (
 )
 
 __all__ = [
+    "ClusterSettings",
     "PINO_LEVELS",
     "IngestSettings",
     "LogLevel",

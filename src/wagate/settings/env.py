@@ -17,10 +17,13 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from wagate.errors import ConfigError
+from wagate.settings.aliases import env
+from wagate.settings.cluster import ClusterFields
 from wagate.settings.views import (
+    ClusterSettings,
     IngestSettings,
     NeonizeSettings,
     SandboxSettings,
@@ -30,18 +33,12 @@ from wagate.settings.views import (
     WorkerSettings,
 )
 
-
-def _env(name: str, *seed_names: str) -> Any:
-    """A field read from ``WAGATE_<NAME>`` first, then from each seed's name."""
-    return AliasChoices(f"WAGATE_{name}", *seed_names)
-
-
 LogLevel = Literal["debug", "info", "warning", "error", "critical", "off"]
 # seed 003's pino level names, as the nearest Python level ("off": nothing is logged)
 PINO_LEVELS = {"trace": "debug", "warn": "warning", "fatal": "critical", "silent": "off"}
 
 
-class Settings(BaseSettings):
+class Settings(ClusterFields):
     """wagate's configuration. See the README's configuration table."""
 
     model_config = SettingsConfigDict(
@@ -49,211 +46,209 @@ class Settings(BaseSettings):
     )
 
     # --- where things live -------------------------------------------------------
-    data_dir: Path = Field(Path("data"), validation_alias=_env("DATA_DIR"))
+    data_dir: Path = Field(Path("data"), validation_alias=env("DATA_DIR"))
     auth_dir: Path | None = Field(
-        None, validation_alias=_env("AUTH_DIR", "AUTH_DIR", "SESSIONS_DIR")
+        None, validation_alias=env("AUTH_DIR", "AUTH_DIR", "SESSIONS_DIR")
     )
-    database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL", "DATABASE_URL"))
+    database_url: str | None = Field(None, validation_alias=env("DATABASE_URL", "DATABASE_URL"))
     # where engine credentials live: a folder per session under AUTH_DIR, or the database
     # (any worker of a cluster can then take a session over)
-    auth_store: Literal["files", "database"] = Field("files", validation_alias=_env("AUTH_STORE"))
+    auth_store: Literal["files", "database"] = Field("files", validation_alias=env("AUTH_STORE"))
     # how long a SQLite write waits for another connection's lock before it fails
     sqlite_busy_timeout_ms: int = Field(
-        30_000, ge=0, validation_alias=_env("SQLITE_BUSY_TIMEOUT_MS")
+        30_000, ge=0, validation_alias=env("SQLITE_BUSY_TIMEOUT_MS")
     )
 
     # --- HTTP --------------------------------------------------------------------
-    host: str = Field("127.0.0.1", validation_alias=_env("HOST", "HOST"))
-    port: int = Field(8080, ge=1, le=65535, validation_alias=_env("PORT", "PORT"))
-    api_key: str | None = Field(None, validation_alias=_env("API_KEY", "API_KEY"))
-    log_level: LogLevel = Field("info", validation_alias=_env("LOG_LEVEL", "LOG_LEVEL"))
+    host: str = Field("127.0.0.1", validation_alias=env("HOST", "HOST"))
+    port: int = Field(8080, ge=1, le=65535, validation_alias=env("PORT", "PORT"))
+    api_key: str | None = Field(None, validation_alias=env("API_KEY", "API_KEY"))
+    log_level: LogLevel = Field("info", validation_alias=env("LOG_LEVEL", "LOG_LEVEL"))
     # the CLI's gateway (``wagate sessions …``, ``wagate sandbox scan``): default http://HOST:PORT
-    gateway_url: str | None = Field(None, validation_alias=_env("URL"))
-    cli_timeout_ms: int = Field(30_000, ge=100, validation_alias=_env("CLI_TIMEOUT_MS"))
+    gateway_url: str | None = Field(None, validation_alias=env("URL"))
+    cli_timeout_ms: int = Field(30_000, ge=100, validation_alias=env("CLI_TIMEOUT_MS"))
 
     # --- engine ------------------------------------------------------------------
-    engine: Literal["sandbox", "neonize"] = Field("neonize", validation_alias=_env("ENGINE"))
-    sandbox_url: str | None = Field(None, validation_alias=_env("SANDBOX_URL", "SANDBOX_URL"))
-    sandbox_key: str | None = Field(None, validation_alias=_env("SANDBOX_KEY"))
-    sandbox_qr_first_ms: int = Field(60_000, ge=1, validation_alias=_env("SANDBOX_QR_FIRST_MS"))
-    sandbox_qr_next_ms: int = Field(20_000, ge=1, validation_alias=_env("SANDBOX_QR_NEXT_MS"))
-    sandbox_qr_count: int = Field(6, ge=1, le=100, validation_alias=_env("SANDBOX_QR_COUNT"))
+    engine: Literal["sandbox", "neonize"] = Field("neonize", validation_alias=env("ENGINE"))
+    sandbox_url: str | None = Field(None, validation_alias=env("SANDBOX_URL", "SANDBOX_URL"))
+    sandbox_key: str | None = Field(None, validation_alias=env("SANDBOX_KEY"))
+    sandbox_qr_first_ms: int = Field(60_000, ge=1, validation_alias=env("SANDBOX_QR_FIRST_MS"))
+    sandbox_qr_next_ms: int = Field(20_000, ge=1, validation_alias=env("SANDBOX_QR_NEXT_MS"))
+    sandbox_qr_count: int = Field(6, ge=1, le=100, validation_alias=env("SANDBOX_QR_COUNT"))
     # connecting to and closing a remote sandbox (SANDBOX_URL); one request on any sandbox link
     sandbox_open_timeout_ms: int = Field(
-        10_000, ge=100, validation_alias=_env("SANDBOX_OPEN_TIMEOUT_MS")
+        10_000, ge=100, validation_alias=env("SANDBOX_OPEN_TIMEOUT_MS")
     )
     sandbox_close_timeout_ms: int = Field(
-        2_000, ge=10, validation_alias=_env("SANDBOX_CLOSE_TIMEOUT_MS")
+        2_000, ge=10, validation_alias=env("SANDBOX_CLOSE_TIMEOUT_MS")
     )
     sandbox_request_timeout_ms: int = Field(
-        30_000, ge=100, validation_alias=_env("SANDBOX_REQUEST_TIMEOUT_MS")
+        30_000, ge=100, validation_alias=env("SANDBOX_REQUEST_TIMEOUT_MS")
     )
     # ``wagate sandbox`` (the standalone server) listens here unless --port says otherwise
-    sandbox_port: int = Field(8090, ge=1, le=65535, validation_alias=_env("SANDBOX_PORT"))
+    sandbox_port: int = Field(8090, ge=1, le=65535, validation_alias=env("SANDBOX_PORT"))
 
     # --- neonize -------------------------------------------------------------------
     # whatsmeow's stores in one PostgreSQL database (default: a SQLite file per session
     # under AUTH_DIR/<session>/); never logged.
-    neonize_database_url: str | None = Field(None, validation_alias=_env("NEONIZE_DATABASE_URL"))
+    neonize_database_url: str | None = Field(None, validation_alias=env("NEONIZE_DATABASE_URL"))
     neonize_device_name: str = Field(
-        "wagate", min_length=1, max_length=40, validation_alias=_env("NEONIZE_DEVICE_NAME")
+        "wagate", min_length=1, max_length=40, validation_alias=env("NEONIZE_DEVICE_NAME")
     )
     # a client's start holds neonize's gate alone at most this long (see engine/neonize/gate.py)
     neonize_start_window_ms: int = Field(
-        2_000, ge=50, le=60_000, validation_alias=_env("NEONIZE_START_WINDOW_MS")
+        2_000, ge=50, le=60_000, validation_alias=env("NEONIZE_START_WINDOW_MS")
     )
     # the same when the stores are in PostgreSQL (Go opens the database inside the start)
     neonize_db_start_window_ms: int = Field(
-        10_000, ge=50, le=120_000, validation_alias=_env("NEONIZE_DB_START_WINDOW_MS")
+        10_000, ge=50, le=120_000, validation_alias=env("NEONIZE_DB_START_WINDOW_MS")
     )
     # a dial that shows no sign of life this long ends the link (proxy_error with a proxy)
     neonize_dial_deadline_ms: int = Field(
-        30_000, ge=100, validation_alias=_env("NEONIZE_DIAL_DEADLINE_MS")
+        30_000, ge=100, validation_alias=env("NEONIZE_DIAL_DEADLINE_MS")
     )
     neonize_stop_timeout_ms: int = Field(
-        10_000, ge=100, validation_alias=_env("NEONIZE_STOP_TIMEOUT_MS")
+        10_000, ge=100, validation_alias=env("NEONIZE_STOP_TIMEOUT_MS")
     )
     neonize_call_timeout_ms: int = Field(
-        120_000, ge=1_000, validation_alias=_env("NEONIZE_CALL_TIMEOUT_MS")
+        120_000, ge=1_000, validation_alias=env("NEONIZE_CALL_TIMEOUT_MS")
     )
     # every dial leaks a descriptor in Go: dials that fail at once are spaced up to minutes
     neonize_connect_backoff_base_ms: int = Field(
-        2_000, ge=1, validation_alias=_env("NEONIZE_CONNECT_BACKOFF_BASE_MS")
+        2_000, ge=1, validation_alias=env("NEONIZE_CONNECT_BACKOFF_BASE_MS")
     )
     neonize_connect_backoff_max_ms: int = Field(
-        300_000, ge=1, validation_alias=_env("NEONIZE_CONNECT_BACKOFF_MAX_MS")
+        300_000, ge=1, validation_alias=env("NEONIZE_CONNECT_BACKOFF_MAX_MS")
     )
     # how long whatsmeow may reconnect by itself before the session counts as lost
     neonize_reconnect_grace_ms: int = Field(
-        15_000, ge=0, validation_alias=_env("NEONIZE_RECONNECT_GRACE_MS")
+        15_000, ge=0, validation_alias=env("NEONIZE_RECONNECT_GRACE_MS")
     )
     # past this many open descriptors the engine asks for a restart (0: 80% of the rlimit)
-    neonize_max_open_files: int = Field(0, ge=0, validation_alias=_env("NEONIZE_MAX_OPEN_FILES"))
+    neonize_max_open_files: int = Field(0, ge=0, validation_alias=env("NEONIZE_MAX_OPEN_FILES"))
     # past this many clients set aside (each keeps a thread and a descriptor) too
-    neonize_max_set_aside: int = Field(20, ge=1, validation_alias=_env("NEONIZE_MAX_SET_ASIDE"))
+    neonize_max_set_aside: int = Field(20, ge=1, validation_alias=env("NEONIZE_MAX_SET_ASIDE"))
     neonize_log_level: str = Field(
         "warning",
         pattern=r"(?i)^(debug|info|warning|error|critical)$",
-        validation_alias=_env("NEONIZE_LOG_LEVEL"),
+        validation_alias=env("NEONIZE_LOG_LEVEL"),
     )
     # keep Go's prints ("Login event: …", "Press Ctrl+C to exit") out of the process's output
-    neonize_capture_stdout: bool = Field(True, validation_alias=_env("NEONIZE_CAPTURE_STDOUT"))
+    neonize_capture_stdout: bool = Field(True, validation_alias=env("NEONIZE_CAPTURE_STDOUT"))
 
     # --- worker ------------------------------------------------------------------
-    worker_id: str = Field("local", min_length=1, validation_alias=_env("WORKER_ID", "WORKER_ID"))
+    worker_id: str = Field("local", min_length=1, validation_alias=env("WORKER_ID", "WORKER_ID"))
     worker_port: int | None = Field(
-        None, ge=1, le=65535, validation_alias=_env("WORKER_PORT", "WORKER_PORT")
+        None, ge=1, le=65535, validation_alias=env("WORKER_PORT", "WORKER_PORT")
     )
     worker_max_sessions: int = Field(
-        500, ge=1, validation_alias=_env("WORKER_MAX_SESSIONS", "WORKER_MAX_SESSIONS")
+        500, ge=1, validation_alias=env("WORKER_MAX_SESSIONS", "WORKER_MAX_SESSIONS")
     )
     backoff_base_ms: int = Field(
-        1_000, ge=1, validation_alias=_env("BACKOFF_BASE_MS", "WORKER_BACKOFF_BASE_MS")
+        1_000, ge=1, validation_alias=env("BACKOFF_BASE_MS", "WORKER_BACKOFF_BASE_MS")
     )
     backoff_max_ms: int = Field(
-        30_000, ge=1, validation_alias=_env("BACKOFF_MAX_MS", "WORKER_BACKOFF_MAX_MS")
+        30_000, ge=1, validation_alias=env("BACKOFF_MAX_MS", "WORKER_BACKOFF_MAX_MS")
     )
-    backoff_jitter_ms: int = Field(500, ge=0, validation_alias=_env("BACKOFF_JITTER_MS"))
+    backoff_jitter_ms: int = Field(500, ge=0, validation_alias=env("BACKOFF_JITTER_MS"))
     backoff_reset_after_ms: int = Field(
-        60_000, ge=0, validation_alias=_env("BACKOFF_RESET_AFTER_MS")
+        60_000, ge=0, validation_alias=env("BACKOFF_RESET_AFTER_MS")
     )
-    qr_expiry_ms: int = Field(300_000, ge=1_000, validation_alias=_env("QR_EXPIRY_MS"))
-    qr_sweep_interval_ms: int = Field(30_000, ge=10, validation_alias=_env("QR_SWEEP_INTERVAL_MS"))
-    connect_wait_ms: int = Field(5_000, ge=0, validation_alias=_env("CONNECT_WAIT_MS"))
-    stop_timeout_ms: int = Field(10_000, ge=100, validation_alias=_env("STOP_TIMEOUT_MS"))
+    qr_expiry_ms: int = Field(300_000, ge=1_000, validation_alias=env("QR_EXPIRY_MS"))
+    qr_sweep_interval_ms: int = Field(30_000, ge=10, validation_alias=env("QR_SWEEP_INTERVAL_MS"))
+    connect_wait_ms: int = Field(5_000, ge=0, validation_alias=env("CONNECT_WAIT_MS"))
+    stop_timeout_ms: int = Field(10_000, ge=100, validation_alias=env("STOP_TIMEOUT_MS"))
 
     # --- messages (outbound) ------------------------------------------------------
     # per-session pacing (anti-ban): at least this long between two sends, plus 0..jitter
-    send_interval_ms: int = Field(1_000, ge=0, validation_alias=_env("SEND_INTERVAL_MS"))
-    send_jitter_ms: int = Field(250, ge=0, validation_alias=_env("SEND_JITTER_MS"))
+    send_interval_ms: int = Field(1_000, ge=0, validation_alias=env("SEND_INTERVAL_MS"))
+    send_jitter_ms: int = Field(250, ge=0, validation_alias=env("SEND_JITTER_MS"))
     # sends that failed transiently are retried; after this many attempts the message fails
-    send_max_attempts: int = Field(10, ge=1, le=1000, validation_alias=_env("SEND_MAX_ATTEMPTS"))
-    send_retry_max_ms: int = Field(60_000, ge=1, validation_alias=_env("SEND_RETRY_MAX_MS"))
+    send_max_attempts: int = Field(10, ge=1, le=1000, validation_alias=env("SEND_MAX_ATTEMPTS"))
+    send_retry_max_ms: int = Field(60_000, ge=1, validation_alias=env("SEND_RETRY_MAX_MS"))
     # an idle session re-checks its queue this often (rows queued by another process); 0: never
-    send_poll_ms: int = Field(10_000, ge=0, validation_alias=_env("SEND_POLL_MS"))
+    send_poll_ms: int = Field(10_000, ge=0, validation_alias=env("SEND_POLL_MS"))
     # media to send, however it arrives (URL, base64, upload)
     send_media_max_bytes: int = Field(
-        64 * 1024 * 1024, ge=1, validation_alias=_env("SEND_MEDIA_MAX_BYTES")
+        64 * 1024 * 1024, ge=1, validation_alias=env("SEND_MEDIA_MAX_BYTES")
     )
     media_fetch_timeout_ms: int = Field(
-        30_000, ge=100, validation_alias=_env("MEDIA_FETCH_TIMEOUT_MS")
+        30_000, ge=100, validation_alias=env("MEDIA_FETCH_TIMEOUT_MS")
     )
     media_fetch_max_redirects: int = Field(
-        5, ge=0, le=20, validation_alias=_env("MEDIA_FETCH_MAX_REDIRECTS")
+        5, ge=0, le=20, validation_alias=env("MEDIA_FETCH_MAX_REDIRECTS")
     )
     # link previews, fetched when a text with linkPreview is sent (best effort)
     link_preview_timeout_ms: int = Field(
-        3_000, ge=100, validation_alias=_env("LINK_PREVIEW_TIMEOUT_MS")
+        3_000, ge=100, validation_alias=env("LINK_PREVIEW_TIMEOUT_MS")
     )
     link_preview_html_max_bytes: int = Field(
-        256 * 1024, ge=1024, validation_alias=_env("LINK_PREVIEW_HTML_MAX_BYTES")
+        256 * 1024, ge=1024, validation_alias=env("LINK_PREVIEW_HTML_MAX_BYTES")
     )
     link_preview_thumbnail_max_bytes: int = Field(
-        48 * 1024, ge=0, validation_alias=_env("LINK_PREVIEW_THUMBNAIL_MAX_BYTES")
+        48 * 1024, ge=0, validation_alias=env("LINK_PREVIEW_THUMBNAIL_MAX_BYTES")
     )
     # queued media up to this size rides base64 in the row; larger goes to <data>/outbox/
     outbox_inline_max_bytes: int = Field(
-        256 * 1024, ge=0, validation_alias=_env("OUTBOX_INLINE_MAX_BYTES")
+        256 * 1024, ge=0, validation_alias=env("OUTBOX_INLINE_MAX_BYTES")
     )
 
     # --- ingest (inbound, seed 003) -------------------------------------------------
     max_media_mb: float = Field(
-        25, gt=0, validation_alias=_env("MAX_MEDIA_MB", "WORKER_MAX_MEDIA_MB")
+        25, gt=0, validation_alias=env("MAX_MEDIA_MB", "WORKER_MAX_MEDIA_MB")
     )
-    other_media_max_mb: float = Field(5, ge=0, validation_alias=_env("OTHER_MEDIA_MAX_MB"))
-    worker_poll_ms: int = Field(2_000, ge=10, validation_alias=_env("POLL_MS", "WORKER_POLL_MS"))
-    live_window_ms: int = Field(30_000, ge=0, validation_alias=_env("LIVE_WINDOW_MS"))
-    link_window_ms: int = Field(90_000, ge=0, validation_alias=_env("LINK_WINDOW_MS"))
-    ingest_direct: bool = Field(True, validation_alias=_env("INGEST_DIRECT"))
-    ingest_from_me: bool = Field(True, validation_alias=_env("INGEST_FROM_ME"))
-    retry_min_ms: int = Field(500, ge=0, validation_alias=_env("RETRY_MIN_MS"))
-    retry_max_ms: int = Field(1_000, ge=0, validation_alias=_env("RETRY_MAX_MS"))
+    other_media_max_mb: float = Field(5, ge=0, validation_alias=env("OTHER_MEDIA_MAX_MB"))
+    worker_poll_ms: int = Field(2_000, ge=10, validation_alias=env("POLL_MS", "WORKER_POLL_MS"))
+    live_window_ms: int = Field(30_000, ge=0, validation_alias=env("LIVE_WINDOW_MS"))
+    link_window_ms: int = Field(90_000, ge=0, validation_alias=env("LINK_WINDOW_MS"))
+    ingest_direct: bool = Field(True, validation_alias=env("INGEST_DIRECT"))
+    ingest_from_me: bool = Field(True, validation_alias=env("INGEST_FROM_ME"))
+    retry_min_ms: int = Field(500, ge=0, validation_alias=env("RETRY_MIN_MS"))
+    retry_max_ms: int = Field(1_000, ge=0, validation_alias=env("RETRY_MAX_MS"))
 
     # --- object storage ------------------------------------------------------------
-    blob_store: Literal["local", "s3"] | None = Field(None, validation_alias=_env("STORAGE"))
-    media_dir: Path | None = Field(None, validation_alias=_env("MEDIA_DIR"))
-    media_prefix: str = Field("wa-media", validation_alias=_env("MEDIA_PREFIX"))
+    blob_store: Literal["local", "s3"] | None = Field(None, validation_alias=env("STORAGE"))
+    media_dir: Path | None = Field(None, validation_alias=env("MEDIA_DIR"))
+    media_prefix: str = Field("wa-media", validation_alias=env("MEDIA_PREFIX"))
     s3_endpoint: str | None = Field(
-        None, validation_alias=_env("S3_ENDPOINT", "MINIO_ENDPOINT", "S3_ENDPOINT_URL")
+        None, validation_alias=env("S3_ENDPOINT", "MINIO_ENDPOINT", "S3_ENDPOINT_URL")
     )
     s3_access_key: str | None = Field(
-        None, validation_alias=_env("S3_ACCESS_KEY", "MINIO_ACCESS_KEY", "AWS_ACCESS_KEY_ID")
+        None, validation_alias=env("S3_ACCESS_KEY", "MINIO_ACCESS_KEY", "AWS_ACCESS_KEY_ID")
     )
     s3_secret_key: str | None = Field(
-        None, validation_alias=_env("S3_SECRET_KEY", "MINIO_SECRET_KEY", "AWS_SECRET_ACCESS_KEY")
+        None, validation_alias=env("S3_SECRET_KEY", "MINIO_SECRET_KEY", "AWS_SECRET_ACCESS_KEY")
     )
-    s3_bucket: str = Field("wagate", validation_alias=_env("S3_BUCKET", "MINIO_BUCKET_NAME"))
-    s3_use_ssl: bool = Field(False, validation_alias=_env("S3_USE_SSL", "MINIO_USE_SSL"))
-    s3_region: str | None = Field(None, validation_alias=_env("S3_REGION", "AWS_REGION"))
+    s3_bucket: str = Field("wagate", validation_alias=env("S3_BUCKET", "MINIO_BUCKET_NAME"))
+    s3_use_ssl: bool = Field(False, validation_alias=env("S3_USE_SSL", "MINIO_USE_SSL"))
+    s3_region: str | None = Field(None, validation_alias=env("S3_REGION", "AWS_REGION"))
 
     # --- webhooks ----------------------------------------------------------------
-    webhook_timeout_ms: int = Field(10_000, ge=100, validation_alias=_env("WEBHOOK_TIMEOUT_MS"))
+    webhook_timeout_ms: int = Field(10_000, ge=100, validation_alias=env("WEBHOOK_TIMEOUT_MS"))
     # 12 attempts, 1 min doubling up to 8 h between tries: the last one ~24.5 h after the first
     webhook_max_attempts: int = Field(
-        12, ge=1, le=100, validation_alias=_env("WEBHOOK_MAX_ATTEMPTS")
+        12, ge=1, le=100, validation_alias=env("WEBHOOK_MAX_ATTEMPTS")
     )
     webhook_backoff_base_ms: int = Field(
-        60_000, ge=1, validation_alias=_env("WEBHOOK_BACKOFF_BASE_MS")
+        60_000, ge=1, validation_alias=env("WEBHOOK_BACKOFF_BASE_MS")
     )
     webhook_backoff_max_ms: int = Field(
-        28_800_000, ge=1, validation_alias=_env("WEBHOOK_BACKOFF_MAX_MS")
+        28_800_000, ge=1, validation_alias=env("WEBHOOK_BACKOFF_MAX_MS")
     )
     # jitter added to each delay: a random fraction (0..ratio) of it
     webhook_jitter_ratio: float = Field(
-        0.1, ge=0.0, le=1.0, validation_alias=_env("WEBHOOK_JITTER_RATIO")
+        0.1, ge=0.0, le=1.0, validation_alias=env("WEBHOOK_JITTER_RATIO")
     )
-    webhook_concurrency: int = Field(
-        16, ge=1, le=1000, validation_alias=_env("WEBHOOK_CONCURRENCY")
-    )
-    webhook_poll_ms: int = Field(1_000, ge=10, validation_alias=_env("WEBHOOK_POLL_MS"))
+    webhook_concurrency: int = Field(16, ge=1, le=1000, validation_alias=env("WEBHOOK_CONCURRENCY"))
+    webhook_poll_ms: int = Field(1_000, ge=10, validation_alias=env("WEBHOOK_POLL_MS"))
     # seed 004's shared secret: the default for subscriptions created without one
     # (an empty value counts as unset)
     webhook_secret: str | None = Field(
-        None, validation_alias=_env("WEBHOOK_SECRET", "WEBHOOK_SECRET")
+        None, validation_alias=env("WEBHOOK_SECRET", "WEBHOOK_SECRET")
     )
 
     # --- network guard -------------------------------------------------------------
-    allow_private_urls: bool = Field(False, validation_alias=_env("ALLOW_PRIVATE_URLS"))
+    allow_private_urls: bool = Field(False, validation_alias=env("ALLOW_PRIVATE_URLS"))
 
     @field_validator("database_url")
     @classmethod
@@ -357,6 +352,10 @@ class Settings(BaseSettings):
     @property
     def storage(self) -> StorageSettings:
         return StorageSettings.of(self)
+
+    @property
+    def cluster(self) -> ClusterSettings:
+        return ClusterSettings.of(self)
 
 
 def to_async_url(url: str) -> str:

@@ -259,3 +259,50 @@ class StorageSettings:
             s3_bucket=s.s3_bucket,
             s3_region=s.s3_region,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """A fleet: Redis, the worker ↔ control plane protocol, leases, the admin API."""
+
+    redis_url: str | None
+    redis_prefix: str
+    backend_url: str | None
+    worker_auth_token: str | None
+    worker_endpoint: str | None
+    worker_description: str
+    heartbeat_interval_s: float
+    worker_timeout_s: float
+    lease_ttl: timedelta
+    lease_renew_s: float
+    lease_margin: timedelta
+    leader_lease_ttl: timedelta
+    schedule_interval_s: float
+    worker_request_timeout_s: float
+    session_runner: Literal["embedded", "process"]
+    ping_interval_s: float
+    event_tolerance_s: float
+    jwt_ttl: timedelta
+
+    @classmethod
+    def of(cls, s: Settings) -> ClusterSettings:
+        return cls(
+            redis_url=s.redis_url,
+            redis_prefix=s.redis_prefix,
+            backend_url=s.backend_url.rstrip("/") if s.backend_url else None,
+            worker_auth_token=s.worker_auth_token or None,
+            worker_endpoint=s.worker_endpoint,
+            worker_description=s.worker_description,
+            heartbeat_interval_s=_s(s.heartbeat_interval_ms),
+            worker_timeout_s=_s(s.worker_timeout_ms),
+            lease_ttl=timedelta(milliseconds=s.lease_ttl_ms),
+            lease_renew_s=_s(s.lease_renew_ms),
+            lease_margin=timedelta(milliseconds=s.lease_margin_ms),
+            leader_lease_ttl=timedelta(milliseconds=s.leader_lease_ttl_ms),
+            schedule_interval_s=_s(s.schedule_interval_ms),
+            worker_request_timeout_s=_s(s.worker_request_timeout_ms),
+            session_runner=s.session_runner,
+            ping_interval_s=_s(s.ping_interval_ms),
+            event_tolerance_s=_s(s.event_tolerance_ms),
+            jwt_ttl=timedelta(milliseconds=s.jwt_ttl_ms),
+        )

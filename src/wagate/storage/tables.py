@@ -84,6 +84,8 @@ sessions = sa.Table(
     sa.Column("lid", sa.String(128), nullable=True),
     sa.Column("reconnect_attempts", sa.Integer, nullable=False, server_default="0"),
     _ts("last_activity_at", nullable=True),
+    # the last PING of the session's process (seed 004's lastPing)
+    _ts("last_ping_at", nullable=True),
     _ts("created_at", nullable=False),
     _ts("updated_at", nullable=False),
 )
@@ -119,6 +121,61 @@ runtime_flags = sa.Table(
     sa.Column("session_id", sa.String(64), primary_key=True, server_default=""),
     sa.Column("key", sa.String(64), primary_key=True),
     sa.Column("value", JSONType, nullable=False),
+    _ts("updated_at", nullable=False),
+)
+
+# --- the fleet: workers, who owns each session, leaders, admin users ---------------
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("endpoint", sa.Text, nullable=False),
+    sa.Column("max_sessions", sa.Integer, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    # live | draining | dead (dead: missed its heartbeats; its sessions move)
+    sa.Column("status", sa.String(16), nullable=False, server_default="live"),
+    # the running process behind the id: a second live process with the same id is refused
+    sa.Column("instance", sa.String(64), nullable=False),
+    sa.Column("session_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("message_count", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cpu_usage", sa.Float, nullable=True),
+    sa.Column("memory_usage", sa.Float, nullable=True),
+    sa.Column("uptime_s", sa.BigInteger, nullable=True),
+    _ts("registered_at", nullable=False),
+    _ts("last_heartbeat_at", nullable=False),
+    _ts("updated_at", nullable=False),
+)
+
+# one owner per session: a lease with a fencing token that grows on every change of owner
+session_leases = sa.Table(
+    "session_leases",
+    metadata,
+    sa.Column("session_id", sa.String(64), primary_key=True),
+    sa.Column("worker_id", sa.String(64), nullable=True),
+    sa.Column("epoch", sa.BigInteger, nullable=False, server_default="0"),
+    _ts("expires_at", nullable=True),
+    _ts("updated_at", nullable=False),
+)
+sa.Index("ix_session_leases_worker_id", session_leases.c.worker_id)
+
+# duties one control replica holds at a time (the scheduler, the health monitor)
+leader_leases = sa.Table(
+    "leader_leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(128), nullable=False),
+    sa.Column("epoch", sa.BigInteger, nullable=False, server_default="0"),
+    _ts("expires_at", nullable=False),
+)
+
+admin_users = sa.Table(
+    "admin_users",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    _ts("created_at", nullable=False),
     _ts("updated_at", nullable=False),
 )
 

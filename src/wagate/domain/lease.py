@@ -1,0 +1,39 @@
+"""Who owns a session: a lease with a fencing token.
+
+Exactly one process may hold a session's connection. A worker owns a session
+while it holds a live lease on it; every change of owner increments the
+lease's ``epoch``, the fencing token, and every write that only the owner may
+make carries the token it was given: a write with a stale token is refused,
+so a paused or partitioned old owner can never overwrite the new one's state.
+An owner that cannot renew its lease drops its connections *before* the lease
+can expire (``expires_at - margin``); a new owner connects only after it did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    session_id: str
+    worker_id: str
+    epoch: int  # the fencing token: grows on every change of owner
+    expires_at: datetime
+
+    def live_at(self, now: datetime) -> bool:
+        return now < self.expires_at
+
+    def must_stop_at(self, margin: timedelta) -> datetime:
+        """When an owner that could not renew must have dropped its connection."""
+        return self.expires_at - margin
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """What an owner-only write carries: the session, its owner, and the owner's token."""
+
+    session_id: str
+    worker_id: str
+    epoch: int

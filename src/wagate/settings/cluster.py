@@ -1,0 +1,68 @@
+"""The settings of a fleet: the control plane, its workers, Redis, leases, the admin API.
+
+Read with every other setting (``Settings`` inherits these fields); the
+all-in-one ``wagate serve`` needs none of them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
+from wagate.settings.aliases import env
+
+
+class ClusterFields(BaseSettings):
+    # --- the shared bus and cache ----------------------------------------------------
+    redis_url: str | None = Field(None, validation_alias=env("REDIS_URL", "REDIS_URL"))
+    # a prefix before every key and channel (several deployments, or tests, on one Redis)
+    redis_prefix: str = Field("", max_length=64, validation_alias=env("REDIS_PREFIX"))
+
+    # --- a worker and its control plane (seed 002) -------------------------------------
+    backend_url: str | None = Field(None, validation_alias=env("BACKEND_URL", "BACKEND_URL"))
+    # sent as Bearer on every worker → control plane call, checked there; never logged
+    worker_auth_token: str | None = Field(
+        None, validation_alias=env("WORKER_AUTH_TOKEN", "WORKER_AUTH_TOKEN")
+    )
+    # how the control plane reaches this worker's HTTP API (default: http://HOST:PORT)
+    worker_endpoint: str | None = Field(None, validation_alias=env("WORKER_ENDPOINT"))
+    worker_description: str = Field("", max_length=500, validation_alias=env("WORKER_DESCRIPTION"))
+    heartbeat_interval_ms: int = Field(
+        30_000, ge=100, validation_alias=env("HEARTBEAT_INTERVAL_MS")
+    )
+    # a worker silent this long is dead: its sessions go to other workers
+    worker_timeout_ms: int = Field(90_000, ge=200, validation_alias=env("WORKER_TIMEOUT_MS"))
+    # a session's owner holds a lease this long, renews it this often, and drops its
+    # connections when it could not renew for LEASE_TTL_MS - LEASE_MARGIN_MS
+    lease_ttl_ms: int = Field(45_000, ge=300, validation_alias=env("LEASE_TTL_MS"))
+    lease_renew_ms: int = Field(15_000, ge=100, validation_alias=env("LEASE_RENEW_MS"))
+    lease_margin_ms: int = Field(10_000, ge=50, validation_alias=env("LEASE_MARGIN_MS"))
+    # duties held by one control replica at a time (scheduler, health monitor)
+    leader_lease_ttl_ms: int = Field(15_000, ge=300, validation_alias=env("LEADER_LEASE_TTL_MS"))
+    schedule_interval_ms: int = Field(5_000, ge=50, validation_alias=env("SCHEDULE_INTERVAL_MS"))
+    # the control plane's wait for a worker's answer to a proxied command
+    worker_request_timeout_ms: int = Field(
+        15_000, ge=100, validation_alias=env("WORKER_REQUEST_TIMEOUT_MS")
+    )
+
+    # --- one process per session (seed 004) ----------------------------------------------
+    session_runner: Literal["embedded", "process"] = Field(
+        "embedded", validation_alias=env("SESSION_RUNNER", "SESSION_RUNNER")
+    )
+    session_id: str | None = Field(None, validation_alias=env("SESSION_ID", "SESSION_ID"))
+    proxy_url: str | None = Field(None, validation_alias=env("PROXY_URL", "PROXY_URL"))
+    # where a session process reports seed 004's events (the control plane's /webhook)
+    webhook_url: str | None = Field(None, validation_alias=env("WEBHOOK_URL", "WEBHOOK_URL"))
+    ping_interval_ms: int = Field(15_000, ge=100, validation_alias=env("PING_INTERVAL_MS"))
+    # how far a signed seed 004 event's timestamp may be from now
+    event_tolerance_ms: int = Field(300_000, ge=1_000, validation_alias=env("EVENT_TOLERANCE_MS"))
+
+    # --- the admin API's users (seed 002: JWT) ---------------------------------------------
+    # signing key of the admin JWTs; generated and kept under DATA_DIR when unset
+    jwt_secret: str | None = Field(None, validation_alias=env("JWT_SECRET"))
+    jwt_ttl_ms: int = Field(3_600_000, ge=60_000, validation_alias=env("JWT_TTL_MS"))
+    # an admin user made (or updated) at start, for deployments configured by environment
+    admin_user: str | None = Field(None, max_length=64, validation_alias=env("ADMIN_USER"))
+    admin_password: str | None = Field(None, validation_alias=env("ADMIN_PASSWORD"))
