@@ -9,7 +9,9 @@
     │   ├── NotFound            no such session/resource        → 404
     │   └── Conflict            the request clashes with state  → 409
     ├── StorageError            raised by storage/, translated once there (``storage/db.py``)
-    │   └── StorageUnavailable  the database cannot be reached right now: retry later
+    │   ├── StorageUnavailable  the database cannot be reached right now: retry later
+    │   └── StaleLease          this process no longer owns the session: stop it   → 409
+    ├── WorkerUnavailable       the session's worker cannot be reached: retry later → 503
     ├── EngineError             raised by an engine adapter, translated once there
     │   ├── TransientError      retry later with backoff (connection lost, timeouts)
     │   │   └── ProxyFailure    the session's proxy failed; retry, ideally via another proxy
@@ -75,6 +77,23 @@ class StorageUnavailable(StorageError):
     """The database (or its connection) failed in a way worth retrying later."""
 
     code = "storage_unavailable"
+
+
+class StaleLease(StorageError):
+    """An owner-only write carried a fencing token that is no longer the session's.
+
+    Another process owns the session now (this one was paused, partitioned or
+    too slow to renew): the caller must stop the session's connection, and
+    never retry the write.
+    """
+
+    code = "stale_lease"
+
+
+class WorkerUnavailable(WagateError):
+    """The worker that owns a session (or should) cannot be reached right now."""
+
+    code = "worker_unavailable"
 
 
 class EngineError(WagateError):

@@ -39,6 +39,8 @@ STATUS: list[tuple[type[e.WagateError], int]] = [
     (e.AccountBlocked, 409),
     (e.TransientError, 503),
     (e.StorageUnavailable, 503),
+    (e.StaleLease, 409),
+    (e.WorkerUnavailable, 503),
     (e.EngineError, 502),
     (e.WagateError, 500),
 ]
