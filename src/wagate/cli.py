@@ -121,7 +121,16 @@ def sandbox(
         _fail(exc.message)
     with sock:
         try:
-            asyncio.run(run_server(network, host, port, control_token=token, sock=sock))
+            serving = run_server(
+                network,
+                host,
+                port,
+                control_token=token,
+                sock=sock,
+                ws_ping_interval_s=view.ws_ping_interval_s,
+                ws_ping_timeout_s=view.ws_ping_timeout_s,
+            )
+            asyncio.run(serving)
         except KeyboardInterrupt:
             pass
 

@@ -216,12 +216,14 @@ async def test_a_second_connection_replaces_the_first(engine, network, watch) ->
     async with engine.link(auth, NO_OPTIONS) as first:
         first_events = watch(first)
         await first_events.expect(Connected)
+        assert (await network.stats())["replacedStreams"] == 0
         async with engine.link(auth, NO_OPTIONS) as second:
             await watch(second).expect(Connected)
             (ended,) = await first_events.rest()
             assert isinstance(ended, Disconnected) and ended.kind is DisconnectKind.REPLACED
             (live,) = await network.connections()
             assert live.state == "connected"
+    assert await network.stats() == {"connections": 0, "replacedStreams": 1}
 
 
 async def test_outage_refuses_new_connections_until_it_ends(engine, network, watch) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
+import sys
 
 import httpx
 import pytest
@@ -53,6 +56,8 @@ async def test_scan_through_the_control_api_links_a_websocket_session(network, s
         connected = await events.expect(Connected)
         (conn,) = await control.connections()
         accounts = await control.accounts()
+        stats = await control.stats()
+    assert stats == {"connections": 1, "replacedStreams": 0}
     assert linked["jid"] == connected.jid == f"{PHONE}:1@s.whatsapp.net"
     assert connected.push_name == "Bob"
     assert conn["session"] == "s1" and conn["client"] == "gw-7" and conn["state"] == "connected"
@@ -224,3 +229,66 @@ async def test_run_server_serves_until_cancelled(network, watch) -> None:
     assert isinstance(ended, Disconnected) and ended.kind is DisconnectKind.CONNECTION_LOST
     with pytest.raises(asyncio.CancelledError):
         await running
+
+
+_PEER = """
+import asyncio, sys
+from wagate.engine.base import LinkOptions
+from wagate.engine.sandbox import SandboxEngine
+from wagate.storage.auth_state import MemoryAuthStore
+
+async def main():
+    engine = SandboxEngine(url=sys.argv[1], key=sys.argv[2])
+    async with engine.link(MemoryAuthStore("paused"), LinkOptions()) as link:
+        async for event in link.events():
+            print(type(event).__name__, flush=True)
+            await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+async def _serving(network, **pings: float) -> tuple[asyncio.Task[None], int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    running = asyncio.create_task(
+        run_server(network, "127.0.0.1", port, control_token=TOKEN, **pings)
+    )
+    async with httpx.AsyncClient() as http, asyncio.timeout(10):
+        while True:
+            try:
+                if (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
+                    return running, port
+            except httpx.TransportError:
+                await asyncio.sleep(0.01)
+
+
+@pytest.mark.timeout(60)
+async def test_a_paused_peer_is_dropped_after_the_ping_timeout(network) -> None:
+    """A process that stops answering (SIGSTOP) loses its connection, as WhatsApp drops it."""
+    running, port = await _serving(network, ws_ping_interval_s=0.2, ws_ping_timeout_s=0.5)
+    peer = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _PEER,
+        f"ws://127.0.0.1:{port}/ws",
+        TOKEN,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert peer.stdout is not None
+        first = await asyncio.wait_for(peer.stdout.readline(), 30)
+        assert first.strip() == b"QRCode"
+        assert len(await network.connections()) == 1
+        os.kill(peer.pid, signal.SIGSTOP)
+        async with asyncio.timeout(30):  # bounded: the drop comes after ~0.7 s
+            await network.wait_connections(lambda live: not live)
+        assert (await network.stats())["replacedStreams"] == 0
+    finally:
+        os.kill(peer.pid, signal.SIGCONT)
+        peer.kill()
+        await peer.communicate()
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running

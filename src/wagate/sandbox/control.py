@@ -100,6 +100,11 @@ class SandboxControl:
         answer = await self._call("GET", "/control/connections")
         return list(answer["connections"])
 
+    async def stats(self) -> dict[str, int]:
+        """Live connections, and how many streams were replaced by a second login."""
+        answer = await self._call("GET", "/control/stats")
+        return {k: int(v) for k, v in answer.items()}
+
     async def accounts(self) -> list[Json]:
         answer = await self._call("GET", "/control/accounts")
         return list(answer["accounts"])

@@ -34,6 +34,9 @@ class Linking:
         self._timings = timings
         self._qr_refs: dict[str, Connection] = {}  # by the ref of the QR each one shows
         self._pair_codes: dict[str, Connection] = {}
+        # a device logged in while another connection of it was live: two sockets on one
+        # device, which a fleet must never cause (its tests assert this stays 0)
+        self.replaced_streams = 0
 
     def ops(self) -> dict[str, OpHandler]:
         return {"logout": self._op_logout}
@@ -77,6 +80,7 @@ class Linking:
         conn.log_in(account.phone, device.device_id, account.jid(device))
         older = self._connections.claim(device.device_id, conn)
         if older is not None:
+            self.replaced_streams += 1
             await older.end(DisconnectKind.REPLACED, "another connection logged in as this device")
         await conn.send(
             {

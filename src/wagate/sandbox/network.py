@@ -187,6 +187,13 @@ class SandboxNetwork:
         """Wait until the live connections satisfy ``ready`` (tests, demos and load runs)."""
         return await self._connections.wait(ready)
 
+    async def stats(self) -> dict[str, int]:
+        """Counters a test or an operator watches: live connections, replaced streams."""
+        return {
+            "connections": len(self._connections.infos()),
+            "replacedStreams": self._linking.replaced_streams,
+        }
+
     async def accounts(self) -> list[AccountInfo]:
         online = self._connections.online_devices()
         return [account.info(online=online) for account in self._book.all()]

@@ -126,6 +126,9 @@ class _Control:
         found = [dataclasses.asdict(info) for info in await self.network.connections()]
         return JSONResponse({"connections": found})
 
+    async def stats(self, request: Request) -> Response:
+        return JSONResponse(await self.network.stats())
+
     async def accounts(self, request: Request) -> Response:
         found = [dataclasses.asdict(info) for info in await self.network.accounts()]
         return JSONResponse({"accounts": found})
@@ -173,7 +176,11 @@ def create_app(network: SandboxNetwork, *, control_token: str | None = None) -> 
         "unban": control.unban,
         "outage": control.outage,
     }
-    get = {"connections": control.connections, "accounts": control.accounts}
+    get = {
+        "connections": control.connections,
+        "accounts": control.accounts,
+        "stats": control.stats,
+    }
 
     def guard(endpoint: Endpoint) -> Endpoint:
         return _guarded(endpoint, control_token)
@@ -200,6 +207,8 @@ async def run_server(
     port: int,
     control_token: str | None = None,
     sock: socket.socket | None = None,
+    ws_ping_interval_s: float = 20.0,
+    ws_ping_timeout_s: float = 20.0,
 ) -> None:
     """Serve the sandbox network until cancelled or signalled (``wagate sandbox``).
 
@@ -212,6 +221,8 @@ async def run_server(
         port=port,
         lifespan="off",
         log_level="info",
+        ws_ping_interval=ws_ping_interval_s,
+        ws_ping_timeout=ws_ping_timeout_s,
         timeout_graceful_shutdown=5,
     )
     server = Server(config)  # a signal ends serving; the network is then saved and closed

@@ -85,6 +85,14 @@ class Settings(ClusterFields):
     sandbox_request_timeout_ms: int = Field(
         30_000, ge=100, validation_alias=env("SANDBOX_REQUEST_TIMEOUT_MS")
     )
+    # the standalone server pings each websocket this often and drops a peer silent this long
+    # (a paused or vanished process): its device goes offline, as WhatsApp would see it
+    sandbox_ws_ping_interval_ms: int = Field(
+        20_000, ge=100, validation_alias=env("SANDBOX_WS_PING_INTERVAL_MS")
+    )
+    sandbox_ws_ping_timeout_ms: int = Field(
+        20_000, ge=100, validation_alias=env("SANDBOX_WS_PING_TIMEOUT_MS")
+    )
     # ``wagate sandbox`` (the standalone server) listens here unless --port says otherwise
     sandbox_port: int = Field(8090, ge=1, le=65535, validation_alias=env("SANDBOX_PORT"))
 

@@ -211,6 +211,8 @@ class SandboxSettings:
     open_timeout_s: float
     close_timeout_s: float
     request_timeout_s: float
+    ws_ping_interval_s: float
+    ws_ping_timeout_s: float
     port: int
     state_file: Path
 
@@ -225,6 +227,8 @@ class SandboxSettings:
             open_timeout_s=_s(s.sandbox_open_timeout_ms),
             close_timeout_s=_s(s.sandbox_close_timeout_ms),
             request_timeout_s=_s(s.sandbox_request_timeout_ms),
+            ws_ping_interval_s=_s(s.sandbox_ws_ping_interval_ms),
+            ws_ping_timeout_s=_s(s.sandbox_ws_ping_timeout_ms),
             port=s.sandbox_port,
             state_file=s.sandbox_state_file,
         )
