@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,3 +38,12 @@ class Fence:
     session_id: str
     worker_id: str
     epoch: int
+
+
+class Fences(Protocol):
+    def fence_for(self, session_id: str) -> Fence | None:
+        """The fence this process holds for the session; None when it holds none.
+
+        With None every owner-only write for the session is refused.
+        """
+        ...

@@ -35,9 +35,10 @@ from typing import Any
 from wagate.backoff import Backoff
 from wagate.clock import Clock
 from wagate.domain.audit import AuditEvent
+from wagate.domain.lease import Fences
 from wagate.domain.message import Message, Outgoing, SendResult
 from wagate.engine.base import Link, ReceiptEvent
-from wagate.errors import RequestError
+from wagate.errors import RequestError, StaleLease
 from wagate.lifecycle import Service
 from wagate.outbound import queue
 from wagate.settings import SendSettings
@@ -112,8 +113,10 @@ class Sender(Service):
         rng: random.Random | None = None,
         prepare: Prepare | None = None,
         audit: AuditRepo | None = None,
+        fences: Fences | None = None,
     ) -> None:
         super().__init__("sender")
+        self._fences = fences  # in a fleet: nothing is sent for a session whose lease lapsed
         self.outbound = outbound
         self.spool = spool
         self.clock = clock
@@ -224,6 +227,9 @@ class Sender(Service):
             drain.last_send = self.clock.monotonic()
             if not await self._send(link, message):
                 await self._nap(drain, self.policy.retry_delay(message.attempts + 1))
+        except StaleLease as exc:  # another process owns the session now: its sender sends
+            log.warning("session %s: not the owner any more, sending stops: %s", session_id, exc)
+            return False
         except Exception:  # a storage outage or a bug: keep the loop, slow down
             log.exception("session %s: send loop failed", session_id)
             await self._nap(drain, min(LOOP_ERROR_PAUSE_S, self.policy.retry_max_s))
@@ -264,6 +270,7 @@ class Sender(Service):
         await self.outbound.begin_attempt(message.id)
         if self._prepare is not None:
             outgoing = await self._prepare(outgoing)
+        self._check_owner(message.session_id)  # a pause may have let the lease lapse meanwhile
         try:
             result = await link.send(outgoing)
         except RequestError as exc:  # the engine says this message can never be sent
@@ -276,6 +283,10 @@ class Sender(Service):
             return False
         await self._sent(message, result)
         return True
+
+    def _check_owner(self, session_id: str) -> None:
+        if self._fences is not None and self._fences.fence_for(session_id) is None:
+            raise StaleLease(f"session {session_id!r}: this process no longer holds its lease")
 
     async def _outgoing(self, message: Message) -> Outgoing:
         ref = queue.media_of(message.payload)

@@ -84,12 +84,14 @@ class Worker(Service):
         rng: random.Random | None = None,
         proxy_failover: ProxyFailover | None = None,
         only_worker: bool = False,
+        resume: bool = True,
         listeners: Sequence[Listener] = (),
     ) -> None:
         super().__init__("worker", stop_timeout_s=settings.stop_timeout_s)
         self.settings = settings
         self.worker_id = settings.worker_id
         self.only_worker = only_worker
+        self._resume_at_open = resume  # False in a fleet: sessions start from their leases
         self.engine = engine
         self.sessions = sessions
         self.audit = audit
@@ -127,7 +129,8 @@ class Worker(Service):
     # --- service lifecycle ---------------------------------------------------------
 
     async def open(self) -> None:
-        await self.resume()
+        if self._resume_at_open:
+            await self.resume()
         # after the resume: a resume that fails leaves no sweeper behind
         await self._sweep.__aenter__()
 
@@ -206,6 +209,28 @@ class Worker(Service):
         """Stop the runner (if any) gracefully and record the session as stopped."""
         async with self._locks.hold(session_id):
             await self._stop(session_id, reason)
+
+    async def adopt(self, session_id: str) -> bool:
+        """Start the session as a resume would, if its row says it should run; False if not.
+
+        True when it runs here (already, or now). A fleet's worker starts the
+        sessions it was given a lease on this way.
+        """
+        async with self._locks.hold(session_id):
+            if session_id in self._runners:
+                return True
+            if not await self._runners.await_stopped(session_id):
+                return False  # the previous runner has not let go of its link yet
+            session = await self.sessions.get(session_id)
+            if session is None or not session.status.is_running:
+                return False
+            self._launch(session, SessionState.RECONNECTING)
+            return True
+
+    async def hand_over(self, session_id: str) -> None:
+        """Stop the session's runner here without recording a state: it goes on elsewhere."""
+        async with self._locks.hold(session_id):
+            await self._runners.stop(session_id)
 
     async def restart(self, session_id: str) -> None:
         """Stop and start again, with no other verb on the session in between."""

@@ -49,7 +49,13 @@ from wagate.engine.base import (
     QRCode,
     ReceiptEvent,
 )
-from wagate.errors import AccountBlocked, ProxyFailure, RelinkRequired, TransientError
+from wagate.errors import (
+    AccountBlocked,
+    ProxyFailure,
+    RelinkRequired,
+    StaleLease,
+    TransientError,
+)
 from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.sessions import SessionRepo
 from wagate.worker.events import EventHandler
@@ -111,14 +117,24 @@ class SessionRunner:
     # --- the loop ------------------------------------------------------------------
 
     async def run(self) -> SessionState:
-        """Run until the session rests (or a graceful stop drained it); the resting state."""
-        while not self._stopping.is_set():
-            disconnected = await self._connect_once()
-            if self._stopping.is_set():
-                break
-            resting = await self._recover(disconnected)
-            if resting is not None:
-                return resting
+        """Run until the session rests (or a graceful stop drained it); the resting state.
+
+        A write refused for a stale lease ends the run at once, whatever the
+        state: another process owns the session now, and this one must let go
+        of its connection without a word more to the database.
+        """
+        try:
+            while not self._stopping.is_set():
+                disconnected = await self._connect_once()
+                if self._stopping.is_set():
+                    break
+                resting = await self._recover(disconnected)
+                if resting is not None:
+                    return resting
+        except StaleLease as exc:
+            self.log.warning("no longer this session's owner: %s", exc.message)
+            self._stopping.set()
+            return self.state
         return SessionState.STOPPED
 
     async def _connect_once(self) -> Disconnected:
@@ -142,6 +158,8 @@ class SessionRunner:
             return Disconnected(DisconnectKind.LOGGED_OUT, exc.message)
         except AccountBlocked as exc:
             return Disconnected(DisconnectKind.BANNED, exc.message)
+        except StaleLease:
+            raise  # the session is another process's now: the run ends (see run)
         except Exception as exc:  # a bug or a storage outage: recover like a lost connection
             self.log.exception("session loop failed")
             await self._audit_quietly(AuditEvent.ERROR, {"code": "RUNNER_ERROR", "msg": str(exc)})
@@ -319,6 +337,8 @@ class SessionRunner:
             await deps.sessions.record_disconnected(
                 change, event.kind, event.reason, attempts=self.attempt
             )
+        except StaleLease:
+            raise
         except Exception:  # the loop must go on: the next successful write corrects the row
             self.log.exception("could not record the disconnect")
         await self._audit_quietly(AuditEvent.DISCONNECT, data)
