@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from wagate.clock import ManualClock
+from wagate.control.runtime import LeasedRuntime
 from wagate.domain.lease import Fence, Lease
 from wagate.domain.session import SessionState
 from wagate.errors import Conflict, StaleLease, StorageUnavailable
@@ -337,3 +338,28 @@ async def test_a_refused_write_ends_the_runner_at_once_and_for_good(
         assert len(engine.links) == 1 and engine.links[0].closed, "not reconnected, not restarted"
         errors = [e.data for e in await audit_repo.recent("s1", event="error")]
         assert not any(d.get("code") == "RUNNER_CRASHED" for d in errors), errors
+
+
+async def test_the_leased_runtime_starts_under_the_lease_and_gives_it_back_on_stop(
+    worker: Worker,
+    leases: MemoryLeases,
+    session_repo: SessionRepo,
+    engine: ScriptedEngine,
+    clock: ManualClock,
+) -> None:
+    for sid in ("s1", "taken"):
+        await session_repo.create(sid, engine="scripted")
+    await leases.assign("taken", "w2", TERMS.ttl)
+    engine.add([connected()])
+    async with _ownership(worker, leases, clock) as owner:
+        runtime = LeasedRuntime(worker, owner)
+        assert await runtime.start("s1") is True
+        assert (await leases.owner("s1")) is not None and owner.book.holds("s1")
+        with pytest.raises(Conflict):
+            await runtime.start("taken")
+        assert not worker.is_running("taken")
+        await eventually(lambda: worker.runner_state("s1") is SessionState.CONNECTED)
+        await runtime.stop("s1")
+        row = await session_repo.get("s1")
+        assert row is not None and row.status is SessionState.STOPPED
+        assert await leases.owner("s1") is None and not owner.book.holds("s1")
