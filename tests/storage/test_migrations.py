@@ -1,8 +1,15 @@
 from __future__ import annotations
 
+import asyncio
+import os
+import secrets
+import sys
+
+import pytest
 import sqlalchemy as sa
 
-from wagate.storage.db import Database
+from tests.conftest import PG_URL, _pg_admin, _with_db
+from wagate.storage.db import Database, create_engine
 from wagate.storage.tables import metadata
 
 
@@ -33,3 +40,34 @@ async def test_sessions_has_every_seed_000_column(db: Database) -> None:
         "updated_at",
     }
     assert seed_000 <= {c.name for c in metadata.tables["sessions"].columns}
+
+
+@pytest.mark.skipif(not PG_URL, reason="the migration lock is PostgreSQL's (SQLite has one writer)")
+async def test_processes_starting_together_migrate_one_after_the_other() -> None:
+    """A fleet starts many processes at once; each migrates, none fails on the others' DDL."""
+    assert PG_URL is not None
+    name = f"wagate_m_{secrets.token_hex(5)}"
+    await _pg_admin(f'CREATE DATABASE "{name}"')
+    url = _with_db(PG_URL, name).replace("postgresql://", "postgresql+asyncpg://", 1)
+    env = {**os.environ, "DATABASE_URL": _with_db(PG_URL, name)}
+    try:
+        children = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "wagate", "migrate", env=env, stderr=asyncio.subprocess.PIPE
+            )
+            for _ in range(4)
+        ]
+        for child in children:
+            _, err = await asyncio.wait_for(child.communicate(), 50)
+            assert child.returncode == 0, err.decode()
+        db = Database(create_engine(url))
+        try:
+            async with db.begin() as conn:
+                version = (
+                    await conn.execute(sa.text("SELECT version_num FROM alembic_version"))
+                ).all()
+        finally:
+            await db.aclose()
+        assert len(version) == 1
+    finally:
+        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

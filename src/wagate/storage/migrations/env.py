@@ -13,6 +13,10 @@ from wagate.storage.tables import metadata
 config = context.config
 target_metadata = metadata
 
+# Every process of a fleet migrates at start: on PostgreSQL they take turns, and the
+# ones after the first find the schema current (the lock ends with the transaction).
+_MIGRATION_LOCK = 0x77616761  # "waga"
+
 
 def _run(connection: Connection) -> None:
     context.configure(
@@ -22,6 +26,8 @@ def _run(connection: Connection) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
         context.run_migrations()
 
 
