@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,3 +38,12 @@ class Fence:
     session_id: str
     worker_id: str
     epoch: int
+
+
+class Fences(Protocol):
+    """Where a repository finds the token of an owner-only write (the worker's lease keeper)."""
+
+    def fence_for(self, session_id: str) -> Fence | None:
+        """The fence this process holds for the session, None when it holds none (then every
+        owner-only write is refused)."""
+        ...
