@@ -41,9 +41,9 @@ class Fence:
 
 
 class Fences(Protocol):
-    def fence_for(self, session_id: str) -> Fence | None:
-        """The fence this process holds for the session; None when it holds none.
+    """Where a repository finds the token of an owner-only write (the worker's lease keeper)."""
 
-        With None every owner-only write for the session is refused.
-        """
+    def fence_for(self, session_id: str) -> Fence | None:
+        """The fence this process holds for the session, None when it holds none (then every
+        owner-only write is refused)."""
         ...

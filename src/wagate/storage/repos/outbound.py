@@ -22,8 +22,10 @@ import sqlalchemy as sa
 
 from wagate.clock import Clock
 from wagate.domain.event import Announce
+from wagate.domain.lease import Fences
 from wagate.domain.message import OUT, STATUS_RANK, Message, MessageStatus, overtaken_by
 from wagate.storage.db import Database
+from wagate.storage.fencing import Fencing
 from wagate.storage.outbox import Outbox
 from wagate.storage.repos.messages import to_message
 from wagate.storage.tables import messages as t
@@ -49,12 +51,26 @@ class NewOutbound:
 
 
 class OutboundRepo:
-    """The send queue, receipts, and message history."""
+    """The send queue, receipts, and message history.
 
-    def __init__(self, db: Database, clock: Clock, *, outbox: Outbox | None = None) -> None:
+    With ``fences`` (a worker of a fleet), the sender's writes (:meth:`begin_attempt`,
+    :meth:`requeue`, :meth:`mark_sent`, :meth:`mark_failed`, :meth:`apply_receipt`)
+    are owner-only: they raise :class:`StaleLease`, writing nothing (nor any event),
+    when this process no longer holds the message's session.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        outbox: Outbox | None = None,
+        fences: Fences | None = None,
+    ) -> None:
         self._db = db
         self._clock = clock
         self._outbox = outbox
+        self._fencing = Fencing(fences)
 
     # --- enqueue -------------------------------------------------------------------
 
@@ -127,11 +143,11 @@ class OutboundRepo:
 
     async def begin_attempt(self, message_id: int) -> None:
         """Count an attempt before it is made, so a message that kills the process runs out."""
-        await self._update(t.c.id == message_id, attempts=t.c.attempts + 1)
+        await self._update(message_id, attempts=t.c.attempts + 1)
 
     async def requeue(self, message_id: int, error: str) -> None:
         """A transient failure: the message stays queued; the error is kept for the operator."""
-        await self._update(t.c.id == message_id, t.c.status == QUEUED, error=error[:1000])
+        await self._update(message_id, t.c.status == QUEUED, error=error[:1000])
 
     async def mark_sent(
         self,
@@ -148,7 +164,7 @@ class OutboundRepo:
         """
         status = sa.case((t.c.status == QUEUED, SENT), else_=t.c.status)
         return await self._update(
-            t.c.id == message_id,
+            message_id,
             announce=announce,
             status=status,
             wa_msg_id=wa_msg_id,
@@ -166,7 +182,7 @@ class OutboundRepo:
     ) -> Message | None:
         """Fail a queued message; ``announce(message)``'s events are recorded with it."""
         return await self._update(
-            t.c.id == message_id,
+            message_id,
             t.c.status == QUEUED,
             announce=announce,
             status=FAILED,
@@ -187,6 +203,7 @@ class OutboundRepo:
         ``announce`` runs for each moved message; its events are recorded with the move.
         """
         status = MessageStatus(status)
+        fence = self._fencing.fence(session_id)
         values: dict[str, Any] = {
             "status": status.value,
             "delivered_at": sa.func.coalesce(t.c.delivered_at, at),
@@ -201,12 +218,15 @@ class OutboundRepo:
                 t.c.direction == OUT,
                 t.c.wa_msg_id.in_(wa_msg_ids),
                 t.c.status.in_([s.value for s in overtaken_by(status)]),
+                *self._fencing.where(fence),
             )
             .values(**values)
             .returning(*t.c)
         )
         async with self._db.begin() as conn:
             moved = [to_message(row) for row in (await conn.execute(stmt)).mappings().all()]
+            if not moved:
+                await self._fencing.confirm(conn, fence)
             if announce is not None and self._outbox is not None:
                 for message in moved:
                     await self._outbox.write_in(conn, announce(message))
@@ -221,15 +241,34 @@ class OutboundRepo:
 
     async def _update(
         self,
+        message_id: int,
         *where: sa.ColumnElement[bool],
         announce: Announce[Message] | None = None,
         **values: Any,
     ) -> Message | None:
+        """An owner-only write of one message (fenced when fencing is on); None if none matched."""
+        fence = None
+        if self._fencing.enabled:
+            session_id = await self._session_of(message_id)
+            if session_id is None:
+                return None
+            fence = self._fencing.fence(session_id)
         values["updated_at"] = self._clock.now()
+        where = (t.c.id == message_id, *where, *self._fencing.where(fence))
         stmt = t.update().where(*where).values(**values).returning(*t.c)
         async with self._db.begin() as conn:
             row = (await conn.execute(stmt)).mappings().first()
-            message = to_message(row) if row else None
-            if message is not None and announce is not None and self._outbox is not None:
+            if row is None:
+                await self._fencing.confirm(conn, fence)
+                return None
+            message = to_message(row)
+            if announce is not None and self._outbox is not None:
                 await self._outbox.write_in(conn, announce(message))
         return message
+
+    async def _session_of(self, message_id: int) -> str | None:
+        """The message's session (it never changes): which fence a write on it carries."""
+        async with self._db.begin() as conn:
+            query = sa.select(t.c.session_id).where(t.c.id == message_id)
+            session_id: str | None = await conn.scalar(query)
+        return session_id

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from wagate.clock import Clock
 from wagate.domain.event import Announce
+from wagate.domain.lease import Fences
 from wagate.domain.session import (
     DisconnectKind,
     Session,
@@ -23,6 +24,7 @@ from wagate.domain.session import (
 from wagate.errors import Conflict, NotFound
 from wagate.ids import check_session_id
 from wagate.storage.db import Database
+from wagate.storage.fencing import Fencing
 from wagate.storage.outbox import Outbox
 from wagate.storage.tables import sessions as t
 
@@ -45,6 +47,12 @@ class SessionRepo:
     forms): the row and the change's outbox events (``announce(change)``,
     see :mod:`wagate.webhooks.events`) commit in one transaction, so a state
     is never recorded without its events, nor an event without its state.
+
+    With ``fences`` (a worker of a fleet), those runner's writes are owner-only:
+    each carries the session's fencing token and raises :class:`StaleLease`,
+    writing nothing, when this process no longer holds the session's lease.
+    The operator's writes (:meth:`create`, :meth:`update`, :meth:`delete`, …)
+    are never fenced. Without ``fences`` (the all-in-one gateway) nothing is.
     """
 
     def __init__(
@@ -54,11 +62,13 @@ class SessionRepo:
         *,
         outbox: Outbox | None = None,
         announce: Announce[SessionChange] | None = None,
+        fences: Fences | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
         self._outbox = outbox
         self._announce = announce
+        self._fencing = Fencing(fences)
 
     async def create(
         self,
@@ -145,7 +155,7 @@ class SessionRepo:
 
     async def update(self, session_id: str, **values: Any) -> None:
         """Set columns that report no change of the session (its worker, its proxy, …)."""
-        await self._write(session_id, values, None)
+        await self._write(session_id, values, None, fenced=False)
 
     async def record(self, change: SessionChange, **columns: Any) -> None:
         """Write a runner's change: its state (and seed 000's booleans), ``columns``, its events."""
@@ -156,7 +166,7 @@ class SessionRepo:
             "is_connected": flags.is_connected,
             **columns,
         }
-        await self._write(change.session_id, values, change)
+        await self._write(change.session_id, values, change, fenced=True)
 
     async def record_qr(
         self, change: SessionChange, qr: str, generated_at: datetime, expires_at: datetime
@@ -207,12 +217,22 @@ class SessionRepo:
         await self.record(change, **values)
 
     async def _write(
-        self, session_id: str, values: dict[str, Any], change: SessionChange | None
+        self,
+        session_id: str,
+        values: dict[str, Any],
+        change: SessionChange | None,
+        *,
+        fenced: bool,
     ) -> None:
+        fence = self._fencing.fence(session_id) if fenced else None
         values["updated_at"] = self._clock.now()
+        where = [t.c.id == session_id, *self._fencing.where(fence)]
         async with self._db.begin() as conn:
-            result = await conn.execute(t.update().where(t.c.id == session_id).values(**values))
-            if result.rowcount and change is not None and self._announce and self._outbox:
+            result = await conn.execute(t.update().where(*where).values(**values))
+            if not result.rowcount:
+                await self._fencing.confirm(conn, fence)  # a missing row is no error
+                return
+            if change is not None and self._announce and self._outbox:
                 await self._outbox.write_in(conn, self._announce(change))
 
     async def expire_qrs(self, now: datetime) -> list[str]:
