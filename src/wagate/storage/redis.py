@@ -50,7 +50,7 @@ from typing import Any, Final, Self, cast
 from redis import asyncio as aioredis
 from redis.asyncio.client import Pipeline, PubSub
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.backoff import AbstractBackoff
 from redis.exceptions import RedisError
 
 from wagate.backoff import Backoff
@@ -65,6 +65,8 @@ PROXY_STATUSES: Final = frozenset({"active", "bad"})
 
 # how long a lost subscription waits before it subscribes again (attempt 0, 1, …)
 RESUBSCRIBE = Backoff(base_s=0.1, max_s=5.0, jitter_ratio=0.2)
+# a command that lost its connection is retried once, this much later
+COMMAND_RETRY = Backoff(base_s=0.05, max_s=0.5)
 
 _GLOB = re.compile(r"([*?\[\]\\])")
 
@@ -478,8 +480,10 @@ class Redis:
                 try:
                     await asyncio.wait({read, closed}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
-                    read.cancel()
-                if not read.done() or read.cancelled() or closed.done():
+                    if not read.done():  # closed, or this task cancelled: the read must end first
+                        read.cancel()
+                        await asyncio.gather(read, return_exceptions=True)
+                if closed.done():
                     return None
                 message = read.result()
                 if message is not None and message.get("type") == "message":
@@ -499,15 +503,24 @@ def _clients(url: str, timeout_s: float, client_name: str) -> tuple[aioredis.Red
         "socket_connect_timeout": timeout_s,
         "client_name": client_name,
     }
-    quick = Retry(ExponentialBackoff(cap=0.5, base=0.05), 1)
+    quick = Retry(_Delays(COMMAND_RETRY), 1)
+    never = Retry(_Delays(COMMAND_RETRY), 0, supported_errors=())
     try:
-        client = aioredis.from_url(url, socket_timeout=timeout_s, retry=quick, **common)
-        subscriber = aioredis.from_url(
-            url, socket_keepalive=True, retry=Retry(NoBackoff(), 0, supported_errors=()), **common
-        )
+        client = aioredis.Redis.from_url(url, socket_timeout=timeout_s, retry=quick, **common)
+        subscriber = aioredis.Redis.from_url(url, socket_keepalive=True, retry=never, **common)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"REDIS_URL is not a usable Redis URL ({_url_problem(exc)})") from None
     return client, subscriber
+
+
+class _Delays(AbstractBackoff):
+    """redis-py's retry delays, from our one formula (:mod:`wagate.backoff`)."""
+
+    def __init__(self, backoff: Backoff) -> None:
+        self._backoff = backoff
+
+    def compute(self, failures: int) -> float:
+        return self._backoff.core(failures)
 
 
 def _url_problem(exc: BaseException) -> str:
