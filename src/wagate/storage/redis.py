@@ -321,7 +321,7 @@ class Redis:
                 await pipe.execute()
 
     async def set_proxy_load(self, url: str, sessions: int) -> None:
-        """How many sessions use the proxy; its status becomes ``active`` only when it has none."""
+        """How many sessions use the proxy; a proxy with no status yet becomes ``active``."""
         with _translated("set_proxy_load"):
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.set(self.keys.proxy_sessions(url), str(max(0, sessions)))
