@@ -40,6 +40,7 @@ def test_the_code_keeps_every_contract() -> None:
         ("webhooks/events.py", "import wagate.outbound.queue", "Webhooks import only"),
         ("sandbox/network.py", "import wagate.engine.base", "The sandbox network"),
         ("ingest/pipeline.py", "import sqlalchemy", "Only storage imports"),
+        ("control/cache.py", "import redis", "Only storage imports"),
     ],
 )
 def test_a_violating_import_breaks_the_check(

@@ -1,4 +1,5 @@
-"""``wagate``: serve the gateway, run the sandbox network, act as the phone, manage sessions."""
+"""``wagate``: serve the gateway, run the sandbox network, act as the phone, manage sessions,
+rebuild Redis."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from wagate.errors import ConfigError
+from wagate.errors import ConfigError, StorageError
 from wagate.ids import SESSION_ID_RULE, is_session_id
 from wagate.settings import Settings, load_settings
 
@@ -25,7 +26,9 @@ app = typer.Typer(
 sandbox_app = typer.Typer(help="The sandbox WhatsApp network: run it, or act as a phone on it.")
 sessions_app = typer.Typer(help="Manage sessions on a running gateway.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
+redis_app = typer.Typer(help="Redis, a fleet's cache and bus.", no_args_is_help=True)
 app.add_typer(sessions_app, name="sessions")
+app.add_typer(redis_app, name="redis")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -356,6 +359,43 @@ def sessions_delete(session_id: str, url: UrlOpt = None, api_key: KeyOpt = None)
     """Log a session out and delete it."""
     _Gateway(url, api_key).call("DELETE", _session_path(session_id))
     out.print(f"deleted {session_id}")
+
+
+# --- redis ----------------------------------------------------------------------------
+
+
+@redis_app.command("rebuild")
+def redis_rebuild() -> None:
+    """Write seed 004's keys into Redis again from the database (Redis is only a cache)."""
+    settings = _settings()
+    if settings.database_url is None:
+        _fail("DATABASE_URL is not set: the sessions are read from that database")
+    if settings.cluster.redis_url is None:
+        _fail("REDIS_URL is not set: it names the Redis to write")
+    try:
+        written = asyncio.run(_rebuild_redis(settings, settings.cluster.redis_url))
+    except (ConfigError, StorageError) as exc:
+        _fail(exc.message)
+    out.print(f"wrote the Redis keys of {written} session{'' if written == 1 else 's'}")
+
+
+async def _rebuild_redis(settings: Settings, redis_url: str) -> int:
+    from wagate.clock import SystemClock
+    from wagate.control.cache import RedisMirror
+    from wagate.storage.db import Database, create_engine
+    from wagate.storage.redis import Redis
+    from wagate.storage.repos.sessions import SessionRepo
+
+    view = settings.cluster
+    db = Database(create_engine(settings.sqlalchemy_url))
+    try:
+        connecting = Redis.connect(
+            redis_url, prefix=view.redis_prefix, timeout_s=view.redis_timeout_s
+        )
+        async with await connecting as redis:
+            return await RedisMirror(SessionRepo(db, SystemClock()), redis).rebuild()
+    finally:
+        await db.aclose()
 
 
 def main() -> None:

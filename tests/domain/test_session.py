@@ -132,3 +132,42 @@ def test_health_buckets() -> None:
     assert d.health_bucket(SessionState.CONNECTING) == "connecting"
     assert d.health_bucket(SessionState.RECONNECTING) == "reconnecting"
     assert d.health_bucket(SessionState.STOPPED) is None
+
+
+def test_a_change_crosses_processes_as_json_and_back() -> None:
+    import json
+    from datetime import UTC, datetime
+
+    change = d.SessionChange(
+        "s1", SessionState.QR, d.ChangeKind.QR, datetime(2026, 1, 1, tzinfo=UTC), {"qr": "2@A"}
+    )
+    message = json.loads(json.dumps(d.change_message(change)))
+    assert message == {
+        "sessionId": "s1",
+        "state": "qr",
+        "kind": "qr",
+        "at": "2026-01-01T00:00:00+00:00",
+        "data": {"qr": "2@A"},
+    }
+    assert d.change_from_message(message) == change
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {},
+        {"sessionId": "s1", "state": "nope", "kind": "qr", "at": "2026-01-01T00:00:00+00:00"},
+        {"sessionId": "s1", "state": "qr", "kind": "qr", "at": "2026-01-01T00:00:00"},
+        {"sessionId": "s1", "state": "qr", "kind": "qr", "at": 5},
+        {
+            "sessionId": "s1",
+            "state": "qr",
+            "kind": "qr",
+            "at": "2026-01-01T00:00:00+00:00",
+            "data": [1],
+        },
+    ],
+)
+def test_anything_else_is_not_a_change(message: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="not a session change"):
+        d.change_from_message(message)

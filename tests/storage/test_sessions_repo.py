@@ -146,3 +146,32 @@ async def test_timestamps_are_utc_in_the_database(db: Database, session_repo: Se
         else:
             raw = await conn.scalar(sa.text("select created_at from sessions"))
             assert str(raw).startswith("2026-01-01 00:00:00")
+
+
+async def test_owners_are_the_holders_of_live_leases(
+    db: Database, session_repo: SessionRepo, clock: ManualClock
+) -> None:
+    from wagate.storage.tables import session_leases
+
+    now = clock.now()
+    rows = [
+        ("s1", "w1", now + timedelta(seconds=30)),
+        ("s2", "w2", now + timedelta(seconds=30)),
+        ("s3", "w3", now - timedelta(seconds=1)),  # expired: nobody holds it
+        ("s4", None, None),  # released
+    ]
+    async with db.begin() as conn:
+        for session_id, worker_id, expires_at in rows:
+            await conn.execute(
+                session_leases.insert().values(
+                    session_id=session_id,
+                    worker_id=worker_id,
+                    expires_at=expires_at,
+                    updated_at=now,
+                )
+            )
+    assert await session_repo.owners() == {"s1": "w1", "s2": "w2"}
+    assert await session_repo.owners("s2") == {"s2": "w2"}
+    assert await session_repo.owners("s3") == {}
+    await clock.advance(31)
+    assert await session_repo.owners() == {}

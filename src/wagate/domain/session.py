@@ -22,6 +22,7 @@ every other non-running state recovers by itself.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -136,6 +137,9 @@ def recovery_for(kind: DisconnectKind) -> tuple[Recovery, SessionState]:
 
 # --- each seed's words for our states -------------------------------------------------
 
+# seed 004's ``session:<id>:status`` (and its API's ``status``): it has no words for our
+# resting states, so a stopped or logged-out session is "disconnected" and only FAILED
+# (banned, replaced, client outdated: an operator must act) is "failed"
 SEED_004: dict[SessionState, str] = {
     _S.CREATED: "pending",
     _S.CONNECTING: "pending",
@@ -279,3 +283,32 @@ class SessionChange:
     kind: ChangeKind
     at: datetime
     data: dict[str, Any] = field(default_factory=dict)
+
+
+def change_message(change: SessionChange) -> dict[str, Any]:
+    """The change as JSON-ready data: what crosses processes (the bus of session changes)."""
+    return {
+        "sessionId": change.session_id,
+        "state": change.state.value,
+        "kind": change.kind.value,
+        "at": change.at.isoformat(),
+        "data": dict(change.data),
+    }
+
+
+def change_from_message(message: Mapping[str, Any]) -> SessionChange:
+    """Read :func:`change_message`'s data back; :class:`ValueError` when it is not one."""
+    try:
+        at = datetime.fromisoformat(message["at"])
+        data = message.get("data") or {}
+        if at.tzinfo is None or not isinstance(data, dict):
+            raise ValueError("naive time or data that is not an object")
+        return SessionChange(
+            str(message["sessionId"]),
+            SessionState(message["state"]),
+            ChangeKind(message["kind"]),
+            at,
+            dict(data),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a session change: {exc}") from None

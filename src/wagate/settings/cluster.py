@@ -19,6 +19,8 @@ class ClusterFields(BaseSettings):
     redis_url: str | None = Field(None, validation_alias=env("REDIS_URL", "REDIS_URL"))
     # a prefix before every key and channel (several deployments, or tests, on one Redis)
     redis_prefix: str = Field("", max_length=64, validation_alias=env("REDIS_PREFIX"))
+    # one Redis command (or connection attempt) taking longer than this: Redis counts as down
+    redis_timeout_ms: int = Field(5_000, ge=50, validation_alias=env("REDIS_TIMEOUT_MS"))
 
     # --- a worker and its control plane (seed 002) -------------------------------------
     backend_url: str | None = Field(None, validation_alias=env("BACKEND_URL", "BACKEND_URL"))

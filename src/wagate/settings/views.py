@@ -271,6 +271,7 @@ class ClusterSettings:
 
     redis_url: str | None
     redis_prefix: str
+    redis_timeout_s: float
     backend_url: str | None
     worker_auth_token: str | None
     worker_endpoint: str | None
@@ -293,6 +294,7 @@ class ClusterSettings:
         return cls(
             redis_url=s.redis_url,
             redis_prefix=s.redis_prefix,
+            redis_timeout_s=_s(s.redis_timeout_ms),
             backend_url=s.backend_url.rstrip("/") if s.backend_url else None,
             worker_auth_token=s.worker_auth_token or None,
             worker_endpoint=s.worker_endpoint,

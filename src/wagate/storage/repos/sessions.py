@@ -26,6 +26,7 @@ from wagate.ids import check_session_id
 from wagate.storage.db import Database
 from wagate.storage.fencing import Fencing
 from wagate.storage.outbox import Outbox
+from wagate.storage.tables import session_leases as leases
 from wagate.storage.tables import sessions as t
 
 _FIELDS = frozenset(f.name for f in fields(Session))
@@ -245,6 +246,20 @@ class SessionRepo:
                     t.update().where(t.c.id.in_(ids), expired).values(updated_at=now, **_CLEAR_QR)
                 )
         return ids
+
+    async def owners(self, session_id: str | None = None) -> dict[str, str]:
+        """Who holds each live lease (``session_leases``): session id → worker id.
+
+        Read only, for mirrors (Redis's ``session:<id>:lock``); the leases are
+        written by their own repository. ``session_id`` narrows it to one session.
+        """
+        live = sa.and_(leases.c.worker_id.is_not(None), leases.c.expires_at > self._clock.now())
+        query = sa.select(leases.c.session_id, leases.c.worker_id).where(live)
+        if session_id is not None:
+            query = query.where(leases.c.session_id == session_id)
+        async with self._db.begin() as conn:
+            rows = (await conn.execute(query)).all()
+        return {sid: worker for sid, worker in rows}
 
     async def count_by_state(self, worker_id: str | None = None) -> dict[SessionState, int]:
         query = sa.select(t.c.status, sa.func.count()).group_by(t.c.status)
