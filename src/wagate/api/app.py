@@ -16,7 +16,16 @@ from wagate import __version__
 from wagate.api import errors
 from wagate.api.deps import require_key
 from wagate.api.nul import reject_nul
-from wagate.api.routes import groups, health, media, messages, seed002, sessions, webhooks
+from wagate.api.routes import (
+    groups,
+    health,
+    media,
+    messages,
+    runtime,
+    seed002,
+    sessions,
+    webhooks,
+)
 from wagate.control.services import Services
 
 if TYPE_CHECKING:
@@ -47,6 +56,8 @@ def create_app(
     app.include_router(media.router, dependencies=keyed)
     app.include_router(messages.router, dependencies=keyed)
     app.include_router(webhooks.router, dependencies=keyed)
+    if services.runtime is not None:  # a fleet worker: its control plane proxies to it
+        app.include_router(runtime.router, dependencies=keyed)
     if sandbox is not None:
         from wagate.sandbox.server import create_app as sandbox_app
 

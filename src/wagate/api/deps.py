@@ -16,9 +16,10 @@ from wagate.control.groups import GroupService
 from wagate.control.health import HealthService
 from wagate.control.media import MediaService
 from wagate.control.messages import MessageService
+from wagate.control.runtime import SessionRuntime
 from wagate.control.services import Services
 from wagate.control.sessions import SessionService
-from wagate.errors import Unauthorized
+from wagate.errors import Unauthorized, WorkerUnavailable
 from wagate.outbound.service import SendService
 from wagate.settings import SendSettings
 from wagate.webhooks.admin import WebhookAdmin
@@ -78,6 +79,13 @@ def _send_settings(request: Request) -> SendSettings:
     return services(request).send_settings
 
 
+def _runtime(request: Request) -> SessionRuntime:
+    runtime = services(request).runtime
+    if runtime is None:  # the router is mounted only with a runtime: this is a wiring bug
+        raise WorkerUnavailable("this process runs no sessions")
+    return runtime
+
+
 Sessions = Annotated[SessionService, Depends(_sessions)]
 Messages = Annotated[MessageService, Depends(_messages)]
 Sending = Annotated[SendService, Depends(_sending)]
@@ -86,3 +94,4 @@ Media = Annotated[MediaService, Depends(_media)]
 Webhooks = Annotated[WebhookAdmin, Depends(_webhooks)]
 Health = Annotated[HealthService, Depends(_health)]
 SendLimits = Annotated[SendSettings, Depends(_send_settings)]
+Runtime = Annotated[SessionRuntime, Depends(_runtime)]
