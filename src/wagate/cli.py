@@ -70,6 +70,43 @@ def serve(
 
 
 @app.command()
+def worker(
+    engine: Annotated[str | None, typer.Option(help="sandbox or neonize")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="HTTP port (default PORT, else WORKER_PORT, else 8080)")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1)")] = None,
+) -> None:
+    """Run a worker of a fleet: hosts the sessions its control plane gives it (seed 002)."""
+    settings = _settings(engine=engine, port=port, host=host)
+    from wagate.roles.worker import run
+
+    try:
+        asyncio.run(run(settings))
+    except ConfigError as exc:
+        _fail(exc.message)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def control(
+    port: Annotated[int | None, typer.Option(help="HTTP port (default PORT, else 8080)")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1)")] = None,
+) -> None:
+    """Run a control plane replica of a fleet: the API, the registry, the scheduler."""
+    settings = _settings(port=port, host=host)
+    from wagate.roles.control import run
+
+    try:
+        asyncio.run(run(settings))
+    except ConfigError as exc:
+        _fail(exc.message)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
 def migrate() -> None:
     """Apply database migrations (``wagate serve`` also does this at start)."""
     settings = _settings()

@@ -34,6 +34,43 @@ async def serve_http(
     await Server(config).serve(sockets=[sock])
 
 
+class Http:
+    """An HTTP server started in the background: for roles that act once it listens.
+
+    A fleet worker must answer on its port before it registers (seed 002's
+    order); :meth:`start` returns once uvicorn serves. A signal, or
+    :meth:`stop`, ends serving; :meth:`wait` returns then.
+    """
+
+    def __init__(self, app: Any, sock: socket.socket, *, host: str, port: int, log_level: str):
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            lifespan="off",
+            access_log=log_level == "debug",
+        )
+        self._server = Server(config)
+        self._sock = sock
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]), name="http")
+        while not self._server.started:
+            if self._task.done():
+                await self._task  # it failed to start: its error, here
+                return
+            await asyncio.sleep(0.01)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            await self._task
+
+
 class Server(uvicorn.Server):
     """uvicorn's server, except that the signal that stopped it is not raised again.
 

@@ -194,7 +194,7 @@ class RemoteRuntime:
 
     async def _record_stopped(self, session_id: str, reason: str) -> None:
         if await self._sessions.get(session_id) is None:
-            raise NotFound(f"session {session_id!r} not found")
+            return  # deleted meanwhile: nothing runs, nothing to record
         data = {"kind": None, "reason": reason}
         change = SessionChange(
             session_id, SessionState.STOPPED, ChangeKind.STATE, self._clock.now(), data

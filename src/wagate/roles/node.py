@@ -131,14 +131,19 @@ class Node:
         self.groups = GroupRepo(self.db, clock, outbox=self.outbox)
         self.flags = FlagRepo(self.db, clock)
 
-    async def _start_webhooks(self) -> None:
-        """Entered before the worker, so the last lifecycle events still go out."""
+    async def _start_webhooks(self, *, dispatch: bool = True) -> None:
+        """Entered before the worker, so the last lifecycle events still go out.
+
+        Without ``dispatch`` (a fleet worker) the events are only written: the
+        control plane's dispatchers deliver them.
+        """
         view = self.settings.webhooks
         deliveries = DeliveryRepo(self.db, self.clock)
         subscriptions = SubscriptionRepo(self.db, self.clock)
         self.webhooks = WebhookAdmin(view, subscriptions, deliveries, wake=self.doorbell.set)
-        dispatcher = WebhookDispatcher(view, deliveries, self.clock, wakeup=self.doorbell)
-        self.dispatcher = await self._stack.enter_async_context(dispatcher)
+        if dispatch:
+            dispatcher = WebhookDispatcher(view, deliveries, self.clock, wakeup=self.doorbell)
+            self.dispatcher = await self._stack.enter_async_context(dispatcher)
 
     async def _start_ingest(self) -> None:
         view, clock = self.settings.ingest, self.clock

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
@@ -163,8 +163,11 @@ class Ownership(Service):
         terms: Terms,
         clock: Clock,
         on_taken_over: Callable[[], Awaitable[None]] | None = None,
+        wakeups: AsyncIterator[None] | None = None,
     ) -> None:
-        super().__init__("ownership", stop_timeout_s=worker.settings.stop_timeout_s)
+        # a handover stops each runner within the worker's stop deadline (twice, at worst)
+        super().__init__("ownership", stop_timeout_s=3 * worker.settings.stop_timeout_s)
+        self._wakeups = wakeups  # announcements of new assignments (Redis), besides renewals
         self.worker = worker
         self.book = book
         self._leases = leases
@@ -189,6 +192,8 @@ class Ownership(Service):
         await self.tick()  # ready means: the sessions held at start are starting
         self.tasks.spawn(self._renewing(), "renew")
         self.tasks.spawn(self._guarding(), "guard")
+        if self._wakeups is not None:
+            self.tasks.spawn(self._listening(self._wakeups), "wakeups")
 
     async def stop_intake(self) -> None:
         self._stopping.set()
@@ -305,6 +310,10 @@ class Ownership(Service):
                 await self.tick()
             except Exception:
                 log.exception("lease renewal failed")
+
+    async def _listening(self, wakeups: AsyncIterator[None]) -> None:
+        async for _ in wakeups:
+            self.wake()
 
     async def _guarding(self) -> None:
         """Hand over each session the moment its deadline passes, whatever the renewal does."""
