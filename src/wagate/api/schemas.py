@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
-from io import BytesIO
 from typing import Any
 
-import segno
 from pydantic import BaseModel, ConfigDict, Field
 
 from wagate.domain import session as d
@@ -93,16 +90,6 @@ class QROut(BaseModel):
     qrDataUrl: str = Field(description="The QR as a PNG data URL")
     generatedAt: datetime | None
     expiresAt: datetime | None
-
-
-def qr_png(code: str, scale: int = 6) -> bytes:
-    out = BytesIO()
-    segno.make(code, error="l", micro=False).save(out, kind="png", scale=scale, border=4)
-    return out.getvalue()
-
-
-def qr_data_url(code: str) -> str:
-    return "data:image/png;base64," + base64.b64encode(qr_png(code)).decode("ascii")
 
 
 # --- seed 002 -------------------------------------------------------------------------
