@@ -17,8 +17,9 @@ from wagate.control.health import HealthService
 from wagate.control.media import MediaService
 from wagate.control.messages import MessageService
 from wagate.control.services import Services
+from wagate.control.session_reports import SessionReports
 from wagate.control.sessions import SessionService
-from wagate.errors import Unauthorized
+from wagate.errors import NotConfigured, Unauthorized
 from wagate.outbound.service import SendService
 from wagate.settings import SendSettings
 from wagate.webhooks.admin import WebhookAdmin
@@ -78,6 +79,13 @@ def _send_settings(request: Request) -> SendSettings:
     return services(request).send_settings
 
 
+def _reports(request: Request) -> SessionReports:
+    reports = services(request).reports
+    if reports is None:
+        raise NotConfigured("this process takes no session reports from workers")
+    return reports
+
+
 Sessions = Annotated[SessionService, Depends(_sessions)]
 Messages = Annotated[MessageService, Depends(_messages)]
 Sending = Annotated[SendService, Depends(_sending)]
@@ -86,3 +94,4 @@ Media = Annotated[MediaService, Depends(_media)]
 Webhooks = Annotated[WebhookAdmin, Depends(_webhooks)]
 Health = Annotated[HealthService, Depends(_health)]
 SendLimits = Annotated[SendSettings, Depends(_send_settings)]
+Reports = Annotated[SessionReports, Depends(_reports)]

@@ -53,6 +53,7 @@ class SessionOut(BaseModel):
     lastDisconnectedAt: datetime | None
     createdAt: datetime | None
     updatedAt: datetime | None
+    lastPing: datetime | None = Field(None, description="The session process's last PING")
 
     @classmethod
     def of(cls, s: d.Session) -> SessionOut:
@@ -80,6 +81,7 @@ class SessionOut(BaseModel):
             lastDisconnectedAt=s.last_disconnected_at,
             createdAt=s.created_at,
             updatedAt=s.updated_at,
+            lastPing=s.last_ping_at,
         )
 
 

@@ -13,6 +13,7 @@ from wagate.control.groups import GroupService
 from wagate.control.health import HealthService
 from wagate.control.media import MediaService
 from wagate.control.messages import MessageService
+from wagate.control.session_reports import SessionReports
 from wagate.control.sessions import SessionService
 from wagate.outbound.service import SendService
 from wagate.settings import SendSettings
@@ -29,3 +30,5 @@ class Services:
     webhooks: WebhookAdmin
     health: HealthService
     send_settings: SendSettings  # limits the API checks before a body is read
+    # workers' reports of their sessions (seed 002's status, seed 004's /webhook); None: off
+    reports: SessionReports | None = None

@@ -40,6 +40,8 @@ def disconnect_kind(code: int | str | None) -> DisconnectKind | None:
     """
     if code is None:
         return None
+    if isinstance(code, str) and code.isascii() and code.isdigit():
+        code = int(code)
     if isinstance(code, str):
         try:
             return DisconnectKind(code)
