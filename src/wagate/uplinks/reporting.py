@@ -158,7 +158,11 @@ class Reporter(Service):
                 self._idle.set()
             report = await self.queue.get()
             self._idle.clear()
-            await self._deliver(report)
+            try:
+                await self._deliver(report)
+            except Exception:  # one bad report must not end the reporting of all the others
+                log.exception("%s of %s could not be sent", report.name, report.session_id)
+                self.given_up.append(report)
 
     async def _deliver(self, report: Report) -> None:
         for attempt in range(self._max_attempts):
