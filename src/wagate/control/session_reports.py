@@ -160,17 +160,17 @@ class SessionReports:
         if state is SessionState.CONNECTED and phone_number:
             return await self.connected(session_id, phone_number, at, field="phoneNumber")
         at = self._not_after_now(at)
-        same = seed_002_states(status)
+        kind, data, columns = ChangeKind.STATE, {}, {}
         if state is SessionState.STOPPED:
             data = {"kind": None, "reason": _STOPPED_REASON}
-            change = SessionChange(session_id, state, ChangeKind.STATE, at, data)
-            return await self._apply(change, same, {}, _disconnected(at, None, _STOPPED_REASON))
-        kind = ChangeKind.CONNECTED if state is SessionState.CONNECTED else ChangeKind.STATE
-        columns = _connected(at) if kind is ChangeKind.CONNECTED else {}
-        if state is SessionState.CONNECTING:
+            columns = _disconnected(at, None, _STOPPED_REASON)
+        elif state is SessionState.CONNECTED:
+            kind, columns = ChangeKind.CONNECTED, _connected(at)
+        elif state is SessionState.CONNECTING:
             columns = {**_CLEAR_QR, "pair_code": None}
-        change = SessionChange(session_id, state, kind, at, {})
-        return await self._apply(change, same, {}, columns)
+        # qr_required: the state only (its PNG is not WhatsApp's QR text, which the row keeps)
+        change = SessionChange(session_id, state, kind, at, data)
+        return await self._apply(change, seed_002_states(status), {}, columns)
 
     # --- the rule ----------------------------------------------------------------------
 
