@@ -18,6 +18,7 @@
     │   ├── RelinkRequired      the device was logged out; a new QR/pair code is needed
     │   └── AccountBlocked      banned or replaced; an operator must act
     └── ConfigError             start-up configuration is invalid; one line names the variable
+        └── NotConfigured       a feature this request needs is off: the variable is unset → 503
 
 Foreign exceptions (websockets, neonize, SQLAlchemy, httpx) are translated into
 this tree at the adapter that meets them. The HTTP layer maps the tree to
@@ -124,3 +125,9 @@ class ConfigError(WagateError):
     """Configuration cannot be used; the message is one line naming the variable."""
 
     code = "config_error"
+
+
+class NotConfigured(ConfigError):
+    """What a request needs is not configured (its message names the variable to set)."""
+
+    code = "not_configured"

@@ -1,7 +1,9 @@
 """The FastAPI application: routes, the error table, the key check, the in-process sandbox.
 
 Without a key only health (``/``, ``/health``, ``/healthz``, ``/sandbox/healthz``)
-and the API's description (``/openapi.json``, ``/docs``) answer; the in-process
+and the API's description (``/openapi.json``, ``/docs``) answer, and, in a control
+plane that takes workers' reports, ``/webhook`` (signed) and
+``/api/webhooks/session-status`` (the worker token); the in-process
 sandbox's control API and websocket want the gateway's key, as a keyed
 ``wagate sandbox`` server wants its own.
 """
@@ -14,6 +16,7 @@ from fastapi import Depends, FastAPI
 
 from wagate import __version__
 from wagate.api import errors
+from wagate.api.compat import seed002_backend_status, seed004
 from wagate.api.deps import require_key
 from wagate.api.nul import reject_nul
 from wagate.api.routes import (
@@ -50,6 +53,9 @@ def create_app(
     errors.install(app)
     keyed = [Depends(require_key)]
     app.include_router(health.router)
+    if services.reports is not None:  # workers' reports: their own credentials, not the key
+        app.include_router(seed004.router)
+        app.include_router(seed002_backend_status.router)
     app.include_router(sessions.router, dependencies=keyed)
     app.include_router(seed002.router, dependencies=keyed)
     app.include_router(groups.router, dependencies=keyed)

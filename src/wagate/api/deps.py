@@ -18,8 +18,9 @@ from wagate.control.media import MediaService
 from wagate.control.messages import MessageService
 from wagate.control.runtime import SessionRuntime
 from wagate.control.services import Services
+from wagate.control.session_reports import SessionReports
 from wagate.control.sessions import SessionService
-from wagate.errors import Unauthorized, WorkerUnavailable
+from wagate.errors import NotConfigured, Unauthorized, WorkerUnavailable
 from wagate.outbound.service import SendService
 from wagate.settings import SendSettings
 from wagate.webhooks.admin import WebhookAdmin
@@ -86,6 +87,13 @@ def _runtime(request: Request) -> SessionRuntime:
     return runtime
 
 
+def _reports(request: Request) -> SessionReports:
+    reports = services(request).reports
+    if reports is None:
+        raise NotConfigured("this process takes no session reports from workers")
+    return reports
+
+
 Sessions = Annotated[SessionService, Depends(_sessions)]
 Messages = Annotated[MessageService, Depends(_messages)]
 Sending = Annotated[SendService, Depends(_sending)]
@@ -95,3 +103,4 @@ Webhooks = Annotated[WebhookAdmin, Depends(_webhooks)]
 Health = Annotated[HealthService, Depends(_health)]
 SendLimits = Annotated[SendSettings, Depends(_send_settings)]
 Runtime = Annotated[SessionRuntime, Depends(_runtime)]
+Reports = Annotated[SessionReports, Depends(_reports)]

@@ -60,7 +60,7 @@ def validate(model: type[M], data: Any) -> M:
 
 
 async def _json(request: Request, limit: int) -> Any:
-    raw = await _read(request, limit)
+    raw = await read_limited(request, limit)
     if not raw.strip():
         raise InvalidInput("body", "a JSON body (or a multipart form) is required")
     try:
@@ -73,7 +73,8 @@ async def _json(request: Request, limit: int) -> Any:
     return data
 
 
-async def _read(request: Request, limit: int) -> bytes:
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The raw body; :class:`BodyTooLarge` once it passes ``limit`` bytes."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
-from io import BytesIO
 from typing import Any
 
-import segno
 from pydantic import BaseModel, ConfigDict, Field
 
 from wagate.domain import session as d
@@ -56,6 +53,7 @@ class SessionOut(BaseModel):
     lastDisconnectedAt: datetime | None
     createdAt: datetime | None
     updatedAt: datetime | None
+    lastPing: datetime | None = Field(None, description="The session process's last PING")
 
     @classmethod
     def of(cls, s: d.Session) -> SessionOut:
@@ -83,6 +81,7 @@ class SessionOut(BaseModel):
             lastDisconnectedAt=s.last_disconnected_at,
             createdAt=s.created_at,
             updatedAt=s.updated_at,
+            lastPing=s.last_ping_at,
         )
 
 
@@ -93,16 +92,6 @@ class QROut(BaseModel):
     qrDataUrl: str = Field(description="The QR as a PNG data URL")
     generatedAt: datetime | None
     expiresAt: datetime | None
-
-
-def qr_png(code: str, scale: int = 6) -> bytes:
-    out = BytesIO()
-    segno.make(code, error="l", micro=False).save(out, kind="png", scale=scale, border=4)
-    return out.getvalue()
-
-
-def qr_data_url(code: str) -> str:
-    return "data:image/png;base64," + base64.b64encode(qr_png(code)).decode("ascii")
 
 
 # --- seed 002 -------------------------------------------------------------------------

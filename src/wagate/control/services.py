@@ -14,6 +14,7 @@ from wagate.control.health import HealthService
 from wagate.control.media import MediaService
 from wagate.control.messages import MessageService
 from wagate.control.runtime import SessionRuntime
+from wagate.control.session_reports import SessionReports
 from wagate.control.sessions import SessionService
 from wagate.outbound.service import SendService
 from wagate.settings import SendSettings
@@ -32,3 +33,5 @@ class Services:
     send_settings: SendSettings  # limits the API checks before a body is read
     # a fleet worker's runtime, served to its control plane at /internal (request proxying)
     runtime: SessionRuntime | None = None
+    # workers' reports of their sessions (seed 002's status, seed 004's /webhook); None: off
+    reports: SessionReports | None = None

@@ -60,6 +60,16 @@ class ClusterFields(BaseSettings):
     ping_interval_ms: int = Field(15_000, ge=100, validation_alias=env("PING_INTERVAL_MS"))
     # how far a signed seed 004 event's timestamp may be from now
     event_tolerance_ms: int = Field(300_000, ge=1_000, validation_alias=env("EVENT_TOLERANCE_MS"))
+    # signed events the control plane remembers, to refuse a replay inside the tolerance
+    event_replay_max: int = Field(100_000, ge=100, validation_alias=env("EVENT_REPLAY_MAX"))
+    # a worker's reports to its control plane (seed 002's status, seed 004's events): tries
+    # per report, the delays between them, and how many may wait while it is unreachable
+    report_max_attempts: int = Field(6, ge=1, le=100, validation_alias=env("REPORT_MAX_ATTEMPTS"))
+    report_backoff_base_ms: int = Field(500, ge=1, validation_alias=env("REPORT_BACKOFF_BASE_MS"))
+    report_backoff_max_ms: int = Field(30_000, ge=1, validation_alias=env("REPORT_BACKOFF_MAX_MS"))
+    report_queue_max: int = Field(
+        1_000, ge=1, le=1_000_000, validation_alias=env("REPORT_QUEUE_MAX")
+    )
 
     # --- the admin API's users (seed 002: JWT) ---------------------------------------------
     # signing key of the admin JWTs; generated and kept under DATA_DIR when unset

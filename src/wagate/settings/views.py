@@ -287,6 +287,10 @@ class ClusterSettings:
     session_runner: Literal["embedded", "process"]
     ping_interval_s: float
     event_tolerance_s: float
+    event_replay_max: int
+    report_max_attempts: int
+    report_backoff: Backoff
+    report_queue_max: int
     jwt_ttl: timedelta
 
     @classmethod
@@ -310,5 +314,11 @@ class ClusterSettings:
             session_runner=s.session_runner,
             ping_interval_s=_s(s.ping_interval_ms),
             event_tolerance_s=_s(s.event_tolerance_ms),
+            event_replay_max=s.event_replay_max,
+            report_max_attempts=s.report_max_attempts,
+            report_backoff=Backoff(
+                _s(s.report_backoff_base_ms), _s(s.report_backoff_max_ms), jitter_ratio=0.1
+            ),
+            report_queue_max=s.report_queue_max,
             jwt_ttl=timedelta(milliseconds=s.jwt_ttl_ms),
         )

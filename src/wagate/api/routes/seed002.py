@@ -11,11 +11,12 @@ from wagate.api.message_body import read_send_body
 from wagate.api.message_schemas import Seed002SendIn, iso_z
 from wagate.api.params import Offset
 from wagate.api.routes.messages import IdempotencyKey, inline_schema
-from wagate.api.schemas import Seed002CreateIn, ok, phone_plus, qr_data_url
+from wagate.api.schemas import Seed002CreateIn, ok, phone_plus
 from wagate.domain.message import Message
 from wagate.domain.session import SEED_002, Session
 from wagate.errors import InvalidInput
 from wagate.ids import user_jid
+from wagate.qr_image import qr_data_url
 
 router = APIRouter(prefix="/session", tags=["seed 002 worker API"])
 

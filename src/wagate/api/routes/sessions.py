@@ -8,8 +8,9 @@ from fastapi import APIRouter, Body, Query, Request, Response
 
 from wagate.api.deps import Sessions
 from wagate.api.params import RowId
-from wagate.api.schemas import ProvisionIn, QROut, SessionOut, qr_data_url, qr_png
+from wagate.api.schemas import ProvisionIn, QROut, SessionOut
 from wagate.domain.session import SEED_004
+from wagate.qr_image import qr_data_url, qr_png
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 

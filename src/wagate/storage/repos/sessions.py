@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
@@ -235,6 +235,57 @@ class SessionRepo:
                 return
             if change is not None and self._announce and self._outbox:
                 await self._outbox.write_in(conn, self._announce(change))
+
+    async def record_report(
+        self,
+        change: SessionChange,
+        *,
+        same: Collection[SessionState],
+        match: Mapping[str, Any] | None = None,
+        **columns: Any,
+    ) -> bool:
+        """Apply a worker's report of ``change``, as :meth:`record` would; whether it was applied.
+
+        The record is the truth: nothing is written when the row was updated
+        after ``change.at`` (a fresher write), nor when it already says what
+        the report says (its state in ``same`` and each ``match`` column
+        equal). Applied, the row's ``updated_at`` is ``change.at``: a report
+        made in the same instant after it still applies.
+        """
+        flags = seed_000(change.state)
+        values = {
+            "status": change.state.value,
+            "is_ready": flags.is_ready,
+            "is_connected": flags.is_connected,
+            **columns,
+            "updated_at": change.at,
+        }
+        told: list[sa.ColumnElement[bool]] = [t.c.status.in_([s.value for s in same])]
+        told += [t.c[name].is_not_distinct_from(value) for name, value in (match or {}).items()]
+        query = t.update().where(
+            t.c.id == change.session_id, t.c.updated_at <= change.at, sa.not_(sa.and_(*told))
+        )
+        async with self._db.begin() as conn:
+            result = await conn.execute(query.values(**values))
+            applied = bool(result.rowcount)
+            if applied and self._announce and self._outbox:
+                await self._outbox.write_in(conn, self._announce(change))
+        return applied
+
+    async def set_last_ping(self, session_id: str, at: datetime) -> bool:
+        """Seed 004's ``lastPing``, forward only; False when the session does not exist.
+
+        A ping is liveness, not a change of the record: ``updated_at`` stays.
+        """
+        newer = sa.or_(t.c.last_ping_at.is_(None), t.c.last_ping_at < at)
+        async with self._db.begin() as conn:
+            result = await conn.execute(
+                t.update().where(t.c.id == session_id, newer).values(last_ping_at=at)
+            )
+            if result.rowcount:
+                return True
+            found = await conn.execute(sa.select(t.c.id).where(t.c.id == session_id))
+            return found.first() is not None
 
     async def expire_qrs(self, now: datetime) -> list[str]:
         """Seed 000's sweep: clear every QR whose ``qr_expires_at`` has passed."""
