@@ -72,6 +72,7 @@ class Node:
     api_key: str
     blobs: BlobStore
     services: Services
+    spool: MediaSpool | None = None
 
     def __init__(
         self,
@@ -174,10 +175,9 @@ class Node:
 
     async def _start_outbound(self) -> None:
         view = self.settings.send
-        self.spool = MediaSpool(view.spool_dir, inline_max_bytes=view.inline_max_bytes)
         sender = Sender(
             self.outbound,
-            self.spool,
+            self._spool(),
             clock=self.clock,
             policy=SendPolicy.of(view),
             prepare=LinkPreviewer.of(view).attach,  # at send time: the API never waits for a page
@@ -185,14 +185,25 @@ class Node:
             fences=self.fences,
         )
         self.sender = await self._stack.enter_async_context(sender)
+        self.sending = self._send_service(wake=sender.wake)
+
+    def _spool(self) -> MediaSpool:
+        if self.spool is None:
+            view = self.settings.send
+            self.spool = MediaSpool(view.spool_dir, inline_max_bytes=view.inline_max_bytes)
+        return self.spool
+
+    def _send_service(self, *, wake: Callable[[str], None]) -> SendService:
+        """What the API queues sends with; ``wake`` tells the session's sender there is one."""
+        view = self.settings.send
         fetcher = MediaFetcher(
             max_bytes=view.media_max_bytes,
             timeout_s=view.media_fetch_timeout_s,
             max_redirects=view.media_fetch_max_redirects,
             allow_private=view.allow_private_urls,
         )
-        self.sending = SendService(
-            self.outbound, self.messages, self.sessions, self.spool, fetcher, wake=sender.wake
+        return SendService(
+            self.outbound, self.messages, self.sessions, self._spool(), fetcher, wake=wake
         )
 
     def _auth_factory(self) -> Callable[[str], AuthStore]:
