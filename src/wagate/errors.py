@@ -12,6 +12,7 @@
     │   ├── StorageUnavailable  the database cannot be reached right now: retry later
     │   └── StaleLease          this process no longer owns the session: stop it   → 409
     ├── WorkerUnavailable       the session's worker cannot be reached: retry later → 503
+    ├── NotConfigured           this process lacks the setting a request needs      → 503
     ├── EngineError             raised by an engine adapter, translated once there
     │   ├── TransientError      retry later with backoff (connection lost, timeouts)
     │   │   └── ProxyFailure    the session's proxy failed; retry, ideally via another proxy
@@ -94,6 +95,12 @@ class WorkerUnavailable(WagateError):
     """The worker that owns a session (or should) cannot be reached right now."""
 
     code = "worker_unavailable"
+
+
+class NotConfigured(WagateError):
+    """A feature the request needs is off on this process; the message names the setting."""
+
+    code = "not_configured"
 
 
 class EngineError(WagateError):

@@ -41,6 +41,7 @@ STATUS: list[tuple[type[e.WagateError], int]] = [
     (e.StorageUnavailable, 503),
     (e.StaleLease, 409),
     (e.WorkerUnavailable, 503),
+    (e.NotConfigured, 503),
     (e.EngineError, 502),
     (e.WagateError, 500),
 ]

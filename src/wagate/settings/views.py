@@ -283,6 +283,8 @@ class ClusterSettings:
     ping_interval_s: float
     event_tolerance_s: float
     jwt_ttl: timedelta
+    worker_probe_timeout_s: float
+    allow_private_urls: bool  # the admin's connectivity test may reach internal addresses
 
     @classmethod
     def of(cls, s: Settings) -> ClusterSettings:
@@ -305,4 +307,6 @@ class ClusterSettings:
             ping_interval_s=_s(s.ping_interval_ms),
             event_tolerance_s=_s(s.event_tolerance_ms),
             jwt_ttl=timedelta(milliseconds=s.jwt_ttl_ms),
+            worker_probe_timeout_s=_s(s.worker_probe_timeout_ms),
+            allow_private_urls=s.allow_private_urls,
         )
