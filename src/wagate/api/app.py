@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI
 
 from wagate import __version__
 from wagate.api import errors
+from wagate.api.compat import seed002_backend
 from wagate.api.deps import require_key
 from wagate.api.nul import reject_nul
 from wagate.api.routes import groups, health, media, messages, seed002, sessions, webhooks
@@ -47,6 +48,10 @@ def create_app(
     app.include_router(media.router, dependencies=keyed)
     app.include_router(messages.router, dependencies=keyed)
     app.include_router(webhooks.router, dependencies=keyed)
+    if services.registry is not None:  # a control plane: seed 002's backend
+        app.include_router(seed002_backend.worker_router)
+        app.include_router(seed002_backend.auth_router)
+        app.include_router(seed002_backend.admin_router)
     if sandbox is not None:
         from wagate.sandbox.server import create_app as sandbox_app
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from wagate.control.admins import AdminAuth
 from wagate.control.groups import GroupService
 from wagate.control.health import HealthService
 from wagate.control.media import MediaService
 from wagate.control.messages import MessageService
+from wagate.control.registry import WorkerRegistry
 from wagate.control.sessions import SessionService
 from wagate.outbound.service import SendService
 from wagate.settings import SendSettings
@@ -29,3 +31,6 @@ class Services:
     webhooks: WebhookAdmin
     health: HealthService
     send_settings: SendSettings  # limits the API checks before a body is read
+    # the control plane's fleet (seed 002's backend); the app serves its routes when set
+    registry: WorkerRegistry | None = None
+    admins: AdminAuth | None = None
