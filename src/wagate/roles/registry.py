@@ -71,7 +71,8 @@ async def ensure_configured_admin(auth: AdminAuth, settings: Settings) -> AdminU
     try:
         saved = await auth.ensure_user(user, password)
     except InvalidInput as exc:
-        raise ConfigError(f"{variable('admin_' + exc.field)}: {exc.message}") from None
+        field = "admin_user" if exc.field == "username" else "admin_password"
+        raise ConfigError(f"{variable(field)}: {exc.message}") from None
     log.info("admin user %s is configured from the environment", saved.username)
     return saved
 
