@@ -16,19 +16,21 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from wagate.errors import ConfigError, StorageError
+from wagate.errors import ConfigError, RequestError, StorageError
 from wagate.ids import SESSION_ID_RULE, is_session_id
-from wagate.settings import Settings, load_settings
+from wagate.settings import Settings, load_settings, variable
 
 app = typer.Typer(
     help="wagate: a self-hosted, multi-session WhatsApp gateway.", no_args_is_help=True
 )
 sandbox_app = typer.Typer(help="The sandbox WhatsApp network: run it, or act as a phone on it.")
 sessions_app = typer.Typer(help="Manage sessions on a running gateway.", no_args_is_help=True)
+admin_app = typer.Typer(help="The admin API's users (a control plane's).", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
 redis_app = typer.Typer(help="Redis, a fleet's cache and bus.", no_args_is_help=True)
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(redis_app, name="redis")
+app.add_typer(admin_app, name="admin")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -117,6 +119,35 @@ def migrate() -> None:
     except ConfigError as exc:
         _fail(exc.message)
     out.print("database is up to date")
+
+
+# --- admin users ----------------------------------------------------------------------
+
+
+@admin_app.command("create-user")
+def admin_create_user(
+    username: str,
+    password: Annotated[
+        str | None, typer.Option(help="The password (default: asked for, hidden)")
+    ] = None,
+    update: Annotated[
+        bool, typer.Option("--update", help="Set the password of an existing user")
+    ] = False,
+) -> None:
+    """Add a user of the admin API (migrates the database at DATABASE_URL first)."""
+    settings = _settings()
+    if settings.database_url is None:
+        _fail(f"set {variable('database_url')}: admin users live in the control plane's database")
+    if password is None:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    from wagate.roles.registry import create_admin_user
+
+    try:
+        user = asyncio.run(create_admin_user(settings, username, password, update=update))
+    except (ConfigError, RequestError) as exc:
+        hint = " (add --update to set its password)" if exc.code == "admin_exists" else ""
+        _fail(exc.message + hint)
+    out.print(f"admin user {user.username} is ready")
 
 
 # --- sandbox --------------------------------------------------------------------------

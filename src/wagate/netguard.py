@@ -26,6 +26,15 @@ from wagate.errors import InvalidInput
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+class InternalAddress(InvalidInput):
+    """The URL (or the connection made for it) reaches an internal address."""
+
+    def __init__(self, field: str, ip: IPAddress) -> None:
+        message = f"{field} points at an internal address ({ip}); that is not allowed"
+        super().__init__(field, message)
+        self.ip = ip
+
+
 def is_public(ip: IPAddress) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
@@ -62,9 +71,7 @@ async def check_url(url: str, field: str, *, allow_private: bool = False) -> Non
         return
     for ip in await _resolve(host, port, field):
         if not is_public(ip):
-            raise InvalidInput(
-                field, f"{field} points at an internal address ({ip}); that is not allowed"
-            )
+            raise InternalAddress(field, ip)
 
 
 def check_peer(address: Any, field: str) -> None:
@@ -76,9 +83,7 @@ def check_peer(address: Any, field: str) -> None:
     except ValueError:
         return
     if not is_public(ip):
-        raise InvalidInput(
-            field, f"{field} points at an internal address ({ip}); that is not allowed"
-        )
+        raise InternalAddress(field, ip)
 
 
 Trace = Callable[[str, dict[str, Any]], Awaitable[None]]

@@ -16,7 +16,7 @@ from fastapi import Depends, FastAPI
 
 from wagate import __version__
 from wagate.api import errors
-from wagate.api.compat import seed002_backend_status, seed004
+from wagate.api.compat import seed002_backend, seed002_backend_status, seed004
 from wagate.api.deps import require_key
 from wagate.api.nul import reject_nul
 from wagate.api.routes import (
@@ -64,6 +64,10 @@ def create_app(
     app.include_router(webhooks.router, dependencies=keyed)
     if services.runtime is not None:  # a fleet worker: its control plane proxies to it
         app.include_router(runtime.router, dependencies=keyed)
+    if services.registry is not None:  # a control plane: seed 002's backend
+        app.include_router(seed002_backend.worker_router)
+        app.include_router(seed002_backend.auth_router)
+        app.include_router(seed002_backend.admin_router)
     if sandbox is not None:
         from wagate.sandbox.server import create_app as sandbox_app
 

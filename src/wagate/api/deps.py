@@ -12,10 +12,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from wagate.control.admins import AdminAuth
 from wagate.control.groups import GroupService
 from wagate.control.health import HealthService
 from wagate.control.media import MediaService
 from wagate.control.messages import MessageService
+from wagate.control.registry import WorkerRegistry
 from wagate.control.runtime import SessionRuntime
 from wagate.control.services import Services
 from wagate.control.session_reports import SessionReports
@@ -40,12 +42,20 @@ def require_key(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
     """Accept the key as ``X-Api-Key: <key>`` or ``Authorization: Bearer <key>``."""
-    given = header_key or (bearer.credentials if bearer else None)
+    given = _given_key(header_key, bearer)
     if not given:
         raise Unauthorized("missing API key: send X-Api-Key or Authorization: Bearer")
-    expected: str = request.app.state.api_key
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    if not _is_api_key(request, given):
         raise Unauthorized("wrong API key")
+
+
+def _given_key(header_key: str | None, bearer: HTTPAuthorizationCredentials | None) -> str | None:
+    return header_key or (bearer.credentials if bearer else None)
+
+
+def _is_api_key(request: Request, given: str) -> bool:
+    expected: str = request.app.state.api_key
+    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 def _sessions(request: Request) -> SessionService:
@@ -94,6 +104,20 @@ def _reports(request: Request) -> SessionReports:
     return reports
 
 
+def _registry(request: Request) -> WorkerRegistry:
+    found = services(request).registry
+    if found is None:
+        raise NotConfigured("this process keeps no registry of workers (`wagate control` does)")
+    return found
+
+
+def _admins(request: Request) -> AdminAuth:
+    found = services(request).admins
+    if found is None:
+        raise NotConfigured("this process has no admin users (`wagate control` has)")
+    return found
+
+
 Sessions = Annotated[SessionService, Depends(_sessions)]
 Messages = Annotated[MessageService, Depends(_messages)]
 Sending = Annotated[SendService, Depends(_sending)]
@@ -104,3 +128,32 @@ Health = Annotated[HealthService, Depends(_health)]
 SendLimits = Annotated[SendSettings, Depends(_send_settings)]
 Runtime = Annotated[SessionRuntime, Depends(_runtime)]
 Reports = Annotated[SessionReports, Depends(_reports)]
+Registry = Annotated[WorkerRegistry, Depends(_registry)]
+Admins = Annotated[AdminAuth, Depends(_admins)]
+
+
+def require_worker(
+    registry: Registry,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """A worker's call (seed 002): ``Authorization: Bearer <WORKER_AUTH_TOKEN>``."""
+    registry.authenticate(bearer.credentials if bearer else None)
+
+
+async def require_admin(
+    request: Request,
+    admins: Admins,
+    header_key: Annotated[str | None, Depends(_api_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """An admin's call: a JWT from ``POST /api/v1/auth/login``, or the API key; who it is."""
+    given = _given_key(header_key, bearer)
+    if not given:
+        raise Unauthorized(
+            "missing token: send Authorization: Bearer with a token of POST /api/v1/auth/login"
+        )
+    if _is_api_key(request, given):
+        return "api-key"
+    if header_key:  # X-Api-Key carries the key, never a token
+        raise Unauthorized("wrong API key")
+    return await admins.verify(given)

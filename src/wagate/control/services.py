@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from wagate.control.admins import AdminAuth
 from wagate.control.groups import GroupService
 from wagate.control.health import HealthService
 from wagate.control.media import MediaService
 from wagate.control.messages import MessageService
+from wagate.control.registry import WorkerRegistry
 from wagate.control.runtime import SessionRuntime
 from wagate.control.session_reports import SessionReports
 from wagate.control.sessions import SessionService
@@ -35,3 +37,6 @@ class Services:
     runtime: SessionRuntime | None = None
     # workers' reports of their sessions (seed 002's status, seed 004's /webhook); None: off
     reports: SessionReports | None = None
+    # the control plane's fleet (seed 002's backend); the app serves its routes when set
+    registry: WorkerRegistry | None = None
+    admins: AdminAuth | None = None

@@ -20,6 +20,11 @@ class AuditEvent(enum.StrEnum):
     GROUP_RENAME = "group_rename"
     INGEST = "ingest"
     ERROR = "error"
+    # the fleet (``session_id`` is NULL; ``data.workerId`` names the worker)
+    WORKER_REGISTERED = "worker_registered"
+    WORKER_DEAD = "worker_dead"
+    WORKER_DRAINING = "worker_draining"
+    WORKER_REMOVED = "worker_removed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,10 @@ class ClusterFields(BaseSettings):
     worker_request_timeout_ms: int = Field(
         15_000, ge=100, validation_alias=env("WORKER_REQUEST_TIMEOUT_MS")
     )
+    # the control plane's probe of a worker's /health (a registration's id check, the admin's test)
+    worker_probe_timeout_ms: int = Field(
+        3_000, ge=100, validation_alias=env("WORKER_PROBE_TIMEOUT_MS")
+    )
 
     # --- one process per session (seed 004) ----------------------------------------------
     session_runner: Literal["embedded", "process"] = Field(
@@ -73,7 +77,7 @@ class ClusterFields(BaseSettings):
 
     # --- the admin API's users (seed 002: JWT) ---------------------------------------------
     # signing key of the admin JWTs; generated and kept under DATA_DIR when unset
-    jwt_secret: str | None = Field(None, validation_alias=env("JWT_SECRET"))
+    jwt_secret: str | None = Field(None, min_length=32, validation_alias=env("JWT_SECRET"))
     jwt_ttl_ms: int = Field(3_600_000, ge=60_000, validation_alias=env("JWT_TTL_MS"))
     # an admin user made (or updated) at start, for deployments configured by environment
     admin_user: str | None = Field(None, max_length=64, validation_alias=env("ADMIN_USER"))

@@ -328,6 +328,10 @@ class Settings(ClusterFields):
         return self.data_dir / "api_key"
 
     @property
+    def jwt_secret_file(self) -> Path:
+        return self.data_dir / "jwt_secret"
+
+    @property
     def sandbox_state_file(self) -> Path:
         return self.data_dir / "sandbox-network.json"
 

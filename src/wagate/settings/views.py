@@ -292,6 +292,8 @@ class ClusterSettings:
     report_backoff: Backoff
     report_queue_max: int
     jwt_ttl: timedelta
+    worker_probe_timeout_s: float
+    allow_private_urls: bool  # the admin's connectivity test may reach internal addresses
 
     @classmethod
     def of(cls, s: Settings) -> ClusterSettings:
@@ -321,4 +323,6 @@ class ClusterSettings:
             ),
             report_queue_max=s.report_queue_max,
             jwt_ttl=timedelta(milliseconds=s.jwt_ttl_ms),
+            worker_probe_timeout_s=_s(s.worker_probe_timeout_ms),
+            allow_private_urls=s.allow_private_urls,
         )
