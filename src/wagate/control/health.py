@@ -26,11 +26,13 @@ class HealthService:
         engine: EngineFigures,
         worker_id: str,
         max_sessions: int,
+        instance: str | None = None,
     ) -> None:
         self.runtime = runtime
         self._engine = engine
         self.worker_id = worker_id
         self.max_sessions = max_sessions
+        self.instance = instance  # this process, among those that used its worker id
         self._process = psutil.Process()
         self._started = time.monotonic()
 
@@ -63,6 +65,7 @@ class HealthService:
                 "status": "online",
                 "needsRestart": needs_restart,
                 "workerId": self.worker_id,
+                **({"instance": self.instance} if self.instance else {}),
                 "sessionCount": len(running),
                 "cpuUsage": round(process.cpu_percent(None) / (psutil.cpu_count() or 1), 1),
                 "memoryUsage": round(process.memory_percent(), 1),

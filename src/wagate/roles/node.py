@@ -73,6 +73,7 @@ class Node:
     blobs: BlobStore
     services: Services
     spool: MediaSpool | None = None
+    instance: str | None = None  # a fleet process's own id (its worker id may outlive it)
 
     def __init__(
         self,
@@ -240,6 +241,7 @@ class Node:
                 engine=self._engine_figures,
                 worker_id=s.worker.worker_id,
                 max_sessions=s.worker.max_sessions,
+                instance=self.instance,
             ),
             send_settings=s.send,
         )

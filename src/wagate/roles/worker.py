@@ -23,7 +23,7 @@ import dataclasses
 import logging
 import secrets
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -84,7 +84,8 @@ class WorkerNode(Node):
         instance: str | None = None,
     ) -> None:
         super().__init__(settings, clock=clock, engine=engine, listeners=listeners)
-        self.instance = instance or secrets.token_hex(8)  # this process, among its id's
+        self.me = instance or secrets.token_hex(8)  # this process, among its worker id's
+        self.instance = self.me
         self.worker_id = settings.worker.worker_id
         self.draining = False
         self.on_exit: Callable[[], None] = lambda: None  # set by run(): ends the HTTP server
@@ -125,11 +126,11 @@ class WorkerNode(Node):
             book=self.book,
             leases=SessionLeaseRepo(self.db, self.clock),
             liveness=self,
-            instance=self.instance,
+            instance=self.me,
             terms=self.terms,
             clock=self.clock,
             on_taken_over=self._taken_over,
-            wakeups=self.redis.wakeups(self.worker_id),
+            wakeups=self._wakeups(),
         )
         self.runtime = LeasedRuntime(self.worker, self.ownership)
         services = self._services(self.runtime, engine_name=self.engine.name)
@@ -149,6 +150,13 @@ class WorkerNode(Node):
         )
         self.worker = await self._stack.enter_async_context(worker)
 
+    async def _wakeups(self) -> AsyncIterator[None]:
+        """Wake-ups through Redis: a new assignment, a drain, or sends queued elsewhere."""
+        async for _ in self.redis.wakeups(self.worker_id):
+            for session_id in self.worker.running():
+                self.sender.wake(session_id)
+            yield None
+
     # --- joining the fleet (after the HTTP server listens) --------------------------------
 
     async def join(self, endpoint: str) -> None:
@@ -159,7 +167,7 @@ class WorkerNode(Node):
             endpoint=endpoint,
             max_sessions=self.settings.worker.max_sessions,
             description=c.worker_description or f"wagate worker on {socket.gethostname()}",
-            instance=self.instance,
+            instance=self.me,
         )
         await self.backend.register(registration)
         log.info("registered with the control plane as %s (%s)", self.worker_id, endpoint)
