@@ -73,6 +73,7 @@ async def test_rebuild_writes_every_sessions_keys_from_the_record(
     created = str(round(clock.now().timestamp() * 1000))
     p = redis_prefix
     assert await snapshot(raw_redis, p) == {
+        f"{p}wagate:mirrored": (created, False),  # written last: a flush removes it
         f"{p}session:s1:status": ("pending", False),
         f"{p}session:s1:phone": ("6281111111111", False),
         f"{p}session:s1:proxy": (PROXY_A, False),
@@ -234,3 +235,22 @@ async def _until_subscribed(client: aioredis.Redis, channel: str) -> None:
     while int((await client.pubsub_numsub(channel))[0][1]) < 1:
         assert loop.time() < deadline, f"nobody subscribed to {channel}"
         await asyncio.sleep(0.01)
+
+
+async def test_keep_rebuilds_only_after_the_keys_were_lost(
+    session_repo: SessionRepo,
+    db: Database,
+    redis: Redis,
+    raw_redis: aioredis.Redis,
+    redis_prefix: str,
+    clock: ManualClock,
+) -> None:
+    await _fleet(session_repo, db, clock)
+    mirror = RedisMirror(session_repo, redis)
+    assert await mirror.keep() is True, "never written: written now"
+    before = await snapshot(raw_redis, redis_prefix)
+    assert await mirror.keep() is False, "current: left alone"
+    async for key in raw_redis.scan_iter(match=f"{redis_prefix}*"):
+        await raw_redis.delete(key)  # FLUSHALL, for this test's keys only
+    assert await mirror.keep() is True
+    assert await snapshot(raw_redis, redis_prefix) == before

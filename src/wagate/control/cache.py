@@ -49,8 +49,17 @@ class RedisMirror:
             if await self._sessions.find_by_phone(number) is None:
                 await self._redis.forget_phone(number)
         await self._proxy_loads(Counter(s.proxy for s in sessions if s.proxy))
+        await self._redis.mark_mirrored()  # last: a flush meanwhile is seen by the next check
         log.info("wrote the Redis keys of %d sessions", len(sessions))
         return len(sessions)
+
+    async def keep(self) -> bool:
+        """Rebuild when Redis lost the keys (flushed, restarted empty); whether it did."""
+        if await self._redis.is_mirrored():
+            return False
+        log.warning("Redis lost its keys (flushed or restarted): rebuilding them")
+        await self.rebuild()
+        return True
 
     async def _proxy_loads(self, loads: Counter[str]) -> None:
         """Each proxy's session count; a proxy no session uses any more counts none."""

@@ -7,7 +7,7 @@ seed 003's ``/healthz`` is its ``needsRestart`` alone.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import psutil
@@ -16,6 +16,7 @@ from wagate.control.runtime import SessionRuntime
 from wagate.domain.session import health_bucket
 
 EngineFigures = Callable[[], Mapping[str, Any]]
+FleetFigures = Callable[[], Awaitable[Mapping[str, Any]]]
 
 
 class HealthService:
@@ -27,12 +28,14 @@ class HealthService:
         worker_id: str,
         max_sessions: int,
         instance: str | None = None,
+        fleet: FleetFigures | None = None,
     ) -> None:
         self.runtime = runtime
         self._engine = engine
         self.worker_id = worker_id
         self.max_sessions = max_sessions
         self.instance = instance  # this process, among those that used its worker id
+        self._fleet = fleet  # a control plane's view of its workers, leases and sessions
         self._process = psutil.Process()
         self._started = time.monotonic()
 
@@ -54,7 +57,7 @@ class HealthService:
         engine = self.engine()
         needs_restart = bool(engine.get("needsRestart", False))
         process = self._process
-        return {
+        report: dict[str, Any] = {
             # seed 001
             "status": "ok",
             "instances": instances,
@@ -76,3 +79,6 @@ class HealthService:
                 "engine": engine,
             },
         }
+        if self._fleet is not None:
+            report["fleet"] = dict(await self._fleet())
+        return report

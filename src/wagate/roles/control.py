@@ -21,7 +21,9 @@ import dataclasses
 import logging
 import secrets
 import socket
+from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 import httpx
 
@@ -29,6 +31,7 @@ from wagate.control.cache import RedisMirror
 from wagate.control.remote import RemoteRuntime
 from wagate.control.scheduler import Leadership, Scheduler
 from wagate.control.session_reports import SessionReports
+from wagate.domain.worker import WorkerStatus
 from wagate.errors import ConfigError, StorageError, StorageUnavailable
 from wagate.lifecycle import Periodic
 from wagate.logs import configure
@@ -81,7 +84,7 @@ class ControlPlane(Node):
         self.registry = worker_registry(self.db, self.clock, s, self.http, on_drain=self._drain)
         admins = admin_auth(self.db, self.clock, s)
         await ensure_configured_admin(admins, s)
-        services = self._services(self.runtime, engine_name=s.engine)
+        services = self._services(self.runtime, engine_name=s.engine, fleet=self._fleet_figures)
         self.services = dataclasses.replace(
             services, registry=self.registry, admins=admins, reports=self._reports()
         )
@@ -146,6 +149,20 @@ class ControlPlane(Node):
     async def _watch(self) -> None:
         if self.leadership.is_leader:
             await self.registry.check_once()
+            await self.mirror.keep()
+
+    async def _fleet_figures(self) -> dict[str, Any]:
+        """``/health`` of a control plane: its workers, the leases, the sessions by state."""
+        workers = Counter(w.status.value for w in await self.workers.list())
+        leases = await self.leases.live_counts()
+        states = await self.sessions.count_by_state()
+        return {
+            "leader": self.leadership.is_leader,
+            "workers": {s.value: workers.get(s.value, 0) for s in WorkerStatus},
+            "leases": sum(leases.values()),
+            "leasesByWorker": leases,
+            "sessions": {state.value: n for state, n in sorted(states.items())},
+        }
 
     # --- hooks ---------------------------------------------------------------------------
 

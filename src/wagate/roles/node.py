@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Self
 from wagate.api.app import create_app
 from wagate.clock import Clock, SystemClock
 from wagate.control.groups import GroupService
-from wagate.control.health import HealthService
+from wagate.control.health import FleetFigures, HealthService
 from wagate.control.media import MediaService
 from wagate.control.messages import MessageService
 from wagate.control.runtime import SessionRuntime
@@ -219,7 +219,9 @@ class Node:
         """The HTTP API over this gateway's services (and its in-process sandbox, if any)."""
         return create_app(self.services, api_key=self.api_key, sandbox=self.sandbox_network)
 
-    def _services(self, runtime: SessionRuntime, *, engine_name: str) -> Services:
+    def _services(
+        self, runtime: SessionRuntime, *, engine_name: str, fleet: FleetFigures | None = None
+    ) -> Services:
         s = self.settings
         return Services(
             sessions=SessionService(
@@ -242,6 +244,7 @@ class Node:
                 worker_id=s.worker.worker_id,
                 max_sessions=s.worker.max_sessions,
                 instance=self.instance,
+                fleet=fleet,
             ),
             send_settings=s.send,
         )
@@ -275,6 +278,7 @@ class Node:
             return SandboxEngine(
                 url=sandbox_ws_url(view.url),
                 key=view.key,
+                client=s.worker.worker_id,  # the network lists each connection by its worker
                 open_timeout_s=view.open_timeout_s,
                 close_timeout_s=view.close_timeout_s,
                 request_timeout_s=view.request_timeout_s,

@@ -211,12 +211,19 @@ class WorkerNode(Node):
 def for_the_fleet(settings: Settings) -> Settings:
     """A worker's settings as a fleet needs them.
 
-    ``WORKER_ID`` defaults to the host name (a Kubernetes pod's name); the
-    credentials of every session live where any worker can read them: the
+    ``WORKER_ID`` defaults to the host name (a Kubernetes pod's name); what a
+    session needs lives where any worker can read it: its credentials in the
     database (``AUTH_STORE=database``, and neonize's own store in the main
-    database unless ``WAGATE_NEONIZE_DATABASE_URL`` names another).
+    database unless ``WAGATE_NEONIZE_DATABASE_URL`` names another), its queued
+    media in the queued row.
     """
-    update: dict[str, Any] = {"auth_store": "database"}
+    update: dict[str, Any] = {
+        "auth_store": "database",
+        # queued media rides in its row: any worker may be the one that sends it
+        "outbox_inline_max_bytes": max(
+            settings.outbox_inline_max_bytes, settings.send_media_max_bytes
+        ),
+    }
     if "worker_id" not in settings.model_fields_set:
         update["worker_id"] = socket.gethostname()
     if not settings.neonize_database_url:

@@ -130,6 +130,10 @@ class RedisKeys:
     def worker_alive(self, worker_id: str) -> str:
         return f"{self.prefix}worker:{worker_id}:alive"
 
+    def mirrored(self) -> str:
+        """Set once the keys were written from the record: gone after a flush."""
+        return f"{self.prefix}wagate:mirrored"
+
     def session_changes(self) -> str:
         """The channel of session changes (JSON messages)."""
         return f"{self.prefix}session-changes"
@@ -359,6 +363,15 @@ class Redis:
     async def drop_alive(self, worker_id: str) -> None:
         with _translated("drop_alive"):
             await self._client.delete(self.keys.worker_alive(worker_id))
+
+    async def mark_mirrored(self) -> None:
+        with _translated("mark_mirrored"):
+            await self._client.set(self.keys.mirrored(), str(_ms(self._clock.now())))
+
+    async def is_mirrored(self) -> bool:
+        """False after a flush (or before the first rebuild): the keys must be written again."""
+        with _translated("is_mirrored"):
+            return bool(await self._client.exists(self.keys.mirrored()))
 
     async def alive_workers(self) -> set[str]:
         return await self._scan(self.keys.alive_pattern(), self.keys.worker_of)
