@@ -78,9 +78,13 @@ def worker(
         int | None, typer.Option(help="HTTP port (default PORT, else WORKER_PORT, else 8080)")
     ] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1)")] = None,
+    session: Annotated[
+        str | None,
+        typer.Option(help="Run this one session only (seed 004's isolation; SESSION_ID)"),
+    ] = None,
 ) -> None:
     """Run a worker of a fleet: hosts the sessions its control plane gives it (seed 002)."""
-    settings = _settings(engine=engine, port=port, host=host)
+    settings = _settings(engine=engine, port=port, host=host, session_id=session)
     from wagate.roles.worker import run
 
     try:

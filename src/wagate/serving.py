@@ -108,3 +108,11 @@ def bind(host: str, port: int, variables: str) -> socket.socket:
         ) from None
     sock.set_inheritable(True)
     return sock
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on now (for a child process to bind; it retries if it lost a race)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host if host not in ("", "0.0.0.0") else "127.0.0.1", 0))
+        return int(sock.getsockname()[1])

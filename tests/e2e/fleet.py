@@ -85,11 +85,10 @@ class Fleet:
         )
         proc.wait_http(f"{self.sandbox}/healthz")
 
-    def start_control(self, name: str = "control") -> int:
+    def start_control(self, name: str = "control", **extra: Any) -> int:
         port = free_port()
-        proc = self._start(
-            ["control", "--port", str(port)], self.env(WAGATE_DATA_DIR=self.tmp / name), name
-        )
+        env = self.env(WAGATE_DATA_DIR=self.tmp / name, **extra)
+        proc = self._start(["control", "--port", str(port)], env, name)
         proc.wait_http(f"http://127.0.0.1:{port}/healthz")
         self.controls[name] = (proc, port)
         return port

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from tests.conftest import PG_URL, DatabaseFactory
@@ -203,3 +204,61 @@ def test_another_control_replica_takes_over_the_scheduling(fleet: Fleet) -> None
     moved = [s for s, w in placed.items() if w == "w1"]
     poll(lambda: all(fleet.owners().get(s) == "w2" for s in moved), limit_s=2 * WORKER_TIMEOUT_S)
     assert fleet.replaced_streams() == 0
+
+
+@pytest.mark.timeout(180)
+def test_one_process_per_session_and_a_killed_one_takes_no_other_down(fleet: Fleet) -> None:
+    port = fleet.start_control(
+        SESSION_RUNNER="process",
+        WEBHOOK_SECRET="seed-004-shared-secret",
+        WAGATE_PING_INTERVAL_MS=300,
+        WAGATE_PING_TIMEOUT_MS=20000,
+    )
+    api = fleet.api()
+    sessions = ["p1", "p2", "p3"]
+    for i, sid in enumerate(sessions):
+        fleet.link(api, sid, _phone(300 + i))
+    poll(lambda: sorted(fleet.owners()) == sessions, limit_s=60)
+    assert fleet.owners() == {sid: f"session-{sid}" for sid in sessions}, "a process each"
+    control = psutil.Process(fleet.controls["control"][0].popen.pid)
+    children = {sid: _session_process(control, sid) for sid in sessions}
+    assert len({p.pid for p in children.values()}) == 3
+
+    # seed 004's signed PINGs reach /webhook and move lastPing; a forged event is refused
+    first = {sid: api.get(f"/api/sessions/{sid}").json()["lastPing"] for sid in sessions}
+    assert all(first.values()), first
+    poll(lambda: api.get("/api/sessions/p2").json()["lastPing"] != first["p2"], limit_s=10)
+    forged = {"type": "CONNECTED", "sessionId": "p2", "data": {"phoneNumber": "1"}}
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as anon:
+        assert anon.post("/webhook", json=forged).status_code == 401
+        signed_wrong = {"X-Wagate-Timestamp": "1", "X-Wagate-Signature": "v1=00"}
+        assert anon.post("/webhook", json=forged, headers=signed_wrong).status_code == 401
+
+    # kill -9 one session's process: only that session reconnects, in a new process
+    before = {
+        c["session"]: c["id"] for c in fleet.net("GET", "/control/connections")["connections"]
+    }
+    children["p1"].kill()
+
+    def back() -> bool:
+        live = {
+            c["session"]: c["id"] for c in fleet.net("GET", "/control/connections")["connections"]
+        }
+        return "p1" in live and live["p1"] != before["p1"]
+
+    poll(back, limit_s=30)
+    after = {c["session"]: c["id"] for c in fleet.net("GET", "/control/connections")["connections"]}
+    assert {s: after[s] for s in ("p2", "p3")} == {s: before[s] for s in ("p2", "p3")}
+    assert _session_process(control, "p1").pid != children["p1"].pid
+    assert fleet.replaced_streams() == 0
+    _send(api, "p1", "from a new process")
+    poll(lambda: "from a new process" in fleet.inbox_texts(RECIPIENT), limit_s=20)
+
+
+def _session_process(control: psutil.Process, session_id: str) -> psutil.Process:
+    """The control plane's child running ``wagate worker --session <id>``."""
+    for proc in control.children():
+        cmd = proc.cmdline()
+        if "--session" in cmd and cmd[cmd.index("--session") + 1 :][:1] == [session_id]:
+            return proc
+    raise AssertionError(f"no process runs session {session_id}")

@@ -60,6 +60,7 @@ class RemoteRuntime:
         clock: Clock,
         worker_timeout: timedelta,
         request_timeout_s: float,
+        processes: bool = False,
     ) -> None:
         self._sessions = sessions
         self._owners = owners
@@ -69,6 +70,9 @@ class RemoteRuntime:
         self._clock = clock
         self._worker_timeout = worker_timeout
         self._timeout_s = request_timeout_s
+        # SESSION_RUNNER=process: a session nobody runs is given its own process by the
+        # leader's runner once its row says it should run; no worker is chosen here
+        self._processes = processes
 
     # --- reads: the record -------------------------------------------------------------
 
@@ -97,6 +101,8 @@ class RemoteRuntime:
     # --- verbs: the owner ------------------------------------------------------------
 
     async def start(self, session_id: str, *, pair_phone: str | None = None) -> bool:
+        if self._processes and await self._owner(session_id) is None:
+            return await self._record_wanted(session_id)
         body = {"pairPhone": pair_phone} if pair_phone else None
         for _ in range(3):  # the session may be placed elsewhere meanwhile: follow it
             worker = await self._owner(session_id) or await self._choose(session_id)
@@ -120,6 +126,9 @@ class RemoteRuntime:
         await self._call(worker, "stop", session_id, {"reason": reason})
 
     async def restart(self, session_id: str) -> None:
+        if self._processes and await self._owner(session_id) is None:
+            await self._record_wanted(session_id)
+            return
         worker = await self._owner(session_id) or await self._choose(session_id)
         await self._call(worker, "restart", session_id)
 
@@ -191,6 +200,19 @@ class RemoteRuntime:
             data: dict[str, Any] = answer.json()
             return data
         raise _error_of(answer, worker)
+
+    async def _record_wanted(self, session_id: str) -> bool:
+        """The row says the session should run: the leader's process runner starts it."""
+        session = await self._sessions.get(session_id)
+        if session is None:
+            raise NotFound(f"session {session_id!r} not found")
+        if session.status.is_running:
+            return False
+        now = self._clock.now()
+        data = {"kind": None, "reason": "started by operator"}
+        change = SessionChange(session_id, SessionState.CONNECTING, ChangeKind.STATE, now, data)
+        await self._sessions.record(change)
+        return True
 
     async def _record_stopped(self, session_id: str, reason: str) -> None:
         if await self._sessions.get(session_id) is None:

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import secrets
 import socket
+import sys
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -28,6 +30,7 @@ from typing import Any
 import httpx
 
 from wagate.control.cache import RedisMirror
+from wagate.control.process_runner import Launch, ProcessRunner
 from wagate.control.remote import RemoteRuntime
 from wagate.control.scheduler import Leadership, Scheduler
 from wagate.control.session_reports import SessionReports
@@ -35,10 +38,9 @@ from wagate.domain.worker import WorkerStatus
 from wagate.errors import ConfigError, StorageError, StorageUnavailable
 from wagate.lifecycle import Periodic
 from wagate.logs import configure
-from wagate.roles.node import Node, make_dirs
+from wagate.roles.node import Node, fleet_settings, for_the_fleet, make_dirs
 from wagate.roles.registry import admin_auth, ensure_configured_admin, worker_registry
-from wagate.roles.worker import fleet_settings, for_the_fleet
-from wagate.serving import bind, serve_http
+from wagate.serving import bind, free_port, serve_http
 from wagate.settings import Settings
 from wagate.storage.redis import Redis
 from wagate.storage.repos.leases import LeaderLeaseRepo, SessionLeaseRepo
@@ -47,6 +49,29 @@ from wagate.tasks import TaskSet
 from wagate.webhooks.seed004_signing import EventVerifier, MemorySeenEvents
 
 log = logging.getLogger(__name__)
+
+# what a session process must not take from its control plane's environment
+_NOT_INHERITED = frozenset(
+    {
+        "PORT",
+        "WAGATE_PORT",
+        "WORKER_PORT",
+        "WAGATE_WORKER_PORT",
+        "WORKER_ID",
+        "WAGATE_WORKER_ID",
+        "SESSION_ID",
+        "WAGATE_SESSION_ID",
+        "PROXY_URL",
+        "WAGATE_PROXY_URL",
+        "WAGATE_WORKER_ENDPOINT",
+        "WAGATE_DATA_DIR",
+        "DATA_DIR",
+    }
+)
+
+
+def _loopback(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
 
 class ControlPlane(Node):
@@ -71,6 +96,7 @@ class ControlPlane(Node):
         self.workers = WorkerRepo(self.db, self.clock)
         self.leases = SessionLeaseRepo(self.db, self.clock)
         self.runtime = RemoteRuntime(
+            processes=c.session_runner == "process",
             sessions=self.sessions,
             owners=self.leases,
             workers=self.workers,
@@ -139,12 +165,54 @@ class ControlPlane(Node):
             worker_timeout=timedelta(seconds=c.worker_timeout_s),
             wake=self.redis.wake,
         )
-        placing = Periodic(
-            "scheduler", self.scheduler.run_once, c.schedule_interval_s, self.clock, at_start=True
-        )
-        await self._stack.enter_async_context(placing)
+        if c.session_runner == "process":  # seed 004: a process per session, no placing
+            await self._stack.enter_async_context(self._process_runner())
+        else:
+            placing = Periodic(
+                "scheduler",
+                self.scheduler.run_once,
+                c.schedule_interval_s,
+                self.clock,
+                at_start=True,
+            )
+            await self._stack.enter_async_context(placing)
         watching = Periodic("health-monitor", self._watch, c.heartbeat_interval_s, self.clock)
         await self._stack.enter_async_context(watching)
+
+    def _process_runner(self) -> ProcessRunner:
+        s, c = self.settings, self.settings.cluster
+        self.process_runner = ProcessRunner(
+            sessions=self.sessions,
+            plan=self._plan,
+            leading=lambda: self.leadership.is_leader,
+            clock=self.clock,
+            backoff=s.worker.backoff,
+            reset_after_s=s.worker.backoff_reset_after_s,
+            ping_timeout_s=c.ping_timeout_s,
+            interval_s=c.schedule_interval_s,
+            http=self.http,
+            stop_timeout_s=s.worker.stop_timeout_s,
+        )
+        return self.process_runner
+
+    def _plan(self, session_id: str, proxy: str | None) -> Launch:
+        """``wagate worker --session ID`` beside this replica, reporting to it."""
+        s = self.settings
+        port = free_port(s.host)
+        here = f"http://{_loopback(s.host)}:{s.port}"
+        env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
+        env |= {
+            "WAGATE_WORKER_ID": f"session-{session_id}",
+            "WAGATE_WORKER_ENDPOINT": f"http://{_loopback(s.host)}:{port}",
+            "WAGATE_DATA_DIR": str(s.data_dir / "sessions" / session_id),
+            "BACKEND_URL": here,
+            "WEBHOOK_URL": f"{here}/webhook",
+            **({"PROXY_URL": proxy} if proxy else {}),
+        }
+        argv = [sys.executable, "-m", "wagate", "worker", "--session", session_id]
+        argv += ["--host", s.host, "--port", str(port)]
+        log_file = s.data_dir / "sessions" / session_id / "process.log"
+        return Launch(argv, env, port, log_file)
 
     async def _watch(self) -> None:
         if self.leadership.is_leader:

@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from wagate.api.app import create_app
 from wagate.clock import Clock, SystemClock
@@ -352,3 +353,55 @@ def _stored_or_new_key(path: Path) -> tuple[str, bool]:
 
 def _reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
+
+
+# --- a fleet: what every process of it needs ---------------------------------------
+
+
+def fleet_settings(settings: Settings, role: str) -> None:
+    """A ConfigError naming the first setting a fleet process lacks."""
+    c = settings.cluster
+    needs = [
+        ("DATABASE_URL", settings.database_url, "a PostgreSQL URL shared by the fleet"),
+        ("REDIS_URL", c.redis_url, "the fleet's Redis"),
+        ("API_KEY", settings.api_key, "the same key on every process of the fleet"),
+        ("WORKER_AUTH_TOKEN", c.worker_auth_token, "the secret workers show the control plane"),
+    ]
+    if role == "worker":
+        needs.append(("BACKEND_URL", c.backend_url, "the control plane's URL"))
+    for name, value, what in needs:
+        if not value:
+            raise ConfigError(f"wagate {role} needs {name} ({what})")
+    if not str(settings.database_url).startswith(("postgres://", "postgresql")):
+        raise ConfigError(
+            f"wagate {role} needs DATABASE_URL to be PostgreSQL (SQLite is one machine's)"
+        )
+
+
+def for_the_fleet(settings: Settings) -> Settings:
+    """A fleet process's settings as a fleet needs them.
+
+    ``WORKER_ID`` defaults to the host name (a Kubernetes pod's name), or
+    ``session-<ID>`` for a session process (``--session ID``, one session at
+    most); what a
+    session needs lives where any worker can read it: its credentials in the
+    database (``AUTH_STORE=database``, and neonize's own store in the main
+    database unless ``WAGATE_NEONIZE_DATABASE_URL`` names another), its queued
+    media in the queued row.
+    """
+    update: dict[str, Any] = {
+        "auth_store": "database",
+        # queued media rides in its row: any worker may be the one that sends it
+        "outbox_inline_max_bytes": max(
+            settings.outbox_inline_max_bytes, settings.send_media_max_bytes
+        ),
+    }
+    if settings.session_id:  # a session process (seed 004): one session, its own worker id
+        update["worker_max_sessions"] = 1
+        if "worker_id" not in settings.model_fields_set:
+            update["worker_id"] = f"session-{settings.session_id}"
+    elif "worker_id" not in settings.model_fields_set:
+        update["worker_id"] = socket.gethostname()
+    if not settings.neonize_database_url:
+        update["neonize_database_url"] = settings.database_url
+    return settings.model_copy(update=update)

@@ -24,7 +24,6 @@ import logging
 import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
 
 import httpx
 
@@ -33,10 +32,10 @@ from wagate.control.cache import RedisMirror
 from wagate.control.runtime import LeasedRuntime
 from wagate.domain.worker import WorkerStatus
 from wagate.engine.base import Engine
-from wagate.errors import ConfigError, StorageError
+from wagate.errors import ConfigError, Conflict, StorageError
 from wagate.lifecycle import Periodic
 from wagate.logs import configure
-from wagate.roles.node import Node, make_dirs
+from wagate.roles.node import Node, fleet_settings, for_the_fleet, make_dirs
 from wagate.serving import Http, bind
 from wagate.settings import Settings
 from wagate.storage.redis import Redis
@@ -44,31 +43,12 @@ from wagate.storage.repos.leases import SessionLeaseRepo
 from wagate.storage.repos.workers import WorkerRepo
 from wagate.uplinks.backend import Backend, Registration, heartbeat_body
 from wagate.uplinks.gateway import StatusReporter
+from wagate.uplinks.seed004 import EventReporter
 from wagate.worker.events import EventRoutes
 from wagate.worker.host import Listener, Worker
 from wagate.worker.ownership import LeaseBook, Ownership, Terms
 
 log = logging.getLogger(__name__)
-
-
-def fleet_settings(settings: Settings, role: str) -> None:
-    """A ConfigError naming the first setting a fleet process lacks."""
-    c = settings.cluster
-    needs = [
-        ("DATABASE_URL", settings.database_url, "a PostgreSQL URL shared by the fleet"),
-        ("REDIS_URL", c.redis_url, "the fleet's Redis"),
-        ("API_KEY", settings.api_key, "the same key on every process of the fleet"),
-        ("WORKER_AUTH_TOKEN", c.worker_auth_token, "the secret workers show the control plane"),
-    ]
-    if role == "worker":
-        needs.append(("BACKEND_URL", c.backend_url, "the control plane's URL"))
-    for name, value, what in needs:
-        if not value:
-            raise ConfigError(f"wagate {role} needs {name} ({what})")
-    if not str(settings.database_url).startswith(("postgres://", "postgresql")):
-        raise ConfigError(
-            f"wagate {role} needs DATABASE_URL to be PostgreSQL (SQLite is one machine's)"
-        )
 
 
 class WorkerNode(Node):
@@ -87,6 +67,8 @@ class WorkerNode(Node):
         self.me = instance or secrets.token_hex(8)  # this process, among its worker id's
         self.instance = self.me
         self.worker_id = settings.worker.worker_id
+        # seed 004's isolation: this process runs this one session (``--session ID``)
+        self.session_id = settings.cluster.session_id
         self.draining = False
         self.on_exit: Callable[[], None] = lambda: None  # set by run(): ends the HTTP server
 
@@ -119,7 +101,10 @@ class WorkerNode(Node):
             c.backend_url, c.worker_auth_token, client=self.http, clock=self.clock
         )
         self.status_reporter = await self._stack.enter_async_context(reporter)
-        await self._start_worker(RedisMirror(self.sessions, self.redis))
+        listeners: list[Listener] = [self.status_reporter.on_change]
+        if self.session_id is not None:
+            listeners.append(await self._report_events(self.session_id))
+        await self._start_worker([*listeners, RedisMirror(self.sessions, self.redis).on_change])
         self.workers = WorkerRepo(self.db, self.clock)
         self.ownership = Ownership(
             worker=self.worker,
@@ -136,7 +121,28 @@ class WorkerNode(Node):
         services = self._services(self.runtime, engine_name=self.engine.name)
         self.services = dataclasses.replace(services, runtime=self.runtime)
 
-    async def _start_worker(self, mirror: RedisMirror) -> None:
+    async def _report_events(self, session_id: str) -> Listener:
+        """Seed 004: a session process reports its session's events to ``WEBHOOK_URL``."""
+        s, c = self.settings, self.settings.cluster
+        if not (c.webhook_url and s.webhook_secret):
+            raise ConfigError(
+                "wagate worker --session needs WEBHOOK_URL and WEBHOOK_SECRET (seed 004's events)"
+            )
+        reporter = EventReporter(
+            c.webhook_url,
+            s.webhook_secret,
+            session_id,
+            client=self.http,
+            clock=self.clock,
+            ping_interval_s=c.ping_interval_s,
+            backoff=c.report_backoff,
+            max_attempts=c.report_max_attempts,
+            max_queued=c.report_queue_max,
+        )
+        self.event_reporter = await self._stack.enter_async_context(reporter)
+        return self.event_reporter.on_change
+
+    async def _start_worker(self, listeners: list[Listener]) -> None:
         worker = Worker(
             self.settings.worker,
             engine=self.engine,
@@ -146,7 +152,7 @@ class WorkerNode(Node):
             handler=EventRoutes(inbound=self.ingest, outbound=self.sender),
             auth=self._auth_factory(),
             resume=False,  # a fleet worker starts the sessions its leases name, no others
-            listeners=[*self._listeners, self.status_reporter.on_change, mirror.on_change],
+            listeners=[*self._listeners, *listeners],
         )
         self.worker = await self._stack.enter_async_context(worker)
 
@@ -176,6 +182,27 @@ class WorkerNode(Node):
         )
         await self._stack.enter_async_context(beat)
         await self._stack.enter_async_context(self.ownership)
+        if self.session_id is not None:
+            await self._take(self.session_id)
+
+    async def _take(self, session_id: str) -> None:
+        """A session process starts its session at once, once its lease is free to take.
+
+        The lease may still be held by the process this one replaces (it
+        expires within ``LEASE_TTL_MS``); held longer, by someone else: an
+        error, and the process ends.
+        """
+        deadline = self.clock.monotonic() + 2 * self.terms.ttl_s
+        while True:
+            try:
+                await self.runtime.start(session_id)
+                return
+            except Conflict as exc:
+                if exc.code != "session_owned_elsewhere" or self.clock.monotonic() > deadline:
+                    raise ConfigError(
+                        f"session {session_id!r} cannot run here: {exc.message}"
+                    ) from None
+            await self.clock.sleep(self.terms.renew_s)
 
     async def heartbeat(self) -> None:
         report = await self.services.health.report()
@@ -206,29 +233,6 @@ class WorkerNode(Node):
 
     async def _taken_over(self) -> None:
         self.on_exit()
-
-
-def for_the_fleet(settings: Settings) -> Settings:
-    """A worker's settings as a fleet needs them.
-
-    ``WORKER_ID`` defaults to the host name (a Kubernetes pod's name); what a
-    session needs lives where any worker can read it: its credentials in the
-    database (``AUTH_STORE=database``, and neonize's own store in the main
-    database unless ``WAGATE_NEONIZE_DATABASE_URL`` names another), its queued
-    media in the queued row.
-    """
-    update: dict[str, Any] = {
-        "auth_store": "database",
-        # queued media rides in its row: any worker may be the one that sends it
-        "outbox_inline_max_bytes": max(
-            settings.outbox_inline_max_bytes, settings.send_media_max_bytes
-        ),
-    }
-    if "worker_id" not in settings.model_fields_set:
-        update["worker_id"] = socket.gethostname()
-    if not settings.neonize_database_url:
-        update["neonize_database_url"] = settings.database_url
-    return settings.model_copy(update=update)
 
 
 def worker_endpoint(settings: Settings) -> str:

@@ -62,6 +62,10 @@ class ClusterFields(BaseSettings):
     # where a session process reports seed 004's events (the control plane's /webhook)
     webhook_url: str | None = Field(None, validation_alias=env("WEBHOOK_URL", "WEBHOOK_URL"))
     ping_interval_ms: int = Field(15_000, ge=100, validation_alias=env("PING_INTERVAL_MS"))
+    # a session process whose last PING is older is restarted (seed 004's watchdog timeout)
+    ping_timeout_ms: int = Field(
+        180_000, ge=200, validation_alias=env("PING_TIMEOUT_MS", "PING_TIMEOUT_MS")
+    )
     # how far a signed seed 004 event's timestamp may be from now
     event_tolerance_ms: int = Field(300_000, ge=1_000, validation_alias=env("EVENT_TOLERANCE_MS"))
     # signed events the control plane remembers, to refuse a replay inside the tolerance

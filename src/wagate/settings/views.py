@@ -285,6 +285,9 @@ class ClusterSettings:
     schedule_interval_s: float
     worker_request_timeout_s: float
     session_runner: Literal["embedded", "process"]
+    session_id: str | None  # a session process's one session (seed 004's SESSION_ID)
+    webhook_url: str | None  # where a session process reports seed 004's events
+    ping_timeout_s: float  # a session process silent this long is restarted (PING_TIMEOUT_MS)
     ping_interval_s: float
     event_tolerance_s: float
     event_replay_max: int
@@ -314,6 +317,9 @@ class ClusterSettings:
             schedule_interval_s=_s(s.schedule_interval_ms),
             worker_request_timeout_s=_s(s.worker_request_timeout_ms),
             session_runner=s.session_runner,
+            session_id=s.session_id,
+            webhook_url=s.webhook_url,
+            ping_timeout_s=_s(s.ping_timeout_ms),
             ping_interval_s=_s(s.ping_interval_ms),
             event_tolerance_s=_s(s.event_tolerance_ms),
             event_replay_max=s.event_replay_max,
