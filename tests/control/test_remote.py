@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -246,3 +247,25 @@ async def test_reads_come_from_the_record_and_count_only_owned_sessions(
         assert await runtime.state("orphan") is None
         await clock.advance(TTL.total_seconds())  # its worker stopped renewing
         assert await runtime.running() == {}
+
+
+async def test_a_wait_for_the_answer_is_woken_by_the_bus_and_bounded_without_it(
+    session_repo: SessionRepo, leases: SessionLeaseRepo, clock: ManualClock, calls: Calls
+) -> None:
+    await session_repo.create("s1", engine="sandbox")
+    await session_repo.update("s1", status=SessionState.CONNECTING)
+    runtime, client = _runtime(session_repo, leases, clock, calls, [])
+    async with client:
+        waiting = asyncio.create_task(runtime.await_answer("s1", 30))
+        await clock.wait_for_sleepers()
+        await session_repo.update("s1", status=SessionState.QR, qr="2@ref,a,b,c")
+        runtime.heard("s1")  # the worker's change, announced on the bus
+        await asyncio.wait_for(waiting, 5)  # no clock advance needed
+        await session_repo.update("s1", status=SessionState.CONNECTING, qr=None)
+        waiting = asyncio.create_task(runtime.await_answer("s1", 2))
+        advanced = 0.0
+        while not waiting.done():  # nothing heard, nothing changes: the bound ends it
+            await clock.wait_for_sleepers()
+            await clock.advance(0.5)
+            advanced += 0.5
+        assert advanced == 2.0

@@ -48,6 +48,11 @@ def _send(api: httpx.Client, session_id: str, text: str) -> None:
     assert answer.status_code == 201, answer.text
 
 
+def _received(api: httpx.Client, session_id: str) -> Counter[str]:
+    found = api.get(f"/api/sessions/{session_id}/messages", params={"limit": 100}).json()
+    return Counter(m["text"] for m in found["messages"] if m["direction"] == "in")
+
+
 def _phone(i: int) -> str:
     return f"62812{i:08d}"
 
@@ -88,6 +93,9 @@ def test_sessions_spread_over_workers_and_survive_a_killed_and_a_paused_worker(
     fleet.workers[victim][0].kill(signal.SIGKILL)
     for sid in theirs:
         _send(api, sid, f"during {sid}")
+        # and someone writes to it while no process holds it: the network keeps it
+        to = _phone(sessions.index(sid))
+        fleet.net("POST", "/control/send", {"from": RECIPIENT, "to": to, "text": f"to {sid}"})
     took = until(
         lambda: (
             set(theirs) <= set(fleet.owners()) and all(fleet.owners()[s] != victim for s in theirs)
@@ -97,6 +105,8 @@ def test_sessions_spread_over_workers_and_survive_a_killed_and_a_paused_worker(
     assert took <= 2 * WORKER_TIMEOUT_S
     expected = Counter(f"{when} {sid}" for sid in theirs for when in ("before", "during"))
     poll(lambda: Counter(fleet.inbox_texts(RECIPIENT)) == expected, limit_s=30)
+    for sid in theirs:  # received by the new owner, stored once
+        poll(lambda sid=sid: _received(api, sid).get(f"to {sid}") == 1, limit_s=30)
     assert fleet.replaced_streams() == 0
 
     # SIGSTOP a worker past its lease, then SIGCONT: it holds nothing and sends nothing

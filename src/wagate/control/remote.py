@@ -12,6 +12,7 @@ come from the database: what a runner records is the record.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 from typing import Any, Protocol
@@ -28,8 +29,9 @@ from wagate.storage.repos.sessions import SessionRepo
 
 log = logging.getLogger(__name__)
 
-# how often a wait for a runner's answer looks at the record again
-ANSWER_POLL_S = 0.1
+# how often a wait for a runner's answer looks at the record again, unless a change
+# announced on the bus (Redis) wakes it first
+ANSWER_POLL_S = 0.5
 
 
 class Owners(Protocol):
@@ -73,6 +75,7 @@ class RemoteRuntime:
         # SESSION_RUNNER=process: a session nobody runs is given its own process by the
         # leader's runner once its row says it should run; no worker is chosen here
         self._processes = processes
+        self._changed: dict[str, asyncio.Event] = {}  # sessions someone waits on
 
     # --- reads: the record -------------------------------------------------------------
 
@@ -88,15 +91,29 @@ class RemoteRuntime:
         return session.status if session is not None else None
 
     async def await_answer(self, session_id: str, within_s: float) -> None:
-        """Until the record shows a QR, a pairing code, the connection, or a rest (bounded)."""
+        """Until the record shows a QR, a pairing code, the connection, or a rest (bounded).
+
+        Woken by :meth:`heard` (a change on the bus), else it looks again every
+        ``ANSWER_POLL_S``: the bus only hurries the wait, the record decides.
+        """
         deadline = self._clock.monotonic() + within_s
-        while self._clock.monotonic() < deadline:
-            session = await self._sessions.get(session_id)
-            if session is None or _answered(session.status, session.qr, session.pair_code):
-                return
-            await self._clock.sleep(
-                min(ANSWER_POLL_S, max(0.0, deadline - self._clock.monotonic()))
-            )
+        changed = self._changed.setdefault(session_id, asyncio.Event())
+        try:
+            while self._clock.monotonic() < deadline:
+                changed.clear()
+                session = await self._sessions.get(session_id)
+                if session is None or _answered(session.status, session.qr, session.pair_code):
+                    return
+                left = deadline - self._clock.monotonic()
+                await self._clock.wait(changed, min(ANSWER_POLL_S, max(0.0, left)))
+        finally:
+            self._changed.pop(session_id, None)
+
+    def heard(self, session_id: str) -> None:
+        """A change of the session was announced (the bus of session changes)."""
+        changed = self._changed.get(session_id)
+        if changed is not None:
+            changed.set()
 
     # --- verbs: the owner ------------------------------------------------------------
 

@@ -114,7 +114,15 @@ class ControlPlane(Node):
         self.services = dataclasses.replace(
             services, registry=self.registry, admins=admins, reports=self._reports()
         )
+        self.tasks.spawn(self._listen(), "session-changes")
         await self._lead()
+
+    async def _listen(self) -> None:
+        """The bus of session changes wakes the API's waits (connect → QR) at once."""
+        async for change in self.redis.changes():
+            session_id = change.get("sessionId")
+            if isinstance(session_id, str):
+                self.runtime.heard(session_id)
 
     async def _open_redis(self, url: str, prefix: str) -> None:
         try:
