@@ -7,9 +7,12 @@ keys are deleted after). Timings are short, so failures show in seconds.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import secrets
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +20,11 @@ from typing import Any
 
 import httpx
 import redis
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from tests.e2e.conftest import Proc, clean_env, free_port, poll
 
@@ -54,6 +62,7 @@ class Fleet:
         self.workers: dict[str, tuple[Proc, int]] = {}
         self.redis = redis.Redis.from_url(REDIS_URL)
         self._clients: list[httpx.Client] = []
+        self.stack = contextlib.ExitStack()  # what a test adds, closed with the fleet
 
     def env(self, **extra: Any) -> dict[str, str]:
         return clean_env(
@@ -93,14 +102,16 @@ class Fleet:
         self.controls[name] = (proc, port)
         return port
 
-    def start_worker(self, worker_id: str, max_sessions: int, *, wait: bool = True) -> Proc:
+    def start_worker(
+        self, worker_id: str, max_sessions: int, *, wait: bool = True, backend: str | None = None
+    ) -> Proc:
         port = free_port()
-        backend = next(iter(self.controls.values()))[1]
+        backend = backend or f"http://127.0.0.1:{next(iter(self.controls.values()))[1]}"
         env = self.env(
             WORKER_ID=worker_id,
             WORKER_PORT=port,
             WORKER_MAX_SESSIONS=max_sessions,
-            BACKEND_URL=f"http://127.0.0.1:{backend}",
+            BACKEND_URL=backend,
             WAGATE_DATA_DIR=self.tmp / f"{worker_id}-{port}",
         )
         proc = self._start(["worker"], env, f"{worker_id}-{port}")
@@ -111,6 +122,7 @@ class Fleet:
         return proc
 
     def stop_all(self) -> None:
+        self.stack.close()
         for client in self._clients:
             client.close()
         for proc, _ in [*self.workers.values(), *self.controls.values()]:
@@ -189,3 +201,55 @@ def until(check: Callable[[], Any], limit_s: float) -> float:
     started = time.monotonic()
     poll(check, limit_s=limit_s, every=0.1)
     return time.monotonic() - started
+
+
+class RecordingProxy:
+    """A reverse proxy in front of the control plane that keeps every request it forwards.
+
+    What a worker says to its backend, as it crossed the wire (seed 002's bodies).
+    """
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.seen: list[tuple[str, str, Any, str | None]] = []
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        app = Starlette(
+            routes=[Route("/{path:path}", self._forward, methods=["GET", "POST", "PUT"])]
+        )
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> RecordingProxy:
+        self._thread.start()
+        poll(lambda: self._server.started, limit_s=10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    async def _forward(self, request: Request) -> Response:
+        body = await request.body()
+        try:
+            parsed: Any = json.loads(body) if body else None
+        except ValueError:
+            parsed = body
+        auth = request.headers.get("authorization")
+        self.seen.append((request.method, request.url.path, parsed, auth))
+        headers = {
+            k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")
+        }
+        async with httpx.AsyncClient(timeout=30) as client:
+            answer = await client.request(
+                request.method, self.target + request.url.path, content=body, headers=headers
+            )
+        return Response(
+            answer.content, status_code=answer.status_code, media_type="application/json"
+        )
+
+    def bodies(self, method: str, path_start: str) -> list[Any]:
+        return [
+            body for m, path, body, _ in self.seen if m == method and path.startswith(path_start)
+        ]

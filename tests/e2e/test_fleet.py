@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import PG_URL, DatabaseFactory
 from tests.e2e.conftest import poll
-from tests.e2e.fleet import TOKEN, WORKER_TIMEOUT_S, Fleet, until
+from tests.e2e.fleet import TOKEN, WORKER_TIMEOUT_S, Fleet, RecordingProxy, until
 
 pytestmark = [
     pytest.mark.e2e,
@@ -48,6 +48,28 @@ def _send(api: httpx.Client, session_id: str, text: str) -> None:
     assert answer.status_code == 201, answer.text
 
 
+def _seed_002_on_the_wire(wire: RecordingProxy, its_sessions: list[str]) -> None:
+    """What w3 said to its backend, as seed 002 spells it."""
+    assert all(auth == f"Bearer {TOKEN}" for *_, auth in wire.seen), "the token on every call"
+    (register,) = wire.bodies("POST", "/api/v1/workers/register")
+    assert register.keys() == {"workerId", "endpoint", "maxSessions", "description", "instance"}
+    assert register["workerId"] == "w3" and register["maxSessions"] == 20
+    beats = poll(lambda: wire.bodies("PUT", "/api/v1/workers/w3/heartbeat"), limit_s=10)
+    seed = {"status", "sessionCount", "cpuUsage", "memoryUsage", "uptime", "messageCount"}
+    assert all(b.keys() == seed and b["status"] == "online" for b in beats), beats[-1]
+    reports = wire.bodies("POST", "/api/webhooks/session-status")
+    assert {r["sessionId"] for r in reports} == set(its_sessions)
+    assert all({"sessionId", "status", "phoneNumber", "timestamp"} <= r.keys() for r in reports)
+    words = {r["status"] for r in reports}
+    assert "connected" in words and words <= {
+        "disconnected",
+        "connecting",
+        "qr_required",
+        "connected",
+    }
+    assert all(r["phoneNumber"].startswith("+") for r in reports if r["status"] == "connected")
+
+
 def _received(api: httpx.Client, session_id: str) -> Counter[str]:
     found = api.get(f"/api/sessions/{session_id}/messages", params={"limit": 100}).json()
     return Counter(m["text"] for m in found["messages"] if m["direction"] == "in")
@@ -61,9 +83,10 @@ def _phone(i: int) -> str:
 def test_sessions_spread_over_workers_and_survive_a_killed_and_a_paused_worker(
     fleet: Fleet,
 ) -> None:
-    fleet.start_control()
-    for name in ("w1", "w2", "w3"):
-        fleet.start_worker(name, max_sessions=20)  # two of them can carry all 30
+    port = fleet.start_control()
+    wire = fleet.stack.enter_context(RecordingProxy(f"http://127.0.0.1:{port}"))
+    for name in ("w1", "w2", "w3"):  # two of them can carry all 30; w3 talks through `wire`
+        fleet.start_worker(name, max_sessions=20, backend=wire.url if name == "w3" else None)
     api = fleet.api()
     sessions = [f"s{i:02d}" for i in range(30)]
     for i, sid in enumerate(sessions):
@@ -74,6 +97,7 @@ def test_sessions_spread_over_workers_and_survive_a_killed_and_a_paused_worker(
     load = Counter(placed.values())
     assert set(load) == {"w1", "w2", "w3"} and max(load.values()) <= 20, load
 
+    _seed_002_on_the_wire(wire, [s for s, w in placed.items() if w == "w3"])
     health = api.get("/health").json()["fleet"]
     assert health["workers"] == {"live": 3, "draining": 0, "dead": 0}, health
     assert health["leases"] == 30 and health["sessions"] == {"connected": 30}, health
