@@ -30,7 +30,7 @@ class SessionService:
         clock: Clock,
         *,
         engine: str,
-        worker_id: str,
+        worker_id: str | None,
         connect_wait_s: float,
     ) -> None:
         self.sessions = sessions

@@ -110,7 +110,9 @@ class ControlPlane(Node):
         self.registry = worker_registry(self.db, self.clock, s, self.http, on_drain=self._drain)
         admins = admin_auth(self.db, self.clock, s)
         await ensure_configured_admin(admins, s)
-        services = self._services(self.runtime, engine_name=s.engine, fleet=self._fleet_figures)
+        services = self._services(
+            self.runtime, engine_name=s.engine, fleet=self._fleet_figures, runs_sessions=False
+        )
         self.services = dataclasses.replace(
             services, registry=self.registry, admins=admins, reports=self._reports()
         )

@@ -221,8 +221,15 @@ class Node:
         return create_app(self.services, api_key=self.api_key, sandbox=self.sandbox_network)
 
     def _services(
-        self, runtime: SessionRuntime, *, engine_name: str, fleet: FleetFigures | None = None
+        self,
+        runtime: SessionRuntime,
+        *,
+        engine_name: str,
+        fleet: FleetFigures | None = None,
+        runs_sessions: bool = True,
     ) -> Services:
+        """The façade over this process's parts; ``runs_sessions`` False: a control plane
+        (a session it creates is no worker's until one takes it)."""
         s = self.settings
         return Services(
             sessions=SessionService(
@@ -231,7 +238,7 @@ class Node:
                 self.audit,
                 self.clock,
                 engine=engine_name,
-                worker_id=s.worker.worker_id,
+                worker_id=s.worker.worker_id if runs_sessions else None,
                 connect_wait_s=s.worker.connect_wait_s,
             ),
             messages=MessageService(self.messages, self.sessions),

@@ -268,9 +268,10 @@ class Ownership(Service):
 
     async def _enforce(self) -> None:
         held = self.book.valid()
-        for session_id in set(self.worker.running()) - held:
+        lost = set(self.worker.running()) - held
+        for session_id in lost:
             log.warning("session %s: lease no longer held here; handing it over", session_id)
-            await self.worker.hand_over(session_id)
+        await asyncio.gather(*(self.worker.hand_over(sid) for sid in lost))
         if self.draining:
             return
         for session_id in sorted(held - set(self.worker.running())):
