@@ -36,7 +36,7 @@ import httpx
 
 from wagate.backoff import Backoff
 from wagate.clock import Clock
-from wagate.domain.session import SessionState
+from wagate.domain.session import SessionState, Uplink
 from wagate.lifecycle import Service
 from wagate.storage.repos.sessions import SessionRepo
 
@@ -136,7 +136,9 @@ class ProcessRunner(Service):
             return
         wanted = {
             s.id: s
-            for s in await self._sessions.find(states=[s for s in SessionState if s.is_running])
+            for s in await self._sessions.find(
+                states=[s for s in SessionState if s.is_running], uplink=Uplink.FLEET
+            )
         }
         for session_id in set(self.children) - set(wanted):
             await self._stop(session_id, "the session should not run")

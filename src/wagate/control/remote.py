@@ -21,7 +21,7 @@ import httpx
 
 from wagate.clock import Clock
 from wagate.control.placement import Candidate, place
-from wagate.domain.lease import Lease
+from wagate.domain.lease import EDGE_HOLDER_PREFIX, Lease
 from wagate.domain.session import ChangeKind, SessionChange, SessionState, Unlink
 from wagate.domain.worker import Worker, WorkerStatus
 from wagate.errors import Conflict, InvalidInput, NotFound, WagateError, WorkerUnavailable
@@ -136,6 +136,11 @@ class RemoteRuntime:
         )
 
     async def stop(self, session_id: str, *, reason: str = "stopped by operator") -> None:
+        lease = await self._owners.owner(session_id)
+        if lease is not None and lease.worker_id.startswith(EDGE_HOLDER_PREFIX):
+            # an edge worker holds it (seed 001): it cannot be told; the record says stopped
+            await self._record_stopped(session_id, reason)
+            return
         worker = await self._owner(session_id)
         if worker is None:
             await self._record_stopped(session_id, reason)
@@ -173,6 +178,13 @@ class RemoteRuntime:
         lease = await self._owners.owner(session_id)
         if lease is None:
             return None
+        if lease.worker_id.startswith(EDGE_HOLDER_PREFIX):
+            raise Conflict(
+                f"session {session_id!r} is held by edge worker "
+                f"{lease.worker_id.removeprefix(EDGE_HOLDER_PREFIX)!r} (seed 001); "
+                "the fleet takes it once that worker's claim lapses",
+                code="session_on_edge",
+            )
         worker = await self._workers.get(lease.worker_id)
         if worker is None:
             raise WorkerUnavailable(

@@ -1,7 +1,9 @@
 """Session operations the API and CLI offer: provision, connect, QR, status, restart, delete.
 
 Validation happens here, once, whatever door (seed 004's paths, seed 002's
-paths, the CLI) the request came through.
+paths, the CLI) the request came through. A session hosted by seed 001's edge
+workers (``uplink`` edge) never reaches the runtime: starting it records that
+it should run (an edge worker is offered it), stopping it records the stop.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from wagate.clock import Clock
 from wagate.control.runtime import SessionRuntime
 from wagate.domain.audit import AuditEntry
 from wagate.domain.proxy import parse_proxy
-from wagate.domain.session import Session, SessionState, Unlink
+from wagate.domain.session import ChangeKind, Session, SessionChange, SessionState, Unlink, Uplink
 from wagate.errors import Conflict, InvalidInput
 from wagate.ids import check_session_id, new_session_id, normalize_phone
 from wagate.storage.repos.audit import AuditRepo
@@ -62,8 +64,12 @@ class SessionService:
         proxy: str | None = None,
         user_id: str | None = None,
         session_name: str | None = None,
+        uplink: Uplink = Uplink.FLEET,
     ) -> Session:
-        """Record a session without connecting it (seed 002's ``/session/create``)."""
+        """Record a session without connecting it (seed 002's ``/session/create``).
+
+        ``uplink``: who hosts it, the fleet or seed 001's edge workers (never both).
+        """
         sid = check_session_id(session_id) if session_id else new_session_id()
         digits = normalize_phone(phone) if phone else None
         if proxy is not None:
@@ -83,6 +89,7 @@ class SessionService:
             proxy=proxy,
             user_id=user_id,
             session_name=session_name,
+            uplink=uplink,
         )
 
     async def provision(
@@ -92,17 +99,27 @@ class SessionService:
         phone: str | None = None,
         proxy: str | None = None,
         pair: bool = False,
+        uplink: Uplink = Uplink.FLEET,
     ) -> Session:
         """Create and start at once (seed 004's ``/api/sessions/provision``)."""
         if pair and not phone:
             raise InvalidInput("phone", "a pairing code needs the phone number to pair")
-        session = await self.create(session_id, phone=phone, proxy=proxy)
+        if pair and uplink is Uplink.EDGE:
+            raise InvalidInput("pairingCode", "an edge session links by QR only")
+        session = await self.create(session_id, phone=phone, proxy=proxy, uplink=uplink)
+        if session.uplink is Uplink.EDGE:
+            return await self._want(session, "provisioned")
         await self.runtime.start(session.id, pair_phone=session.phone if pair else None)
         return await self.get(session.id)
 
     async def connect(self, session_id: str, *, wait: bool = True) -> Session:
-        """Start the session if it is not running and wait briefly for a QR or the connection."""
+        """Start the session if it is not running and wait briefly for a QR or the connection.
+
+        An edge session is only recorded as wanted: its edge worker answers later.
+        """
         session = await self.get(session_id)
+        if session.uplink is Uplink.EDGE:
+            return await self._want(session, "started by operator")
         running = await self.runtime.state(session_id) is not None
         if session.status is SessionState.CONNECTED and running:
             return session
@@ -120,20 +137,46 @@ class SessionService:
         session = await self.get(session_id)
         if session.qr_valid_at(self.clock.now()):
             return session
-        running = await self.runtime.state(session_id) is not None
+        if session.uplink is Uplink.EDGE:
+            running = session.status.is_running
+        else:
+            running = await self.runtime.state(session_id) is not None
         raise Conflict(_why_no_qr(session, running), code="no_qr")
 
     async def restart(self, session_id: str) -> Session:
-        """Stop and start again; waits like :meth:`connect` for what the new runner does."""
-        await self.get(session_id)
+        """Stop and start again; waits like :meth:`connect` for what the new runner does.
+
+        An edge session cannot be restarted from here: like :meth:`connect`, it
+        is recorded as wanted when it is not running.
+        """
+        session = await self.get(session_id)
+        if session.uplink is Uplink.EDGE:
+            return await self._want(session, "restarted by operator")
         await self.runtime.restart(session_id)
         await self._await_answer(session_id)
         return await self.get(session_id)
 
     async def stop(self, session_id: str) -> Session:
-        await self.get(session_id)
-        await self.runtime.stop(session_id)
+        session = await self.get(session_id)
+        if session.uplink is Uplink.EDGE:
+            await self._record(session_id, SessionState.STOPPED, "stopped by operator")
+        else:
+            await self.runtime.stop(session_id)
         return await self.get(session_id)
+
+    async def _want(self, session: Session, reason: str) -> Session:
+        """An edge session should run: CONNECTING (its change and webhook) unless it runs."""
+        if not session.status.is_running:
+            await self._record(session.id, SessionState.CONNECTING, reason)
+        return await self.get(session.id)
+
+    async def _record(self, session_id: str, state: SessionState, reason: str) -> None:
+        data = {"kind": None, "reason": reason}
+        change = SessionChange(session_id, state, ChangeKind.STATE, self.clock.now(), data)
+        if state is SessionState.STOPPED:
+            await self.sessions.record_disconnected(change, None, reason)
+        else:
+            await self.sessions.record(change)
 
     async def delete(self, session_id: str) -> Unlink:
         """Log the device out, stop, delete its credentials and its row.
@@ -142,7 +185,12 @@ class SessionService:
         connected; when that fails within the bound the session is deleted
         all the same, and the outcome says so.
         """
-        await self.get(session_id)
+        session = await self.get(session_id)
+        if session.uplink is Uplink.EDGE:
+            # its credentials live on the edge worker, which this process cannot reach
+            await self.sessions.delete(session_id)
+            log.warning("edge session %s deleted; its device may still be linked", session_id)
+            return Unlink.FAILED
         outcome = await self.runtime.logout(session_id)
         await self.sessions.delete(session_id)
         # a runner started between the logout and the row's delete goes too

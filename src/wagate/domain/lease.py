@@ -16,6 +16,15 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 
+# seed 001's edge workers hold sessions under ``edge:<their id>``: no fleet worker has that id
+EDGE_HOLDER_PREFIX = "edge:"
+
+
+def edge_holder(worker: str) -> str:
+    """The lease holder an edge worker's claims are made under."""
+    return EDGE_HOLDER_PREFIX + worker
+
+
 @dataclass(frozen=True, slots=True)
 class Lease:
     session_id: str

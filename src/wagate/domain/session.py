@@ -209,6 +209,17 @@ def health_bucket(state: SessionState) -> str | None:
     return None
 
 
+class Uplink(enum.StrEnum):
+    """Who hosts a session: the fleet (wagate's own workers) or seed 001's edge workers.
+
+    Never both: the fleet never starts an edge session, and an edge worker is
+    offered a fleet session only when no fleet worker lives (``docs/edge.md``).
+    """
+
+    FLEET = "fleet"
+    EDGE = "edge"
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     """A session as stored: identity, where it runs, and what WhatsApp last said about it."""
@@ -241,6 +252,7 @@ class Session:
     last_ping_at: datetime | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    uplink: Uplink = Uplink.FLEET
 
     def qr_valid_at(self, now: datetime) -> bool:
         return self.qr is not None and (self.qr_expires_at is None or self.qr_expires_at > now)

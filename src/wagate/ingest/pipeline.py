@@ -23,12 +23,12 @@ import random
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, replace
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from wagate.clock import Clock
 from wagate.domain.audit import AuditEvent
 from wagate.domain.message import IN, MediaRef, Message, MessageKind
-from wagate.engine.base import Link, MessageEvent
+from wagate.engine.base import MessageEvent
 from wagate.errors import StorageUnavailable, TransientError, WagateError
 from wagate.ingest.media import MediaMeta, MediaRejected, MediaStore, Stored
 from wagate.settings import IngestSettings
@@ -47,6 +47,16 @@ _MSG_MAX = 300  # characters of an error message kept in the audit log
 
 # ``{"code", "msg"}`` of a failed step, as audited (and as ``mediaError`` in the event)
 Failure = dict[str, str]
+
+
+class Downloader(Protocol):
+    """What :meth:`IngestPipeline.complete` needs of a link: a received media's bytes.
+
+    A :class:`~wagate.engine.base.Link` is one; so is the inline media of a
+    message an edge worker posts (seed 001's ``/inbound``).
+    """
+
+    def download(self, media: MediaRef) -> AsyncIterator[bytes]: ...
 
 
 class LinkGone(WagateError):
@@ -159,7 +169,7 @@ class IngestPipeline:
     async def complete(
         self,
         session_id: str,
-        link: Link | None,
+        link: Downloader | None,
         message: Message,
         *,
         gone: asyncio.Event | None = None,
@@ -203,7 +213,7 @@ class IngestPipeline:
     async def _attach_media(
         self,
         session_id: str,
-        link: Link,
+        link: Downloader,
         ref: MediaRef,
         message: Message,
         gone: asyncio.Event | None,
@@ -225,7 +235,7 @@ class IngestPipeline:
         return replace(message, media_id=media_id), None
 
     async def _store_media(
-        self, link: Link, ref: MediaRef, gone: asyncio.Event | None
+        self, link: Downloader, ref: MediaRef, gone: asyncio.Event | None
     ) -> Stored | MediaRejected:
         """Download and store; a refusal (too large, not allowed) is returned, not retried."""
         meta = MediaMeta(

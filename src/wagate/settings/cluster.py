@@ -79,6 +79,19 @@ class ClusterFields(BaseSettings):
         1_000, ge=1, le=1_000_000, validation_alias=env("REPORT_QUEUE_MAX")
     )
 
+    # --- seed 001's edge workers: the worker-proxy the control plane (or serve) offers ---
+    # the edge workers' Bearer secret; the worker-proxy is served only when it is set
+    worker_secret: str | None = Field(
+        None, validation_alias=env("WORKER_SECRET", "WORKER_SECRET")
+    )
+    # where the five endpoints live (seed 001's EDGE_BASE_URL points here)
+    edge_prefix: str = Field(
+        "/worker-proxy", pattern=r"^/[A-Za-z0-9._~/-]*$", validation_alias=env("EDGE_PREFIX")
+    )
+    # an instance (and each queued message) handed to an edge worker is its own this long,
+    # renewed by each of its calls about it
+    edge_claim_ttl_ms: int = Field(30_000, ge=100, validation_alias=env("EDGE_CLAIM_TTL_MS"))
+
     # --- the admin API's users (seed 002: JWT) ---------------------------------------------
     # signing key of the admin JWTs; generated and kept under DATA_DIR when unset
     jwt_secret: str | None = Field(None, min_length=32, validation_alias=env("JWT_SECRET"))

@@ -297,6 +297,9 @@ class ClusterSettings:
     jwt_ttl: timedelta
     worker_probe_timeout_s: float
     allow_private_urls: bool  # the admin's connectivity test may reach internal addresses
+    worker_secret: str | None  # seed 001's edge workers (None: no worker-proxy)
+    edge_prefix: str  # where the worker-proxy is served, without a trailing slash
+    edge_claim_ttl: timedelta  # an instance or a queued message handed to an edge worker
 
     @classmethod
     def of(cls, s: Settings) -> ClusterSettings:
@@ -331,4 +334,7 @@ class ClusterSettings:
             jwt_ttl=timedelta(milliseconds=s.jwt_ttl_ms),
             worker_probe_timeout_s=_s(s.worker_probe_timeout_ms),
             allow_private_urls=s.allow_private_urls,
+            worker_secret=s.worker_secret or None,
+            edge_prefix=s.edge_prefix.rstrip("/") or "/worker-proxy",
+            edge_claim_ttl=timedelta(milliseconds=s.edge_claim_ttl_ms),
         )

@@ -88,6 +88,8 @@ sessions = sa.Table(
     _ts("last_ping_at", nullable=True),
     _ts("created_at", nullable=False),
     _ts("updated_at", nullable=False),
+    # who hosts it: fleet (our workers) | edge (seed 001's edge workers), never both
+    sa.Column("uplink", sa.String(8), nullable=False, server_default="fleet"),
 )
 sa.Index("ix_sessions_phone_number", sessions.c.phone_number)
 # one session per provisioned phone, even when two provisions race (NULL: no phone)
@@ -254,6 +256,9 @@ messages = sa.Table(
     _ts("notified_at", nullable=True),
     _ts("created_at", nullable=False),
     _ts("updated_at", nullable=False),
+    # a queued message handed to an edge worker (seed 001): whose, and until when
+    sa.Column("claimed_by", sa.String(128), nullable=True),
+    _ts("claimed_until", nullable=True),
     # dedupe by id only: a distinct message is never dropped as a duplicate
     sa.UniqueConstraint("session_id", "wa_msg_id"),
     sa.UniqueConstraint("session_id", "idempotency_key"),

@@ -24,7 +24,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from wagate.clock import Clock
 from wagate.domain.audit import AuditEvent
-from wagate.domain.session import ChangeKind, Session, SessionChange, SessionState, Unlink
+from wagate.domain.session import (
+    ChangeKind,
+    Session,
+    SessionChange,
+    SessionState,
+    Unlink,
+    Uplink,
+)
 from wagate.engine.base import AuthStore, Engine, LinkOptions
 from wagate.errors import Conflict, NotFound
 from wagate.lifecycle import Periodic, Service
@@ -149,7 +156,8 @@ class Worker(Service):
         """
         running = [s for s in SessionState if s.is_running]
         owner = None if self.only_worker else self.worker_id
-        found = await self.sessions.find(worker_id=owner, states=running)
+        # an edge session is hosted by seed 001's edge workers, never here
+        found = await self.sessions.find(worker_id=owner, states=running, uplink=Uplink.FLEET)
         self._log_adopted([s for s in found if s.worker_id != self.worker_id])
         resumed: list[str] = []
         for session in found:
@@ -224,6 +232,8 @@ class Worker(Service):
             session = await self.sessions.get(session_id)
             if session is None or not session.status.is_running:
                 return False
+            if session.uplink is Uplink.EDGE:
+                return False  # seed 001's edge workers host it
             self._launch(session, SessionState.RECONNECTING)
             return True
 
@@ -367,6 +377,11 @@ class Worker(Service):
         self, session: Session, state: SessionState, *, pair_phone: str | None = None
     ) -> None:
         """Register the session's runner and its task, with no await in between."""
+        if session.uplink is Uplink.EDGE:  # never both: its edge worker holds the link
+            raise Conflict(
+                f"session {session.id!r} is hosted by edge workers (uplink edge)",
+                code="session_on_edge",
+            )
         if self._closing:
             raise Conflict("the worker is shutting down", code="worker_closing")
         if len(self._runners) >= self.settings.max_sessions:

@@ -14,6 +14,7 @@ the database server's ``now()``.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,7 +23,7 @@ from sqlalchemy.engine import RowMapping
 
 from wagate.clock import Clock
 from wagate.domain.lease import Fence, Lease
-from wagate.domain.session import SessionState
+from wagate.domain.session import SessionState, Uplink
 from wagate.storage.db import Database
 from wagate.storage.tables import leader_leases as leaders
 from wagate.storage.tables import session_leases as t
@@ -74,6 +75,62 @@ class SessionLeaseRepo:
             ).returning(*t.c)
             row = (await conn.execute(stmt)).mappings().first()
         return _to_lease(row) if row else None
+
+    async def claim(self, session_id: str, worker_id: str, ttl: timedelta) -> Lease | None:
+        """Take the session for ``worker_id`` when no live lease holds it, or keep it (its own).
+
+        :meth:`assign`'s compare-and-set, but a holder's own claim is renewed to
+        ``now + ttl`` (its epoch unchanged) instead of refused; None while another
+        live lease holds the session. Seed 001's edge workers hold sessions this way.
+        """
+        now = self._clock.now()
+        values = {
+            "session_id": session_id,
+            "worker_id": worker_id,
+            "epoch": 1,
+            "expires_at": now + ttl,
+            "updated_at": now,
+        }
+        mine = t.c.worker_id == worker_id
+        async with self._db.begin() as conn:
+            insert = insert_for(conn, t).values(**values)
+            stmt = insert.on_conflict_do_update(
+                index_elements=[t.c.session_id],
+                set_={
+                    "worker_id": insert.excluded.worker_id,
+                    "epoch": sa.case((mine, t.c.epoch), else_=t.c.epoch + 1),
+                    "expires_at": insert.excluded.expires_at,
+                    "updated_at": insert.excluded.updated_at,
+                },
+                where=sa.or_(mine, sa.not_(_live(now))),
+            ).returning(*t.c)
+            row = (await conn.execute(stmt)).mappings().first()
+        return _to_lease(row) if row else None
+
+    async def claimable(
+        self,
+        worker_id: str,
+        uplinks: Collection[Uplink],
+        states: Collection[SessionState],
+        limit: int = 500,
+    ) -> list[str]:
+        """Sessions hosted by one of ``uplinks``, in one of ``states``, that no *other*
+        live lease holds (free, expired, or ``worker_id``'s own), oldest first."""
+        now = self._clock.now()
+        s = sessions
+        query = (
+            sa.select(s.c.id)
+            .select_from(s.outerjoin(t, t.c.session_id == s.c.id))
+            .where(
+                s.c.uplink.in_([u.value for u in uplinks]),
+                s.c.status.in_([state.value for state in states]),
+                sa.or_(sa.not_(_live(now)), t.c.worker_id == worker_id),
+            )
+            .order_by(s.c.created_at, s.c.id)
+            .limit(limit)
+        )
+        async with self._db.begin() as conn:
+            return list((await conn.execute(query)).scalars())
 
     async def renew(self, worker_id: str, ttl: timedelta) -> list[Lease]:
         """Extend every lease of ``worker_id`` to ``now + ttl``: the leases it holds now."""
@@ -139,7 +196,7 @@ class SessionLeaseRepo:
         return {worker_id: int(n) for worker_id, n in rows}
 
     async def unplaced(self, limit: int = 500) -> list[tuple[str, str | None]]:
-        """Sessions that should run and have no live lease, oldest first.
+        """Fleet sessions that should run and have no live lease, oldest first.
 
         Each with the worker whose lease expired (a candidate to take it back), or None
         when it was never leased or was released.
@@ -149,7 +206,8 @@ class SessionLeaseRepo:
         query = (
             sa.select(s.c.id, t.c.worker_id)
             .select_from(s.outerjoin(t, t.c.session_id == s.c.id))
-            .where(s.c.status.in_(_RUNNING), sa.not_(_live(now)))
+            # an edge session is never the fleet's to place (seed 001's workers host it)
+            .where(s.c.status.in_(_RUNNING), s.c.uplink != Uplink.EDGE.value, sa.not_(_live(now)))
             .order_by(s.c.created_at, s.c.id)
             .limit(limit)
         )

@@ -15,7 +15,7 @@ directions) live here too, since they read the same rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -115,16 +115,61 @@ class OutboundRepo:
     # --- the sender's side ---------------------------------------------------------
 
     async def next_queued(self, session_id: str) -> Message | None:
-        """The oldest queued message of the session: messages go out in the order queued."""
+        """The oldest queued message of the session: messages go out in the order queued.
+
+        A message an edge worker holds (:meth:`claim_queued`) is not offered.
+        """
         query = (
             t.select()
-            .where(t.c.session_id == session_id, t.c.direction == OUT, t.c.status == QUEUED)
+            .where(
+                t.c.session_id == session_id,
+                t.c.direction == OUT,
+                t.c.status == QUEUED,
+                _unclaimed(self._clock.now()),
+            )
             .order_by(t.c.id)
             .limit(1)
         )
         async with self._db.begin() as conn:
             row = (await conn.execute(query)).mappings().first()
         return to_message(row) if row else None
+
+    async def claim_queued(
+        self, session_id: str, holder: str, ttl: timedelta, limit: int = 50
+    ) -> list[Message]:
+        """Hand the session's oldest unclaimed queued messages to ``holder`` for ``ttl``.
+
+        For seed 001's edge workers, which send by themselves: a message handed
+        out is not handed out again (to anyone) until its claim lapses unsettled.
+        One conditional UPDATE: on PostgreSQL the candidates are locked with
+        ``SKIP LOCKED`` and the condition is evaluated again on each row's
+        latest version, so two concurrent claims never both get a message;
+        SQLite serialises writers.
+        """
+        now = self._clock.now()
+        free = _unclaimed(now)
+        candidates = (
+            sa.select(t.c.id)
+            .where(t.c.session_id == session_id, t.c.direction == OUT, t.c.status == QUEUED, free)
+            .order_by(t.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        stmt = (
+            t.update()
+            .where(t.c.id.in_(candidates.scalar_subquery()), t.c.status == QUEUED, free)
+            .values(claimed_by=holder, claimed_until=now + ttl, updated_at=now)
+            .returning(*t.c)
+        )
+        async with self._db.begin() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return sorted((to_message(r) for r in rows), key=lambda m: m.id)
+
+    async def outbound(self, session_id: str, wa_msg_id: str) -> Message | None:
+        """The session's outbound message with that WhatsApp id."""
+        return await self._one(
+            t.c.session_id == session_id, t.c.direction == OUT, t.c.wa_msg_id == wa_msg_id
+        )
 
     async def sessions_with_queue(self) -> list[str]:
         query = (
@@ -157,14 +202,18 @@ class OutboundRepo:
         at: datetime,
         payload: dict[str, Any] | None,
         announce: Announce[Message] | None = None,
+        only_queued: bool = False,
     ) -> Message | None:
         """Record the send; a receipt that got here first keeps its (later) status.
 
         ``announce(message)``'s events are recorded in the same transaction.
+        ``only_queued``: write (and announce) nothing unless the message is still
+        queued (a repeated report of one send; None then).
         """
         status = sa.case((t.c.status == QUEUED, SENT), else_=t.c.status)
         return await self._update(
             message_id,
+            *([t.c.status == QUEUED] if only_queued else []),
             announce=announce,
             status=status,
             wa_msg_id=wa_msg_id,
@@ -272,3 +321,8 @@ class OutboundRepo:
             query = sa.select(t.c.session_id).where(t.c.id == message_id)
             session_id: str | None = await conn.scalar(query)
         return session_id
+
+
+def _unclaimed(now: datetime) -> sa.ColumnElement[bool]:
+    """No edge worker holds the message (never claimed, or its claim lapsed)."""
+    return sa.or_(t.c.claimed_until.is_(None), t.c.claimed_until <= now)

@@ -19,6 +19,7 @@ from wagate.domain.session import (
     Session,
     SessionChange,
     SessionState,
+    Uplink,
     seed_000,
 )
 from wagate.errors import Conflict, NotFound
@@ -38,6 +39,7 @@ def _to_session(row: RowMapping) -> Session:
     data["status"] = SessionState(data["status"])
     kind = data.get("disconnect_kind")
     data["disconnect_kind"] = DisconnectKind(kind) if kind else None
+    data["uplink"] = Uplink(data.get("uplink") or Uplink.FLEET)
     return Session(**data)
 
 
@@ -81,6 +83,7 @@ class SessionRepo:
         proxy: str | None = None,
         user_id: str | None = None,
         session_name: str | None = None,
+        uplink: Uplink = Uplink.FLEET,
     ) -> Session:
         now = self._clock.now()
         values = {
@@ -92,6 +95,7 @@ class SessionRepo:
             "proxy": proxy,
             "user_id": user_id,
             "session_name": session_name,
+            "uplink": uplink.value,
             "created_at": now,
             "updated_at": now,
         }
@@ -133,8 +137,12 @@ class SessionRepo:
         *,
         worker_id: str | None = None,
         states: Iterable[SessionState] | None = None,
+        uplink: Uplink | None = None,
     ) -> list[Session]:
+        """``uplink``: only the sessions hosted so (None: every one)."""
         query = t.select().order_by(t.c.created_at, t.c.id)
+        if uplink is not None:
+            query = query.where(t.c.uplink == uplink.value)
         if worker_id is not None:
             query = query.where(t.c.worker_id == worker_id)
         if states is not None:
