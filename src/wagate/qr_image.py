@@ -11,7 +11,6 @@ from io import BytesIO
 
 import segno
 
-
 PNG_DATA_URL = "data:image/png;base64,"
 
 

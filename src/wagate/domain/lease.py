@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-
 # seed 001's edge workers hold sessions under ``edge:<their id>``: no fleet worker has that id
 EDGE_HOLDER_PREFIX = "edge:"
 

@@ -81,9 +81,7 @@ class ClusterFields(BaseSettings):
 
     # --- seed 001's edge workers: the worker-proxy the control plane (or serve) offers ---
     # the edge workers' Bearer secret; the worker-proxy is served only when it is set
-    worker_secret: str | None = Field(
-        None, validation_alias=env("WORKER_SECRET", "WORKER_SECRET")
-    )
+    worker_secret: str | None = Field(None, validation_alias=env("WORKER_SECRET", "WORKER_SECRET"))
     # where the five endpoints live (seed 001's EDGE_BASE_URL points here)
     edge_prefix: str = Field(
         "/worker-proxy", pattern=r"^/[A-Za-z0-9._~/-]*$", validation_alias=env("EDGE_PREFIX")
