@@ -3,7 +3,8 @@
 Without a key only health (``/``, ``/health``, ``/healthz``, ``/sandbox/healthz``)
 and the API's description (``/openapi.json``, ``/docs``) answer, and, in a control
 plane that takes workers' reports, ``/webhook`` (signed) and
-``/api/webhooks/session-status`` (the worker token); the in-process
+``/api/webhooks/session-status`` (the worker token), and with ``WORKER_SECRET``
+seed 001's worker-proxy under ``EDGE_PREFIX`` (that secret); the in-process
 sandbox's control API and websocket want the gateway's key, as a keyed
 ``wagate sandbox`` server wants its own.
 """
@@ -16,7 +17,7 @@ from fastapi import Depends, FastAPI
 
 from wagate import __version__
 from wagate.api import errors
-from wagate.api.compat import seed002_backend, seed002_backend_status, seed004
+from wagate.api.compat import seed001_edge, seed002_backend, seed002_backend_status, seed004
 from wagate.api.deps import require_key
 from wagate.api.nul import reject_nul
 from wagate.api.routes import (
@@ -56,6 +57,8 @@ def create_app(
     if services.reports is not None:  # workers' reports: their own credentials, not the key
         app.include_router(seed004.router)
         app.include_router(seed002_backend_status.router)
+    if services.edge is not None:  # seed 001's edge workers: WORKER_SECRET, not the key
+        app.include_router(seed001_edge.router, prefix=services.edge.prefix)
     app.include_router(sessions.router, dependencies=keyed)
     app.include_router(seed002.router, dependencies=keyed)
     app.include_router(groups.router, dependencies=keyed)

@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from wagate.control.admins import AdminAuth
+from wagate.control.edge import EdgeBackend
 from wagate.control.groups import GroupService
 from wagate.control.health import HealthService
 from wagate.control.media import MediaService
@@ -118,6 +119,13 @@ def _admins(request: Request) -> AdminAuth:
     return found
 
 
+def _edge(request: Request) -> EdgeBackend:
+    found = services(request).edge
+    if found is None:  # the router is mounted only with one: this is a wiring bug
+        raise NotConfigured("WORKER_SECRET is not set: the worker-proxy is off")
+    return found
+
+
 Sessions = Annotated[SessionService, Depends(_sessions)]
 Messages = Annotated[MessageService, Depends(_messages)]
 Sending = Annotated[SendService, Depends(_sending)]
@@ -130,6 +138,7 @@ Runtime = Annotated[SessionRuntime, Depends(_runtime)]
 Reports = Annotated[SessionReports, Depends(_reports)]
 Registry = Annotated[WorkerRegistry, Depends(_registry)]
 Admins = Annotated[AdminAuth, Depends(_admins)]
+Edge = Annotated[EdgeBackend, Depends(_edge)]
 
 
 def require_worker(

@@ -25,6 +25,9 @@ class ProvisionIn(Strict):
     pairing_code: bool = Field(
         False, alias="pairingCode", description="Also ask for a pairing code for `phone`"
     )
+    uplink: d.Uplink = Field(
+        d.Uplink.FLEET, description="Who hosts it: fleet (wagate's workers) or edge (seed 001)"
+    )
 
 
 class SessionOut(BaseModel):
@@ -54,6 +57,7 @@ class SessionOut(BaseModel):
     createdAt: datetime | None
     updatedAt: datetime | None
     lastPing: datetime | None = Field(None, description="The session process's last PING")
+    uplink: str = Field("fleet", description="Who hosts it: fleet | edge (seed 001's workers)")
 
     @classmethod
     def of(cls, s: d.Session) -> SessionOut:
@@ -82,6 +86,7 @@ class SessionOut(BaseModel):
             createdAt=s.created_at,
             updatedAt=s.updated_at,
             lastPing=s.last_ping_at,
+            uplink=s.uplink.value,
         )
 
 
@@ -103,6 +108,7 @@ class Seed002CreateIn(BaseModel):
     sessionId: str | None = Field(None, pattern=SESSION_ID_PATTERN)
     userId: str | None = Field(None, max_length=128)
     sessionName: str | None = Field(None, max_length=256)
+    uplink: d.Uplink = Field(d.Uplink.FLEET, description="fleet | edge (seed 001's workers)")
 
 
 def ok(data: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wagate.control.admins import AdminAuth
+from wagate.control.edge import EdgeBackend
 from wagate.control.groups import GroupService
 from wagate.control.health import HealthService
 from wagate.control.media import MediaService
@@ -40,3 +41,5 @@ class Services:
     # the control plane's fleet (seed 002's backend); the app serves its routes when set
     registry: WorkerRegistry | None = None
     admins: AdminAuth | None = None
+    # seed 001's worker-proxy for edge workers (WORKER_SECRET); the app serves it when set
+    edge: EdgeBackend | None = None

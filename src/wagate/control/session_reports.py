@@ -124,6 +124,13 @@ class SessionReports:
         columns = _connected(at) | {"phone_number": phone, "jid": user_jid(phone)}
         return await self._apply(change, {SessionState.CONNECTED}, {"phone_number": phone}, columns)
 
+    async def connecting(self, session_id: str, at: datetime) -> bool:
+        """Linking, no QR yet (seed 001's ``CONNECTING``): a row with a QR says it already."""
+        at = self._not_after_now(at)
+        change = SessionChange(session_id, SessionState.CONNECTING, ChangeKind.STATE, at, {})
+        columns = {**_CLEAR_QR, "pair_code": None}
+        return await self._apply(change, {SessionState.CONNECTING, SessionState.QR}, {}, columns)
+
     async def disconnected(
         self, session_id: str, reason: str, code: int | str | None, at: datetime
     ) -> bool:

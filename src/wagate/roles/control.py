@@ -113,8 +113,14 @@ class ControlPlane(Node):
         services = self._services(
             self.runtime, engine_name=s.engine, fleet=self._fleet_figures, runs_sessions=False
         )
+        reports = self._reports()
         self.services = dataclasses.replace(
-            services, registry=self.registry, admins=admins, reports=self._reports()
+            services,
+            registry=self.registry,
+            admins=admins,
+            reports=reports,
+            # WORKER_SECRET: seed 001's edge workers; fleet sessions too while no worker lives
+            edge=self._edge_backend(reports, fleet_idle=self._fleet_idle),
         )
         self.tasks.spawn(self._listen(), "session-changes")
         await self._lead()
@@ -228,6 +234,11 @@ class ControlPlane(Node):
         if self.leadership.is_leader:
             await self.registry.check_once()
             await self.mirror.keep()
+
+    async def _fleet_idle(self) -> bool:
+        """No fleet worker lives: edge workers are offered every session."""
+        timeout = timedelta(seconds=self.settings.cluster.worker_timeout_s)
+        return not await self.workers.live(timeout)
 
     async def _fleet_figures(self) -> dict[str, Any]:
         """``/health`` of a control plane: its workers, the leases, the sessions by state."""

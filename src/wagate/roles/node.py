@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING, Any, Self
 
 from wagate.api.app import create_app
 from wagate.clock import Clock, SystemClock
+from wagate.control.edge import EdgeBackend, FleetIdle
 from wagate.control.groups import GroupService
 from wagate.control.health import FleetFigures, HealthService
 from wagate.control.media import MediaService
 from wagate.control.messages import MessageService
 from wagate.control.runtime import SessionRuntime
 from wagate.control.services import Services
+from wagate.control.session_reports import SessionReports
 from wagate.control.sessions import SessionService
 from wagate.domain.lease import Fences
 from wagate.engine.base import AuthStore, Engine
@@ -47,6 +49,7 @@ from wagate.storage.outbox import Outbox
 from wagate.storage.repos.audit import AuditRepo
 from wagate.storage.repos.flags import FlagRepo
 from wagate.storage.repos.groups import GroupRepo
+from wagate.storage.repos.leases import SessionLeaseRepo
 from wagate.storage.repos.media import MediaRepo
 from wagate.storage.repos.messages import MessageRepo
 from wagate.storage.repos.outbound import OutboundRepo
@@ -148,7 +151,8 @@ class Node:
             dispatcher = WebhookDispatcher(view, deliveries, self.clock, wakeup=self.doorbell)
             self.dispatcher = await self._stack.enter_async_context(dispatcher)
 
-    async def _start_ingest(self) -> None:
+    def _ingest_pipeline(self) -> IngestPipeline:
+        """What stores received messages (engine events, an edge worker's posts)."""
         view, clock = self.settings.ingest, self.clock
         media = MediaStore(
             MediaRepo(self.db, clock),
@@ -158,7 +162,7 @@ class Node:
             prefix=view.media_prefix,
             spool_dir=view.spool_dir,
         )
-        self.pipeline = IngestPipeline(
+        return IngestPipeline(
             view,
             messages=self.messages,
             groups=self.groups,
@@ -166,6 +170,10 @@ class Node:
             audit=self.audit,
             clock=clock,
         )
+
+    async def _start_ingest(self) -> None:
+        clock = self.clock
+        self.pipeline = self._ingest_pipeline()
         ingest = Ingest(
             pipeline=self.pipeline,
             groups=GroupSync(self.groups, self.audit, clock),
@@ -206,6 +214,30 @@ class Node:
         )
         return SendService(
             self.outbound, self.messages, self.sessions, self._spool(), fetcher, wake=wake
+        )
+
+    def _edge_backend(
+        self, reports: SessionReports, *, fleet_idle: FleetIdle | None = None
+    ) -> EdgeBackend | None:
+        """Seed 001's worker-proxy, when ``WORKER_SECRET`` is set (None otherwise)."""
+        c = self.settings.cluster
+        if c.worker_secret is None:
+            return None
+        pipeline = getattr(self, "pipeline", None) or self._ingest_pipeline()
+        return EdgeBackend(
+            sessions=self.sessions,
+            leases=SessionLeaseRepo(self.db, self.clock),
+            outbound=self.outbound,
+            spool=self._spool(),
+            reports=reports,
+            pipeline=pipeline,
+            clock=self.clock,
+            secret=c.worker_secret,
+            claim_ttl=c.edge_claim_ttl,
+            max_attempts=self.settings.send.max_attempts,
+            fleet_idle=fleet_idle,
+            prefix=c.edge_prefix,
+            max_media_bytes=self.settings.ingest.max_media_bytes,
         )
 
     def _auth_factory(self) -> Callable[[str], AuthStore]:

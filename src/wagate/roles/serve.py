@@ -20,10 +20,12 @@ media, ``message.received`` event → ``WebhookDispatcher``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from wagate.control.flags import FlagWatcher
 from wagate.control.runtime import LocalRuntime
+from wagate.control.session_reports import SessionReports
 from wagate.lifecycle import Periodic
 from wagate.logs import configure
 from wagate.roles.node import Node, load_or_create_api_key, make_dirs
@@ -57,7 +59,12 @@ class Gateway(Node):
         await self._start_ingest()
         await self._start_outbound()
         await self._start_worker()
-        self.services = self._services(self.runtime, engine_name=self.engine.name)
+        services = self._services(self.runtime, engine_name=self.engine.name)
+        # WORKER_SECRET: seed 001's edge workers host the sessions provisioned for them
+        reports = SessionReports(
+            self.sessions, self.audit, self.clock, qr_expiry=s.worker.qr_expiry
+        )
+        self.services = dataclasses.replace(services, edge=self._edge_backend(reports))
 
     async def _start_worker(self) -> None:
         view = self.settings.worker

@@ -32,7 +32,7 @@ async def create(
 ) -> dict[str, Any]:
     body = body or Seed002CreateIn()
     session = await service.create(
-        body.sessionId, user_id=body.userId, session_name=body.sessionName
+        body.sessionId, user_id=body.userId, session_name=body.sessionName, uplink=body.uplink
     )
     return ok(
         {

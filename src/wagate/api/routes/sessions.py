@@ -27,7 +27,7 @@ async def provision(
 ) -> SessionOut:
     body = body or ProvisionIn()
     session = await service.provision(
-        body.id, phone=body.phone, proxy=body.proxy, pair=body.pairing_code
+        body.id, phone=body.phone, proxy=body.proxy, pair=body.pairing_code, uplink=body.uplink
     )
     return SessionOut.of(session)
 

@@ -139,6 +139,7 @@ class OutboundRepo:
     ) -> list[Message]:
         """Hand the session's oldest unclaimed queued messages to ``holder`` for ``ttl``.
 
+        Each hand-out counts as an attempt.
         For seed 001's edge workers, which send by themselves: a message handed
         out is not handed out again (to anyone) until its claim lapses unsettled.
         One conditional UPDATE: on PostgreSQL the candidates are locked with
@@ -158,7 +159,12 @@ class OutboundRepo:
         stmt = (
             t.update()
             .where(t.c.id.in_(candidates.scalar_subquery()), t.c.status == QUEUED, free)
-            .values(claimed_by=holder, claimed_until=now + ttl, updated_at=now)
+            .values(
+                claimed_by=holder,
+                claimed_until=now + ttl,
+                attempts=t.c.attempts + 1,  # a hand-out is an attempt: a poison message runs out
+                updated_at=now,
+            )
             .returning(*t.c)
         )
         async with self._db.begin() as conn:

@@ -1,0 +1,436 @@
+"""Seed 001's worker-proxy, served by wagate: what edge workers ask and report.
+
+An *edge worker* (seed 001's ``wa-worker``, or a wagate worker started with
+``--uplink edge``) hosts sessions on its own: it polls for instances to
+connect, reports their status, fetches their queued messages, says which it
+sent and posts what it received. Here an instance is a session, and each
+verb goes through the path the fleet's own workers use: status reports
+through :class:`~wagate.control.session_reports.SessionReports` (never
+rolling back a fresher row, with the usual ``session.*`` webhooks), sends
+through the outbound queue (``message.sent``/``message.failed``), received
+messages through the ingest pipeline (dedupe by id, media store,
+``message.received``).
+
+Never two connections on one account: handing an instance to worker W
+claims it for W in ``session_leases`` under ``edge:<W>`` for the claim TTL,
+renewed by each of W's calls about it; another edge worker is not offered it
+meanwhile, and the fleet never places an edge session. Each queued message
+handed out is claimed the same way (``messages.claimed_until``), so two polls
+never get one message. See ``docs/edge.md``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from wagate.clock import Clock
+from wagate.control.session_reports import SessionReports
+from wagate.domain.lease import edge_holder
+from wagate.domain.message import MEDIA_KINDS, MediaRef, Message, MessageKind, Outgoing
+from wagate.domain.session import SEED_001, Session, SessionState, Uplink
+from wagate.engine.base import MessageEvent
+from wagate.errors import Conflict, InvalidInput, NotConfigured, NotFound, Unauthorized
+from wagate.ids import USER_SERVER, phone_of_jid
+from wagate.ingest.media import MediaRejected
+from wagate.ingest.pipeline import IngestPipeline
+from wagate.outbound import queue
+from wagate.qr_image import PNG_DATA_URL
+from wagate.storage.repos.leases import SessionLeaseRepo
+from wagate.storage.repos.outbound import OutboundRepo
+from wagate.storage.repos.sessions import SessionRepo
+from wagate.storage.spool import MediaSpool, SpoolError
+from wagate.webhooks.events import Event, message_status
+
+log = logging.getLogger(__name__)
+
+FleetIdle = Callable[[], Awaitable[bool]]
+"""True while no fleet worker lives: edge workers are then offered fleet sessions too."""
+
+STATUSES = ("CONNECTING", "CONNECTED", "DISCONNECTED")
+# seed 001 offers instances whose status is DISCONNECTED or CONNECTING; of those, the ones
+# that should run (a stopped or logged-out session waits for an operator's connect)
+_OFFERED = frozenset(s for s in SessionState if s.is_running and SEED_001[s] != "CONNECTED")
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_MAX_QR_PNG = 256 * 1024
+_CHUNK = 64 * 1024
+_DISCONNECTED = "the edge worker reported the session disconnected"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """``POST /update-status``: ``status`` one of :data:`STATUSES`."""
+
+    instance_id: str
+    status: str
+    qr_code: str | None = None  # a PNG data URL
+    qr: str | None = None  # WhatsApp's raw QR text (2@…)
+    phone: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SentReport:
+    """``POST /mark-sent``: ``message_id`` is the id ``/queued-messages`` gave."""
+
+    instance_id: str
+    message_id: str
+    sent: bool
+    wa_message_id: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InlineMedia:
+    data: bytes
+    mimetype: str | None = None
+    filename: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """``POST /inbound``: a message the edge worker received (or sent from the phone)."""
+
+    instance_id: str
+    message_id: str
+    sender: str
+    chat: str | None
+    kind: str | None
+    timestamp: datetime | None
+    text: str | None = None
+    push_name: str | None = None
+    media: InlineMedia | None = None
+    from_me: bool = False
+    quoted_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Handed:
+    """A queued message handed to an edge worker: its row and what to send."""
+
+    message: Message
+    outgoing: Outgoing
+
+
+class EdgeBackend:
+    """The five verbs of seed 001's worker-proxy; see the module docstring.
+
+    ``secret``: ``WORKER_SECRET`` (None: unset, every call is refused 503).
+    ``fleet_idle``: None in ``wagate serve`` (its embedded worker hosts every
+    fleet session); in ``wagate control``, whether no fleet worker lives.
+    ``max_attempts``: hand-outs of one message before it is failed.
+    ``prefix``: where the HTTP layer serves the verbs.
+    """
+
+    def __init__(
+        self,
+        *,
+        sessions: SessionRepo,
+        leases: SessionLeaseRepo,
+        outbound: OutboundRepo,
+        spool: MediaSpool,
+        reports: SessionReports,
+        pipeline: IngestPipeline,
+        clock: Clock,
+        secret: str | None,
+        claim_ttl: timedelta,
+        max_attempts: int = 10,
+        fleet_idle: FleetIdle | None = None,
+        prefix: str = "/worker-proxy",
+        max_media_bytes: int = 25 * 1024 * 1024,
+    ) -> None:
+        self._sessions = sessions
+        self._leases = leases
+        self._outbound = outbound
+        self._spool = spool
+        self._reports = reports
+        self._pipeline = pipeline
+        self._clock = clock
+        self._secret = secret
+        self._ttl = claim_ttl
+        self._max_attempts = max_attempts
+        self._fleet_idle = fleet_idle
+        self.prefix = prefix
+        self.max_media_bytes = max_media_bytes
+
+    # --- who may call --------------------------------------------------------------
+
+    def check_secret(self, given: str | None) -> None:
+        """``Authorization: Bearer <WORKER_SECRET>``, compared in constant time."""
+        if self._secret is None:
+            raise NotConfigured("WORKER_SECRET is not set: the worker-proxy is off")
+        if not given:
+            raise Unauthorized("missing worker secret: send Authorization: Bearer")
+        if not hmac.compare_digest(given.encode(), self._secret.encode()):
+            raise Unauthorized("wrong worker secret")
+
+    # --- GET /disconnected-instances -----------------------------------------------
+
+    async def disconnected(self, worker: str) -> list[str]:
+        """The instances ``worker`` should connect, each claimed for it now."""
+        holder = edge_holder(worker)
+        uplinks = {Uplink.EDGE}
+        if self._fleet_idle is not None and await self._fleet_idle():
+            uplinks.add(Uplink.FLEET)  # no fleet worker lives: the edge may host them all
+        offered = []
+        for session_id in await self._leases.claimable(holder, uplinks, _OFFERED):
+            if await self._leases.claim(session_id, holder, self._ttl) is not None:
+                offered.append(session_id)
+        return offered
+
+    # --- POST /update-status -------------------------------------------------------
+
+    async def update_status(self, worker: str, report: StatusReport) -> None:
+        session = await self._hold(worker, report.instance_id)
+        sid, at = session.id, self._clock.now()
+        match report.status:
+            case "CONNECTING":
+                qr = report.qr or _checked_data_url(report.qr_code)
+                if qr:
+                    await self._reports.qr_code(sid, qr, at)
+                else:
+                    await self._reports.connecting(sid, at)
+            case "CONNECTED":
+                if report.phone:
+                    await self._reports.connected(sid, report.phone, at, field="phone")
+                else:
+                    await self._reports.status(sid, "connected", None, at)
+            case "DISCONNECTED":
+                await self._disconnected(session, report.reason, at)
+            case _:
+                words = ", ".join(STATUSES)
+                raise InvalidInput("status", f"unknown status {report.status[:40]!r}: use {words}")
+
+    async def _disconnected(self, session: Session, reason: str | None, at: datetime) -> None:
+        """Reconnecting, or logged out; a row that rests already (stopped, …) stays at rest."""
+        code = reason or "connection_lost"
+        logged_out = code == "logged_out"
+        if not logged_out and SEED_001[session.status] == "DISCONNECTED":
+            return  # it says so already: an operator's stop is not undone by the worker
+        text = f"{_DISCONNECTED}: {reason}" if reason else _DISCONNECTED
+        await self._reports.disconnected(session.id, text[:1000], code, at)
+
+    # --- GET /queued-messages ------------------------------------------------------
+
+    async def queued(self, worker: str, instance_id: str) -> list[Handed]:
+        """The instance's queued messages, oldest first, each claimed for ``worker``."""
+        session = await self._hold(worker, instance_id)
+        claimed = await self._outbound.claim_queued(session.id, edge_holder(worker), self._ttl)
+        handed = []
+        for message in claimed:
+            outgoing = await self._outgoing(message)
+            if outgoing is not None:
+                handed.append(Handed(message, outgoing))
+        return handed
+
+    async def _outgoing(self, message: Message) -> Outgoing | None:
+        """What to send; None when the message can never be sent (it is failed, as the
+        fleet's sender fails it)."""
+        if message.attempts > self._max_attempts:
+            await self._fail(message, f"gave up after {message.attempts - 1} hand-outs")
+            return None
+        ref = queue.media_of(message.payload)
+        try:
+            data = await self._spool.load(ref) if ref else None
+            return queue.outgoing(message.payload or {}, id=message.wa_msg_id, media_data=data)
+        except (SpoolError, ValueError, KeyError, TypeError) as exc:
+            await self._fail(message, f"the queued message cannot be read: {exc}")
+            return None
+
+    # --- POST /mark-sent -----------------------------------------------------------
+
+    async def mark_sent(self, worker: str, report: SentReport) -> None:
+        """Sent or failed, with the usual event; a repeat changes nothing."""
+        session = await self._touch(worker, report.instance_id)
+        message = await self._outbound.outbound(session.id, report.message_id)
+        if message is None:
+            raise NotFound(f"message {report.message_id[:128]!r} of {session.id!r} not found")
+        if message.status != "queued":
+            return  # settled already (a repeat, or a receipt overtook it)
+        if report.sent:
+            await self._sent(message, report.wa_message_id)
+        else:
+            await self._fail(message, report.error or "the edge worker could not send it")
+
+    async def _sent(self, message: Message, wa_message_id: str | None) -> None:
+        wa_id = message.wa_msg_id
+        if wa_message_id and wa_message_id != wa_id:
+            # WhatsApp's id, unless another row of the session has it (an echo posted first)
+            if await self._outbound.outbound(message.session_id, wa_message_id) is None:
+                wa_id = wa_message_id
+        await self._outbound.mark_sent(
+            message.id,
+            wa_msg_id=wa_id,
+            at=self._clock.now(),
+            payload=_stripped(message),
+            announce=message_status(Event.MESSAGE_SENT, self._clock.now()),
+            only_queued=True,
+        )
+        await self._drop_media(message)
+
+    async def _fail(self, message: Message, error: str) -> None:
+        log.getChild(message.session_id).warning("message %s failed: %s", message.id, error)
+        await self._outbound.mark_failed(
+            message.id,
+            error,
+            _stripped(message),
+            announce=message_status(Event.MESSAGE_FAILED, self._clock.now(), error=error),
+        )
+        await self._drop_media(message)
+
+    async def _drop_media(self, message: Message) -> None:
+        ref = queue.media_of(message.payload)
+        if ref:
+            await self._spool.discard(ref)
+
+    # --- POST /inbound -------------------------------------------------------------
+
+    async def inbound(self, worker: str, received: Received) -> None:
+        """Through the ingest pipeline, as an engine's message event is: stored once."""
+        session = await self._touch(worker, received.instance_id)
+        event = self._event(received)
+        message = await self._pipeline.receive(session.id, event)
+        if message is not None:
+            media = received.media.data if received.media else None
+            await self._pipeline.complete(session.id, InlineDownloader(media), message)
+
+    def _event(self, r: Received) -> MessageEvent:
+        sender = _jid(r.sender, "from")
+        chat = _jid(r.chat, "chat") if r.chat else sender
+        kind = _kind(r.kind, r.media)
+        media = None
+        if kind in MEDIA_KINDS:
+            data = r.media.data if r.media else b""
+            media = MediaRef(
+                kind=kind,
+                mimetype=r.media.mimetype if r.media else None,
+                size=len(data) if r.media else None,
+                filename=r.media.filename if r.media else None,
+                sha256=hashlib.sha256(data).hexdigest() if r.media else None,
+            )
+            if media.size is not None and media.size > self.max_media_bytes:
+                raise InvalidInput("media", f"media larger than {self.max_media_bytes} bytes")
+        return MessageEvent(
+            id=r.message_id,
+            chat=chat,
+            sender=sender,
+            timestamp=r.timestamp or self._clock.now(),
+            kind=kind,
+            text=r.text,
+            from_me=r.from_me,
+            sender_pn=sender if phone_of_jid(sender) else None,
+            push_name=r.push_name,
+            media=media,
+            quoted_id=r.quoted_id,
+            raw={"edge": True},
+        )
+
+    # --- claims --------------------------------------------------------------------
+
+    async def _hold(self, worker: str, instance_id: str) -> Session:
+        """The instance, claimed (or its claim renewed) for ``worker``; 409 when it is not
+        the edge's to host, or another live edge worker holds it."""
+        session = await self._sessions.require(instance_id)
+        if not await self._hosts(session):
+            raise Conflict(
+                f"instance {session.id!r} is hosted by the fleet, not by edge workers",
+                code="instance_on_fleet",
+            )
+        if await self._leases.claim(session.id, edge_holder(worker), self._ttl) is None:
+            raise Conflict(
+                f"instance {session.id!r} is held by another worker", code="instance_claimed"
+            )
+        return session
+
+    async def _touch(self, worker: str, instance_id: str) -> Session:
+        """The instance; its claim renewed when it can be. What was received or sent is
+        recorded whoever holds the instance now: it happened."""
+        session = await self._sessions.require(instance_id)
+        if await self._hosts(session):
+            await self._leases.claim(session.id, edge_holder(worker), self._ttl)
+        return session
+
+    async def _hosts(self, session: Session) -> bool:
+        if session.uplink is Uplink.EDGE:
+            return True
+        return self._fleet_idle is not None and await self._fleet_idle()
+
+
+class InlineDownloader:
+    """The pipeline's :class:`~wagate.ingest.pipeline.Downloader` over posted bytes."""
+
+    def __init__(self, data: bytes | None) -> None:
+        self._data = data
+
+    async def download(self, media: MediaRef) -> AsyncIterator[bytes]:
+        if self._data is None:
+            raise MediaRejected("the edge worker posted no media bytes", code="MEDIA_UNAVAILABLE")
+        for start in range(0, len(self._data), _CHUNK):
+            yield self._data[start : start + _CHUNK]
+
+
+def _checked_data_url(value: str | None) -> str | None:
+    """A PNG data URL as it is, once checked: the QR API decodes it."""
+    if not value:
+        return None
+    if not value.startswith(PNG_DATA_URL):
+        raise InvalidInput("qr_code", "qr_code must be a data:image/png;base64,… URL")
+    try:
+        png = base64.b64decode(value.removeprefix(PNG_DATA_URL), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput("qr_code", "qr_code is not valid base64") from None
+    if not png.startswith(_PNG_MAGIC) or len(png) > _MAX_QR_PNG:
+        raise InvalidInput("qr_code", f"qr_code must be a PNG of at most {_MAX_QR_PNG} bytes")
+    return value
+
+
+def _jid(value: str, field: str) -> str:
+    """A JID as it is; bare digits (``+`` allowed) as a user JID."""
+    value = value.strip()
+    if "@" in value:
+        user, _, server = value.partition("@")
+        if user and server:
+            return value
+    digits = value.removeprefix("+")
+    if digits.isascii() and digits.isdigit() and 5 <= len(digits) <= 20:
+        return f"{digits}@{USER_SERVER}"
+    raise InvalidInput(field, f"{field} must be a JID or a phone number, not {value[:40]!r}")
+
+
+_KIND_WORDS = {"chat": MessageKind.TEXT, "ptt": MessageKind.VOICE}
+
+
+def _kind(word: str | None, media: InlineMedia | None) -> MessageKind:
+    """The message's kind: our word (or a common other one), else guessed from its media."""
+    if word:
+        word = word.strip().lower()
+        if word in _KIND_WORDS:
+            return _KIND_WORDS[word]
+        try:
+            return MessageKind(word)
+        except ValueError:
+            return MessageKind.OTHER
+    if media is None:
+        return MessageKind.TEXT
+    major = (media.mimetype or "").split("/", 1)[0]
+    return {"image": MessageKind.IMAGE, "video": MessageKind.VIDEO, "audio": MessageKind.AUDIO}.get(
+        major, MessageKind.DOCUMENT
+    )
+
+
+def to_digits_or_jid(jid: str) -> str:
+    """A user JID as its digits (what a hand-written edge function sends to); others whole."""
+    return phone_of_jid(jid) or jid
+
+
+def _stripped(message: Message) -> dict[str, Any] | None:
+    """The payload without media bytes: what the row keeps once the send is settled."""
+    ref = queue.media_of(message.payload)
+    return queue.settled(message.payload, MediaSpool.stripped(ref) if ref else None)
