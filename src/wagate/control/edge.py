@@ -250,6 +250,8 @@ class EdgeBackend:
         """Sent or failed, with the usual event; a repeat changes nothing."""
         session = await self._touch(worker, report.instance_id)
         message = await self._outbound.outbound(session.id, report.message_id)
+        if message is None and report.wa_message_id:  # a repeat: it carries WhatsApp's id now
+            message = await self._outbound.outbound(session.id, report.wa_message_id)
         if message is None:
             raise NotFound(f"message {report.message_id[:128]!r} of {session.id!r} not found")
         if message.status != "queued":
