@@ -143,22 +143,26 @@ class OutboundRepo:
         For seed 001's edge workers, which send by themselves: a message handed
         out is not handed out again (to anyone) until its claim lapses unsettled.
         One conditional UPDATE: on PostgreSQL the candidates are locked with
-        ``SKIP LOCKED`` and the condition is evaluated again on each row's
-        latest version, so two concurrent claims never both get a message;
-        SQLite serialises writers.
+        ``SKIP LOCKED`` (a concurrent claim takes the next ones) and the
+        condition is evaluated again on each row's latest version, so two
+        concurrent claims never both get a message; SQLite serialises writers.
         """
         now = self._clock.now()
         free = _unclaimed(now)
-        candidates = (
+        # materialized: evaluated once (a subquery under IN may be rescanned, and a rescan
+        # skips the rows this statement just locked and takes the next ones instead)
+        picked = (
             sa.select(t.c.id)
             .where(t.c.session_id == session_id, t.c.direction == OUT, t.c.status == QUEUED, free)
             .order_by(t.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
+            .cte("picked")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
         )
         stmt = (
             t.update()
-            .where(t.c.id.in_(candidates.scalar_subquery()), t.c.status == QUEUED, free)
+            .where(t.c.id == picked.c.id, t.c.status == QUEUED, free)
             .values(
                 claimed_by=holder,
                 claimed_until=now + ttl,
