@@ -291,6 +291,7 @@ async def test_a_wrong_secret_gets_401_everywhere(
         ),
         ("/inbound", {"instanceId": "e1", "messageId": "x", "from": "nobody"}, "from"),
         ("/mark-sent", {"instanceId": "e1", "messageId": "x", "status": "maybe"}, "status"),
+        ("/mark-sent", {"instance_id": "no spaces", "messageId": "x"}, "instance_id"),
     ],
 )
 async def test_an_unreadable_body_is_a_4xx_naming_the_field(

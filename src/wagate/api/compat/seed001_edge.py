@@ -45,6 +45,7 @@ from wagate.control.edge import (
 )
 from wagate.domain.message import MEDIA_KINDS, MessageKind
 from wagate.errors import InvalidInput, WagateError
+from wagate.ids import check_session_id
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,7 @@ async def update_status(request: Request, edge: Edge) -> JSONResponse:
 )
 async def queued_messages(request: Request, edge: Edge) -> JSONResponse:
     async def work(worker: str) -> Any:
-        instance_id = _text(dict(request.query_params), _INSTANCE, "instanceId", required=True)
-        assert instance_id is not None
+        instance_id = _instance(dict(request.query_params))
         return [_handed_json(h) for h in await edge.queued(worker, instance_id)]
 
     return await _answer(request, edge, work)
@@ -133,7 +133,15 @@ async def _answer(
         status = status_for(exc)
         _log_refusal(request, worker, exc, status)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return JSONResponse({"error": exc.message}, status_code=status, headers=headers)
+        return JSONResponse({"error": _message(exc)}, status_code=status, headers=headers)
+
+
+def _message(exc: WagateError) -> str:
+    """The error's message; a field's, with the field named (seed 001 has no other place)."""
+    field = getattr(exc, "field", None)
+    if field and field not in exc.message:
+        return f"{field}: {exc.message}"
+    return exc.message
 
 
 def _log_refusal(request: Request, worker: str, exc: WagateError, status: int) -> None:
@@ -239,6 +247,14 @@ def _text(
     return value
 
 
+def _instance(data: Json) -> str:
+    """The instance's id: required, and a session id."""
+    instance_id = _text(data, _INSTANCE, "instanceId", required=True)
+    assert instance_id is not None
+    name, _ = _pick(data, _INSTANCE)
+    return check_session_id(instance_id, name)
+
+
 def _flag(data: Json, names: tuple[str, ...]) -> bool:
     name, value = _pick(data, names)
     if value is None:
@@ -249,9 +265,9 @@ def _flag(data: Json, names: tuple[str, ...]) -> bool:
 
 
 def _status_report(data: Json) -> StatusReport:
-    instance_id = _text(data, _INSTANCE, "instanceId", required=True)
+    instance_id = _instance(data)
     status = _text(data, ("status", "state"), "status", required=True)
-    assert instance_id is not None and status is not None
+    assert status is not None
     status = status.strip().upper()
     if status not in STATUSES:
         raise InvalidInput("status", f"unknown status {status[:40]!r}: use {', '.join(STATUSES)}")
@@ -266,9 +282,9 @@ def _status_report(data: Json) -> StatusReport:
 
 
 def _sent_report(data: Json) -> SentReport:
-    instance_id = _text(data, _INSTANCE, "instanceId", required=True)
+    instance_id = _instance(data)
     message_id = _text(data, ("messageId", "message_id", "id"), "messageId", required=True)
-    assert instance_id is not None and message_id is not None
+    assert message_id is not None
     status = (_text(data, ("status",), "status") or "sent").strip().lower()
     if status not in ("sent", "failed"):
         raise InvalidInput("status", f"unknown status {status[:40]!r}: use sent or failed")
@@ -282,10 +298,10 @@ def _sent_report(data: Json) -> SentReport:
 
 
 def _received(data: Json) -> Received:
-    instance_id = _text(data, _INSTANCE, "instanceId", required=True)
+    instance_id = _instance(data)
     message_id = _text(data, ("messageId", "message_id", "id"), "messageId", required=True)
     sender = _text(data, ("from", "sender", "phone", "number"), "from", required=True)
-    assert instance_id is not None and message_id is not None and sender is not None
+    assert message_id is not None and sender is not None
     return Received(
         instance_id=instance_id,
         message_id=message_id,
