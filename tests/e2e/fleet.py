@@ -36,8 +36,9 @@ ADMIN = ("admin", "admin-password-1")
 
 TIMINGS = {
     "WAGATE_HEARTBEAT_INTERVAL_MS": 500,
-    "WAGATE_WORKER_TIMEOUT_MS": 4000,
-    "WAGATE_LEASE_TTL_MS": 3000,
+    "WAGATE_WORKER_TIMEOUT_MS": 5000,
+    # an owner keeps a link 3 s after a renewal: room for a loaded machine's pauses
+    "WAGATE_LEASE_TTL_MS": 4000,
     "WAGATE_LEASE_RENEW_MS": 500,
     "WAGATE_LEASE_MARGIN_MS": 1000,
     "WAGATE_LEADER_LEASE_TTL_MS": 2000,
