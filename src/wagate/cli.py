@@ -4,6 +4,7 @@ rebuild Redis."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -51,6 +52,17 @@ def _settings(**overrides: Any) -> Settings:
 # --- serve / migrate ------------------------------------------------------------------
 
 
+def _run_role(role: str, settings: Settings) -> None:
+    """Run ``wagate.roles.<role>`` until a signal; a start-up error is one line, exit 1."""
+    module = importlib.import_module(f"wagate.roles.{role}")  # loads only what the role needs
+    try:
+        asyncio.run(module.run(settings))
+    except ConfigError as exc:
+        _fail(exc.message)
+    except KeyboardInterrupt:
+        pass
+
+
 @app.command()
 def serve(
     engine: Annotated[str | None, typer.Option(help="sandbox or neonize")] = None,
@@ -61,14 +73,7 @@ def serve(
 ) -> None:
     """Run the gateway: control plane + an embedded worker (SQLite + local files by default)."""
     settings = _settings(engine=engine, port=port, host=host)
-    from wagate.roles.serve import run
-
-    try:
-        asyncio.run(run(settings))
-    except ConfigError as exc:
-        _fail(exc.message)
-    except KeyboardInterrupt:
-        pass
+    _run_role("serve", settings)
 
 
 @app.command()
@@ -85,14 +90,7 @@ def worker(
 ) -> None:
     """Run a worker of a fleet: hosts the sessions its control plane gives it (seed 002)."""
     settings = _settings(engine=engine, port=port, host=host, session_id=session)
-    from wagate.roles.worker import run
-
-    try:
-        asyncio.run(run(settings))
-    except ConfigError as exc:
-        _fail(exc.message)
-    except KeyboardInterrupt:
-        pass
+    _run_role("worker", settings)
 
 
 @app.command()
@@ -102,14 +100,7 @@ def control(
 ) -> None:
     """Run a control plane replica of a fleet: the API, the registry, the scheduler."""
     settings = _settings(port=port, host=host)
-    from wagate.roles.control import run
-
-    try:
-        asyncio.run(run(settings))
-    except ConfigError as exc:
-        _fail(exc.message)
-    except KeyboardInterrupt:
-        pass
+    _run_role("control", settings)
 
 
 @app.command()
