@@ -198,6 +198,99 @@ def seed_000(state: SessionState) -> Seed000Flags:
     return Seed000Flags(is_ready=connected, is_connected=connected)
 
 
+# --- what a runner's change writes into the session's row (every record keeps these) ---
+
+CLEAR_QR: dict[str, Any] = {"qr": None, "qr_generated_at": None, "qr_expires_at": None}
+
+
+def state_columns(state: SessionState) -> dict[str, Any]:
+    """The state, and seed 000's booleans that follow from it."""
+    flags = seed_000(state)
+    return {"status": state.value, "is_ready": flags.is_ready, "is_connected": flags.is_connected}
+
+
+def connected_columns(
+    change: SessionChange,
+    *,
+    phone_number: str,
+    jid: str,
+    wa_name: str | None,
+    device_name: str | None,
+    lid: str | None,
+) -> dict[str, Any]:
+    """Connected: who it is now, when, and no QR, pairing code or pending attempts."""
+    return {
+        "phone_number": phone_number,
+        "jid": jid,
+        "wa_name": wa_name,
+        "device_name": device_name,
+        "lid": lid,
+        "last_connected_at": change.at,
+        "last_activity_at": change.at,
+        "pair_code": None,
+        "reconnect_attempts": 0,
+        **CLEAR_QR,
+    }
+
+
+def disconnected_columns(
+    change: SessionChange, kind: DisconnectKind | None, reason: str, attempts: int | None
+) -> dict[str, Any]:
+    """Disconnected: why and when (and how many attempts so far); no QR or pairing code."""
+    values: dict[str, Any] = {
+        "disconnect_kind": kind.value if kind is not None else None,
+        "disconnect_reason": reason,
+        "last_disconnected_at": change.at,
+        "pair_code": None,
+        **CLEAR_QR,
+    }
+    if attempts is not None:
+        values["reconnect_attempts"] = attempts
+    return values
+
+
+class RecordsChanges:
+    """The forms of ``record`` every record of sessions shares; mixed into each of them.
+
+    A record (the database's ``SessionRepo``, a worker's in-memory one)
+    implements :meth:`record`: write the change's state, the given columns
+    and (where it keeps them) the change's events, together.
+    """
+
+    async def record(self, change: SessionChange, **columns: Any) -> None:
+        raise NotImplementedError
+
+    async def record_qr(
+        self, change: SessionChange, qr: str, generated_at: datetime, expires_at: datetime
+    ) -> None:
+        await self.record(change, qr=qr, qr_generated_at=generated_at, qr_expires_at=expires_at)
+
+    async def record_connected(
+        self,
+        change: SessionChange,
+        *,
+        phone_number: str,
+        jid: str,
+        wa_name: str | None,
+        device_name: str | None,
+        lid: str | None,
+    ) -> None:
+        who = {"wa_name": wa_name, "device_name": device_name, "lid": lid}
+        await self.record(
+            change, **connected_columns(change, phone_number=phone_number, jid=jid, **who)
+        )
+
+    async def record_disconnected(
+        self,
+        change: SessionChange,
+        kind: DisconnectKind | None,
+        reason: str,
+        *,
+        attempts: int | None = None,
+    ) -> None:
+        await self.record(change, **disconnected_columns(change, kind, reason, attempts))
+
+
 def health_bucket(state: SessionState) -> str | None:
     """Seed 001's health counters: ``connected``, ``connecting`` or ``reconnecting``."""
     if state is SessionState.CONNECTED:

@@ -36,10 +36,9 @@ from wagate.engine.base import AuthStore, Engine, LinkOptions
 from wagate.errors import Conflict, NotFound
 from wagate.lifecycle import Periodic, Service
 from wagate.settings import WorkerSettings
-from wagate.storage.repos.audit import AuditRepo
-from wagate.storage.repos.sessions import SessionRepo
 from wagate.worker.events import EventHandler
 from wagate.worker.qr import QRTracker
+from wagate.worker.record import AuditLog, SessionRecord
 from wagate.worker.runner import ProxyFailover, RunnerDeps
 from wagate.worker.supervisor import AuthFactory, Supervisor
 from wagate.worker.unlink import unlink
@@ -83,8 +82,8 @@ class Worker(Service):
         settings: WorkerSettings,
         *,
         engine: Engine,
-        sessions: SessionRepo,
-        audit: AuditRepo,
+        sessions: SessionRecord,
+        audit: AuditLog,
         clock: Clock,
         handler: EventHandler,
         auth: AuthFactory,

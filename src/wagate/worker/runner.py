@@ -56,10 +56,9 @@ from wagate.errors import (
     StaleLease,
     TransientError,
 )
-from wagate.storage.repos.audit import AuditRepo
-from wagate.storage.repos.sessions import SessionRepo
 from wagate.worker.events import EventHandler
 from wagate.worker.qr import QRTracker
+from wagate.worker.record import AuditLog, SessionRecord
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +71,8 @@ class RunnerDeps:
     """What every runner of a worker shares."""
 
     engine: Engine
-    sessions: SessionRepo
-    audit: AuditRepo
+    sessions: SessionRecord
+    audit: AuditLog
     clock: Clock
     rng: random.Random
     backoff: Backoff

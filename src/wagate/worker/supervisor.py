@@ -22,8 +22,7 @@ from wagate.clock import Clock
 from wagate.domain.audit import AuditEvent
 from wagate.domain.session import SessionState
 from wagate.engine.base import AuthStore
-from wagate.storage.repos.audit import AuditRepo
-from wagate.storage.repos.sessions import SessionRepo
+from wagate.worker.record import AuditLog, SessionRecord
 from wagate.worker.runner import RunnerDeps, SessionRunner
 
 log = logging.getLogger(__name__)
@@ -39,8 +38,8 @@ class Supervisor:
         deps: RunnerDeps,
         *,
         auth: AuthFactory,
-        sessions: SessionRepo,
-        audit: AuditRepo,
+        sessions: SessionRecord,
+        audit: AuditLog,
         clock: Clock,
         worker_id: str,
         stop_timeout_s: float,

@@ -15,12 +15,14 @@ from wagate.clock import Clock
 from wagate.domain.event import Announce
 from wagate.domain.lease import Fences
 from wagate.domain.session import (
+    CLEAR_QR,
     DisconnectKind,
+    RecordsChanges,
     Session,
     SessionChange,
     SessionState,
     Uplink,
-    seed_000,
+    state_columns,
 )
 from wagate.errors import Conflict, NotFound
 from wagate.ids import check_session_id
@@ -31,7 +33,6 @@ from wagate.storage.tables import session_leases as leases
 from wagate.storage.tables import sessions as t
 
 _FIELDS = frozenset(f.name for f in fields(Session))
-_CLEAR_QR: dict[str, Any] = {"qr": None, "qr_generated_at": None, "qr_expires_at": None}
 
 
 def _to_session(row: RowMapping) -> Session:
@@ -43,7 +44,7 @@ def _to_session(row: RowMapping) -> Session:
     return Session(**data)
 
 
-class SessionRepo:
+class SessionRepo(RecordsChanges):
     """Reads and writes ``sessions``; every write stamps ``updated_at``.
 
     A runner's changes are written with :meth:`record` (and its ``record_*``
@@ -168,62 +169,8 @@ class SessionRepo:
 
     async def record(self, change: SessionChange, **columns: Any) -> None:
         """Write a runner's change: its state (and seed 000's booleans), ``columns``, its events."""
-        flags = seed_000(change.state)
-        values = {
-            "status": change.state.value,
-            "is_ready": flags.is_ready,
-            "is_connected": flags.is_connected,
-            **columns,
-        }
+        values = {**state_columns(change.state), **columns}
         await self._write(change.session_id, values, change, fenced=True)
-
-    async def record_qr(
-        self, change: SessionChange, qr: str, generated_at: datetime, expires_at: datetime
-    ) -> None:
-        await self.record(change, qr=qr, qr_generated_at=generated_at, qr_expires_at=expires_at)
-
-    async def record_connected(
-        self,
-        change: SessionChange,
-        *,
-        phone_number: str,
-        jid: str,
-        wa_name: str | None,
-        device_name: str | None,
-        lid: str | None,
-    ) -> None:
-        await self.record(
-            change,
-            phone_number=phone_number,
-            jid=jid,
-            wa_name=wa_name,
-            device_name=device_name,
-            lid=lid,
-            last_connected_at=change.at,
-            last_activity_at=change.at,
-            pair_code=None,
-            reconnect_attempts=0,
-            **_CLEAR_QR,
-        )
-
-    async def record_disconnected(
-        self,
-        change: SessionChange,
-        kind: DisconnectKind | None,
-        reason: str,
-        *,
-        attempts: int | None = None,
-    ) -> None:
-        values: dict[str, Any] = {
-            "disconnect_kind": kind.value if kind is not None else None,
-            "disconnect_reason": reason,
-            "last_disconnected_at": change.at,
-            "pair_code": None,
-            **_CLEAR_QR,
-        }
-        if attempts is not None:
-            values["reconnect_attempts"] = attempts
-        await self.record(change, **values)
 
     async def _write(
         self,
@@ -260,14 +207,7 @@ class SessionRepo:
         equal). Applied, the row's ``updated_at`` is ``change.at``: a report
         made in the same instant after it still applies.
         """
-        flags = seed_000(change.state)
-        values = {
-            "status": change.state.value,
-            "is_ready": flags.is_ready,
-            "is_connected": flags.is_connected,
-            **columns,
-            "updated_at": change.at,
-        }
+        values = {**state_columns(change.state), **columns, "updated_at": change.at}
         told: list[sa.ColumnElement[bool]] = [t.c.status.in_([s.value for s in same])]
         told += [t.c[name].is_not_distinct_from(value) for name, value in (match or {}).items()]
         query = t.update().where(
@@ -302,7 +242,7 @@ class SessionRepo:
             ids = list((await conn.execute(sa.select(t.c.id).where(expired))).scalars())
             if ids:
                 await conn.execute(
-                    t.update().where(t.c.id.in_(ids), expired).values(updated_at=now, **_CLEAR_QR)
+                    t.update().where(t.c.id.in_(ids), expired).values(updated_at=now, **CLEAR_QR)
                 )
         return ids
 
