@@ -61,16 +61,21 @@ def validate(model: type[M], data: Any) -> M:
 
 async def _json(request: Request, limit: int) -> Any:
     raw = await read_limited(request, limit)
+    data = decode_json(raw, missing="a JSON body (or a multipart form) is required")
+    check_data(data)
+    return data
+
+
+def decode_json(raw: bytes, *, missing: str = "a JSON body is required") -> Any:
+    """The JSON in ``raw``; a 422 naming ``body`` when there is none or it is not JSON."""
     if not raw.strip():
-        raise InvalidInput("body", "a JSON body (or a multipart form) is required")
+        raise InvalidInput("body", missing)
     try:
-        data = json.loads(raw)
+        return json.loads(raw)
     except ValueError:
         raise InvalidInput("body", "request body is not valid JSON") from None
     except RecursionError:
         raise InvalidInput("body", "request body is nested too deeply") from None
-    check_data(data)
-    return data
 
 
 async def read_limited(request: Request, limit: int) -> bytes:

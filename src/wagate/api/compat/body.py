@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
+from wagate.api.message_body import decode_json
 from wagate.api.nul import check_data
 from wagate.errors import InvalidInput
 
@@ -16,14 +16,7 @@ M = TypeVar("M", bound=BaseModel)
 
 def parse_json(raw: bytes) -> dict[str, Any]:
     """A JSON object; a 422 naming ``body`` when it is not one, naming the field holding a NUL."""
-    if not raw.strip():
-        raise InvalidInput("body", "a JSON body is required")
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise InvalidInput("body", "request body is not valid JSON") from None
-    except RecursionError:
-        raise InvalidInput("body", "request body is nested too deeply") from None
+    data = decode_json(raw)
     if not isinstance(data, dict):
         raise InvalidInput("body", "request body must be a JSON object")
     check_data(data)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import math
 import re
@@ -31,7 +30,7 @@ from fastapi.responses import JSONResponse
 
 from wagate.api.deps import Edge
 from wagate.api.errors import status_for
-from wagate.api.message_body import read_limited
+from wagate.api.message_body import decode_json, read_limited
 from wagate.api.nul import check_data
 from wagate.control.edge import (
     STATUSES,
@@ -180,15 +179,7 @@ def _worker(request: Request) -> str:
 
 
 async def _read(request: Request, limit: int) -> Any:
-    raw = await read_limited(request, limit)
-    if not raw.strip():
-        raise InvalidInput("body", "a JSON body is required")
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise InvalidInput("body", "request body is not valid JSON") from None
-    except RecursionError:
-        raise InvalidInput("body", "request body is nested too deeply") from None
+    data = decode_json(await read_limited(request, limit))
     check_data(data)
     return data
 

@@ -53,28 +53,7 @@ class SessionLeaseRepo:
 
         The new lease's epoch is one more than the last (1 for a session never leased).
         """
-        now = self._clock.now()
-        values = {
-            "session_id": session_id,
-            "worker_id": worker_id,
-            "epoch": 1,
-            "expires_at": now + ttl,
-            "updated_at": now,
-        }
-        async with self._db.begin() as conn:
-            insert = insert_for(conn, t).values(**values)
-            stmt = insert.on_conflict_do_update(
-                index_elements=[t.c.session_id],
-                set_={
-                    "worker_id": insert.excluded.worker_id,
-                    "epoch": t.c.epoch + 1,
-                    "expires_at": insert.excluded.expires_at,
-                    "updated_at": insert.excluded.updated_at,
-                },
-                where=sa.not_(_live(now)),
-            ).returning(*t.c)
-            row = (await conn.execute(stmt)).mappings().first()
-        return _to_lease(row) if row else None
+        return await self._take(session_id, worker_id, ttl, keep_own=False)
 
     async def claim(self, session_id: str, worker_id: str, ttl: timedelta) -> Lease | None:
         """Take the session for ``worker_id`` when no live lease holds it, or keep it (its own).
@@ -82,6 +61,17 @@ class SessionLeaseRepo:
         :meth:`assign`'s compare-and-set, but a holder's own claim is renewed to
         ``now + ttl`` (its epoch unchanged) instead of refused; None while another
         live lease holds the session. Seed 001's edge workers hold sessions this way.
+        """
+        return await self._take(session_id, worker_id, ttl, keep_own=True)
+
+    async def _take(
+        self, session_id: str, worker_id: str, ttl: timedelta, *, keep_own: bool
+    ) -> Lease | None:
+        """The compare-and-set of :meth:`assign` (``keep_own``: and of :meth:`claim`).
+
+        One statement: insert the lease, or take it over when no live lease holds
+        it (a new owner: epoch + 1); with ``keep_own`` the holder's own live lease
+        is renewed too, its epoch unchanged.
         """
         now = self._clock.now()
         values = {
@@ -91,6 +81,7 @@ class SessionLeaseRepo:
             "expires_at": now + ttl,
             "updated_at": now,
         }
+        free = sa.not_(_live(now))
         mine = t.c.worker_id == worker_id
         async with self._db.begin() as conn:
             insert = insert_for(conn, t).values(**values)
@@ -98,11 +89,13 @@ class SessionLeaseRepo:
                 index_elements=[t.c.session_id],
                 set_={
                     "worker_id": insert.excluded.worker_id,
-                    "epoch": sa.case((mine, t.c.epoch), else_=t.c.epoch + 1),
+                    "epoch": sa.case((mine, t.c.epoch), else_=t.c.epoch + 1)
+                    if keep_own
+                    else t.c.epoch + 1,
                     "expires_at": insert.excluded.expires_at,
                     "updated_at": insert.excluded.updated_at,
                 },
-                where=sa.or_(mine, sa.not_(_live(now))),
+                where=sa.or_(mine, free) if keep_own else free,
             ).returning(*t.c)
             row = (await conn.execute(stmt)).mappings().first()
         return _to_lease(row) if row else None
