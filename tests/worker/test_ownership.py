@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
@@ -34,6 +35,8 @@ class MemoryLeases:
         self.epochs: dict[str, int] = {}
         self.failing = False
         self.released: list[Fence] = []
+        self.renew_gate: asyncio.Event | None = None  # set: renewals answer only once it is
+        self.renewing = asyncio.Event()
 
     def _live(self, lease: Lease | None) -> bool:
         return lease is not None and self.clock.now() < lease.expires_at
@@ -52,7 +55,11 @@ class MemoryLeases:
         mine = [lease for lease in self.rows.values() if lease.worker_id == worker_id]
         for lease in mine:
             self.rows[lease.session_id] = replace(lease, expires_at=self.clock.now() + ttl)
-        return [self.rows[lease.session_id] for lease in mine]
+        answer = [self.rows[lease.session_id] for lease in mine]
+        if self.renew_gate is not None:  # the statement ran; its answer is on its way
+            self.renewing.set()
+            await self.renew_gate.wait()
+        return answer
 
     async def release(self, fence: Fence) -> bool:
         self._check()
@@ -363,3 +370,29 @@ async def test_the_leased_runtime_starts_under_the_lease_and_gives_it_back_on_st
         row = await session_repo.get("s1")
         assert row is not None and row.status is SessionState.STOPPED
         assert await leases.owner("s1") is None and not owner.book.holds("s1")
+
+
+async def test_a_lease_taken_while_a_renewal_is_on_its_way_is_not_lost(
+    worker: Worker,
+    leases: MemoryLeases,
+    session_repo: SessionRepo,
+    engine: ScriptedEngine,
+    clock: ManualClock,
+) -> None:
+    """The renewal's answer names what was held when it ran; an acquire waits for it."""
+    await session_repo.create("s1", engine="scripted")
+    engine.add([connected()], [connected()])
+    async with _ownership(worker, leases, clock) as owner:
+        leases.renew_gate = asyncio.Event()
+        ticking = asyncio.create_task(owner.tick())
+        await asyncio.wait_for(leases.renewing.wait(), 5)
+        acquiring = asyncio.create_task(LeasedRuntime(worker, owner).start("s1"))
+        await asyncio.sleep(0.05)  # the acquire had every chance to slip in
+        leases.renew_gate.set()
+        await asyncio.wait_for(ticking, 5)
+        assert await asyncio.wait_for(acquiring, 5) is True
+        await owner.tick()
+        assert owner.book.holds("s1") and worker.is_running("s1")
+        assert leases.released == [], "the session it was asked to start stays here"
+        await eventually(lambda: worker.runner_state("s1") is SessionState.CONNECTED)
+        assert len(engine.links) == 1 and not engine.links[0].closed, "never handed over"

@@ -178,7 +178,9 @@ class Ownership(Service):
         self._on_taken_over = on_taken_over
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._step = asyncio.Lock()  # one renewal-and-enforce at a time
+        # one renewal-and-enforce, acquire or release at a time: a renewal's answer is the
+        # whole of what is held, so a lease taken or given up meanwhile would be lost or revived
+        self._step = asyncio.Lock()
         self.draining = False  # taking no new sessions: handing every one over
         self.taken_over = False
 
@@ -210,6 +212,10 @@ class Ownership(Service):
 
     async def acquire(self, session_id: str) -> Fence:
         """Hold the session's lease (taking it when it is free); Conflict when another holds it."""
+        async with self._step:
+            return await self._acquire(session_id)
+
+    async def _acquire(self, session_id: str) -> Fence:
         sent = self._clock.monotonic()
         lease = await self._leases.owner(session_id)
         if lease is None:
@@ -227,6 +233,10 @@ class Ownership(Service):
 
     async def release(self, session_id: str) -> None:
         """Stop the session here, then give its lease up so another worker may take it at once."""
+        async with self._step:
+            await self._release(session_id)
+
+    async def _release(self, session_id: str) -> None:
         await self.worker.hand_over(session_id)
         fence = self.book.drop(session_id)
         if fence is not None:
@@ -240,7 +250,8 @@ class Ownership(Service):
         self.draining = True
         ids = set(self.worker.running()) | self.book.valid()
         if release:
-            await asyncio.gather(*(self.release(sid) for sid in ids))
+            async with self._step:
+                await asyncio.gather(*(self._release(sid) for sid in ids))
         else:
             await asyncio.gather(*(self.worker.hand_over(sid) for sid in ids))
 
@@ -287,7 +298,7 @@ class Ownership(Service):
             log.warning("session %s could not be started: %s", session_id, exc)
             return
         if not started and not self.worker.is_running(session_id):
-            await self.release(session_id)  # it should not run (or cannot here): let it go
+            await self._release(session_id)  # it should not run (or cannot here): let it go
 
     async def _lost_the_id(self) -> None:
         if self.taken_over:
