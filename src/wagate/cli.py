@@ -87,10 +87,22 @@ def worker(
         str | None,
         typer.Option(help="Run this one session only (seed 004's isolation; SESSION_ID)"),
     ] = None,
+    uplink: Annotated[
+        str | None,
+        typer.Option(
+            help="fleet (seed 002: a control plane and the shared database) or edge (seed 001: "
+            "a worker-proxy at EDGE_BASE_URL); default edge when EDGE_BASE_URL is set and "
+            "DATABASE_URL is not"
+        ),
+    ] = None,
 ) -> None:
-    """Run a worker of a fleet: hosts the sessions its control plane gives it (seed 002)."""
-    settings = _settings(engine=engine, port=port, host=host, session_id=session)
-    _run_role("worker", settings)
+    """Run a worker: of a fleet (seed 002), or an edge worker for a worker-proxy (seed 001)."""
+    if uplink is not None and uplink not in ("fleet", "edge"):
+        _fail(f"--uplink must be fleet or edge, not {uplink!r}")
+    settings = _settings(engine=engine, port=port, host=host, session_id=session, uplink=uplink)
+    from wagate.roles.edge import wants_edge
+
+    _run_role("edge" if wants_edge(settings) else "worker", settings)
 
 
 @app.command()

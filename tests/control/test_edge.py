@@ -12,7 +12,7 @@ import pytest
 
 from tests.ingest.conftest import ingest_settings
 from wagate.clock import ManualClock
-from wagate.control.edge import EdgeBackend, SentReport, StatusReport
+from wagate.control.edge import FOREIGN_WORKER, EdgeBackend, SentReport, StatusReport
 from wagate.control.session_reports import SessionReports
 from wagate.domain.message import MessageKind, Outgoing
 from wagate.domain.session import ChangeKind, SessionChange, SessionState, Uplink
@@ -165,7 +165,54 @@ async def test_only_sessions_that_should_run_are_offered(make: BenchFactory) -> 
     ]:
         await bench.session(sid, Uplink.EDGE, state)
     await bench.sessions.create("g-created", engine="sandbox", uplink=Uplink.EDGE)
+    assert await bench.leases.claim("d-connected", "edge:w0", TTL) is not None  # its worker's
     assert await bench.edge.disconnected("w1") == ["a-connecting", "b-qr", "c-reconnecting"]
+
+
+async def test_a_connected_instance_is_offered_once_its_worker_went_away(
+    make: BenchFactory,
+) -> None:
+    bench = await make()
+    await bench.session("d1", Uplink.EDGE, SessionState.CONNECTED)
+    assert await bench.edge.disconnected("w0") == ["d1"]  # the row says connected, nobody runs it
+    assert await bench.edge.disconnected("w0") == ["d1"]  # listed again to its holder: renewed
+    assert await bench.edge.disconnected("w1") == []  # w0 holds it
+    await bench.clock.advance(TTL.total_seconds() + 1)  # w0 went silent (killed, say)
+    assert await bench.edge.disconnected("w1") == ["d1"]
+
+
+async def test_seed_001s_own_worker_is_offered_no_instance_it_runs_connected(
+    make: BenchFactory,
+) -> None:
+    bench = await make()
+    await bench.session("d1", Uplink.EDGE, SessionState.CONNECTED)
+    assert await bench.edge.disconnected(FOREIGN_WORKER) == ["d1"]  # lapsed: offered
+    # it connected it; seed 001 lists only DISCONNECTED and CONNECTING instances again
+    assert await bench.edge.disconnected(FOREIGN_WORKER) == []
+
+
+async def test_limit_bounds_the_new_instances_not_those_the_worker_holds(
+    make: BenchFactory,
+) -> None:
+    bench = await make()
+    for sid in ("a", "b", "c"):
+        await bench.session(sid, Uplink.EDGE, SessionState.CONNECTING)
+    assert await bench.edge.disconnected("w1", limit=1) == ["a"]
+    assert await bench.edge.disconnected("w1", limit=0) == ["a"]  # held: listed, renewed
+    assert await bench.edge.disconnected("w1", limit=1) == ["a", "b"]
+    assert await bench.edge.disconnected("w2") == ["c"]
+
+
+async def test_an_instance_at_rest_is_refused_to_its_worker(make: BenchFactory) -> None:
+    bench = await make()
+    await bench.session("e1", Uplink.EDGE, SessionState.STOPPED)  # an operator stopped it
+    with pytest.raises(Conflict, match="stopped") as caught:
+        await bench.edge.queued("w1", "e1")
+    assert caught.value.code == "instance_at_rest"
+    with pytest.raises(Conflict, match="stopped"):
+        await bench.edge.update_status("w1", StatusReport("e1", "CONNECTED", phone="+15550001"))
+    session = await bench.sessions.get("e1")
+    assert session is not None and session.status is SessionState.STOPPED
 
 
 async def test_fleet_sessions_are_offered_only_while_no_fleet_worker_lives(

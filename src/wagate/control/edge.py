@@ -56,8 +56,10 @@ FleetIdle = Callable[[], Awaitable[bool]]
 
 STATUSES = ("CONNECTING", "CONNECTED", "DISCONNECTED")
 # seed 001 offers instances whose status is DISCONNECTED or CONNECTING; of those, the ones
-# that should run (a stopped or logged-out session waits for an operator's connect)
+# that should run (a stopped or logged-out session waits for an operator's connect), and a
+# CONNECTED one whose claim lapsed (the worker that ran it is gone)
 _OFFERED = frozenset(s for s in SessionState if s.is_running and SEED_001[s] != "CONNECTED")
+FOREIGN_WORKER = "edge"  # a worker that does not name itself (X-Wagate-Worker)
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _MAX_QR_PNG = 256 * 1024
 _CHUNK = 64 * 1024
@@ -173,16 +175,35 @@ class EdgeBackend:
 
     # --- GET /disconnected-instances -----------------------------------------------
 
-    async def disconnected(self, worker: str) -> list[str]:
-        """The instances ``worker`` should connect, each claimed for it now."""
+    @property
+    def claim_ttl_ms(self) -> int:
+        return int(self._ttl.total_seconds() * 1000)
+
+    async def disconnected(self, worker: str, *, limit: int | None = None) -> list[str]:
+        """The instances ``worker`` should connect, each claimed for it now.
+
+        Those it holds already are listed again (their claims renewed) beside
+        at most ``limit`` new ones (None: no limit). A connected instance is
+        offered once its claim lapsed (the worker that ran it is gone); to a
+        wagate worker (one that names itself), also while it holds it.
+        """
         holder = edge_holder(worker)
         uplinks = {Uplink.EDGE}
         if self._fleet_idle is not None and await self._fleet_idle():
             uplinks.add(Uplink.FLEET)  # no fleet worker lives: the edge may host them all
-        offered = []
-        for session_id in await self._leases.claimable(holder, uplinks, _OFFERED):
+        held = {lease.session_id for lease in await self._leases.held_by(holder)}
+        waiting = await self._leases.claimable(holder, uplinks, _OFFERED)
+        connected = await self._leases.claimable(holder, uplinks, {SessionState.CONNECTED})
+        if worker == FOREIGN_WORKER:  # seed 001's own worker: DISCONNECTED and CONNECTING only
+            connected = [sid for sid in connected if sid not in held]
+        offered, new = [], 0
+        for session_id in [*waiting, *connected]:
+            mine = session_id in held
+            if not mine and limit is not None and new >= limit:
+                continue
             if await self._leases.claim(session_id, holder, self._ttl) is not None:
                 offered.append(session_id)
+                new += not mine
         return offered
 
     # --- POST /update-status -------------------------------------------------------
@@ -344,6 +365,12 @@ class EdgeBackend:
             raise Conflict(
                 f"instance {session.id!r} is hosted by the fleet, not by edge workers",
                 code="instance_on_fleet",
+            )
+        if not session.status.is_running:  # stopped by an operator, or logged out: let it go
+            raise Conflict(
+                f"instance {session.id!r} is {session.status.value}: it waits for an "
+                "operator's connect",
+                code="instance_at_rest",
             )
         if await self._leases.claim(session.id, edge_holder(worker), self._ttl) is None:
             raise Conflict(

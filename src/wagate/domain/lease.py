@@ -17,6 +17,8 @@ from typing import Protocol
 
 # seed 001's edge workers hold sessions under ``edge:<their id>``: no fleet worker has that id
 EDGE_HOLDER_PREFIX = "edge:"
+WORKER_HEADER = "X-Wagate-Worker"  # how a wagate edge worker names itself to a worker-proxy
+CLAIM_TTL_HEADER = "X-Wagate-Claim-Ttl-Ms"  # how long wagate's worker-proxy keeps a claim
 
 
 def edge_holder(worker: str) -> str:

@@ -90,6 +90,26 @@ class ClusterFields(BaseSettings):
     # renewed by each of its calls about it
     edge_claim_ttl_ms: int = Field(30_000, ge=100, validation_alias=env("EDGE_CLAIM_TTL_MS"))
 
+    # --- seed 001's edge worker (``wagate worker --uplink edge``) -------------------------
+    # the worker-proxy this worker polls; with no DATABASE_URL it selects the edge uplink
+    edge_base_url: str | None = Field(None, validation_alias=env("EDGE_BASE_URL", "EDGE_BASE_URL"))
+    uplink: Literal["fleet", "edge"] | None = Field(None, validation_alias=env("UPLINK"))
+    instance_poll_ms: int = Field(
+        10_000, ge=50, validation_alias=env("INSTANCE_POLL_MS", "INSTANCE_POLL_MS")
+    )
+    msg_poll_ms: int = Field(2_000, ge=50, validation_alias=env("MSG_POLL_MS", "MSG_POLL_MS"))
+    # one call to the worker-proxy taking longer than this has failed (and is retried)
+    edge_request_timeout_ms: int = Field(
+        15_000, ge=100, validation_alias=env("EDGE_REQUEST_TIMEOUT_MS")
+    )
+    # retries of a status, an inbound message or a mark-sent the worker-proxy did not take
+    edge_retry_base_ms: int = Field(500, ge=1, validation_alias=env("EDGE_RETRY_BASE_MS"))
+    edge_retry_max_ms: int = Field(60_000, ge=1, validation_alias=env("EDGE_RETRY_MAX_MS"))
+    # how long the worker remembers what it sent (a message handed out again is not resent)
+    edge_sent_memory_ms: int = Field(
+        7 * 86_400_000, ge=60_000, validation_alias=env("EDGE_SENT_MEMORY_MS")
+    )
+
     # --- the admin API's users (seed 002: JWT) ---------------------------------------------
     # signing key of the admin JWTs; generated and kept under DATA_DIR when unset
     jwt_secret: str | None = Field(None, min_length=32, validation_alias=env("JWT_SECRET"))

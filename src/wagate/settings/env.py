@@ -24,6 +24,7 @@ from wagate.settings.aliases import env
 from wagate.settings.cluster import ClusterFields
 from wagate.settings.views import (
     ClusterSettings,
+    EdgeWorkerSettings,
     IngestSettings,
     NeonizeSettings,
     SandboxSettings,
@@ -368,6 +369,10 @@ class Settings(ClusterFields):
     @property
     def cluster(self) -> ClusterSettings:
         return ClusterSettings.of(self)
+
+    @property
+    def edge(self) -> EdgeWorkerSettings:
+        return EdgeWorkerSettings.of(self)
 
 
 def to_async_url(url: str) -> str:

@@ -338,3 +338,32 @@ class ClusterSettings:
             edge_prefix=s.edge_prefix.rstrip("/") or "/worker-proxy",
             edge_claim_ttl=timedelta(milliseconds=s.edge_claim_ttl_ms),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeWorkerSettings:
+    """Seed 001's edge worker (``wagate worker --uplink edge``): its worker-proxy and pace."""
+
+    base_url: str | None  # EDGE_BASE_URL, without a trailing slash
+    secret: str | None  # WORKER_SECRET, sent as Bearer
+    worker_id: str  # named in X-Wagate-Worker: the worker-proxy's claims are per worker
+    instance_poll_s: float
+    msg_poll_s: float
+    request_timeout_s: float
+    retry: Backoff  # a report the worker-proxy did not take is tried again after this
+    sent_memory: timedelta
+    spool_path: Path  # what is not yet reported, and what was sent (DATA_DIR)
+
+    @classmethod
+    def of(cls, s: Settings) -> EdgeWorkerSettings:
+        return cls(
+            base_url=s.edge_base_url.rstrip("/") if s.edge_base_url else None,
+            secret=s.worker_secret or None,
+            worker_id=s.worker_id,
+            instance_poll_s=_s(s.instance_poll_ms),
+            msg_poll_s=_s(s.msg_poll_ms),
+            request_timeout_s=_s(s.edge_request_timeout_ms),
+            retry=Backoff(_s(s.edge_retry_base_ms), _s(s.edge_retry_max_ms), jitter_ratio=0.2),
+            sent_memory=timedelta(milliseconds=s.edge_sent_memory_ms),
+            spool_path=s.data_dir / "edge-spool.sqlite3",
+        )

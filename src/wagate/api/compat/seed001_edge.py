@@ -33,6 +33,7 @@ from wagate.api.errors import status_for
 from wagate.api.message_body import decode_json, read_limited
 from wagate.api.nul import check_data
 from wagate.control.edge import (
+    FOREIGN_WORKER,
     STATUSES,
     EdgeBackend,
     Handed,
@@ -42,6 +43,7 @@ from wagate.control.edge import (
     StatusReport,
     to_digits_or_jid,
 )
+from wagate.domain.lease import CLAIM_TTL_HEADER
 from wagate.domain.message import MEDIA_KINDS, MessageKind
 from wagate.errors import InvalidInput, WagateError
 from wagate.ids import check_session_id
@@ -50,7 +52,6 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["seed 001 worker-proxy (edge workers)"])
 
-FOREIGN_WORKER = "edge"  # a worker that does not name itself
 _WORKER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,58}$")
 MAX_STATUS_BYTES = 512 * 1024  # a QR drawn as a PNG data URL is a few kilobytes
 MAX_MARK_BYTES = 256 * 1024
@@ -69,7 +70,8 @@ Json = dict[str, Any]
 @router.get("/disconnected-instances", summary="Instances to connect, each claimed for the caller")
 async def disconnected_instances(request: Request, edge: Edge) -> JSONResponse:
     async def work(worker: str) -> Any:
-        return [{"id": sid} for sid in await edge.disconnected(worker)]
+        limit = _limit(request.query_params.get("limit"))
+        return [{"id": sid} for sid in await edge.disconnected(worker, limit=limit)]
 
     return await _answer(request, edge, work)
 
@@ -127,12 +129,24 @@ async def _answer(
     try:
         edge.check_secret(_bearer(request))
         worker = _worker(request)
-        return JSONResponse(await work(worker))
+        # how long a claim lasts: a wagate edge worker lets go of an instance it could not
+        # renew in time, so that no account ever has two connections
+        claim = {CLAIM_TTL_HEADER: str(edge.claim_ttl_ms)}
+        return JSONResponse(await work(worker), headers=claim)
     except WagateError as exc:
         status = status_for(exc)
         _log_refusal(request, worker, exc, status)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse({"error": _message(exc)}, status_code=status, headers=headers)
+
+
+def _limit(value: str | None) -> int | None:
+    """``?limit=N``: how many more instances the worker can take (a wagate edge worker's)."""
+    if value is None or value == "":
+        return None
+    if not value.isdigit() or int(value) > 100_000:
+        raise InvalidInput("limit", "limit must be a whole number from 0 to 100000")
+    return int(value)
 
 
 def _message(exc: WagateError) -> str:
