@@ -199,3 +199,79 @@ def _received(receiver: Receiver, text: str) -> bool:
         if event.get("event") == "message.received" and text in json.dumps(event):
             return True
     return False
+
+
+def test_two_edge_workers_never_run_one_instance_and_an_operators_stop_is_obeyed(
+    pair: Pair,
+) -> None:
+    pair.start_gateway()
+    for sid in ("one", "two"):
+        made = pair.api.post("/api/sessions/provision", json={"id": sid, "uplink": "edge"})
+        assert made.status_code == 201, made.text
+    _, port_a = pair.start_worker("edge-a", WORKER_MAX_SESSIONS=1)
+    _, port_b = pair.start_worker("edge-b", WORKER_MAX_SESSIONS=1)
+    poll(lambda: _qr(pair, "one") and _qr(pair, "two"), limit_s=20)
+    hosts = {
+        sid: [w for w, port in (("a", port_a), ("b", port_b)) if _hosts(port, sid)]
+        for sid in ("one", "two")
+    }
+    assert sorted(len(v) for v in hosts.values()) == [1, 1], hosts  # each on exactly one
+    pair.scan("one", PHONE)
+    poll(lambda: _connected(pair, "one"), limit_s=20)
+
+    # an operator stops it: its worker is told 409 at its next call and lets go of it
+    assert pair.api.post("/api/sessions/one/stop").status_code == 200
+    poll(lambda: _live_connections(pair, "one") == 0, limit_s=20)
+    assert pair.status("one")["state"] == "stopped"
+    # ... and a restart has an edge worker take it back, linked without a new QR
+    assert pair.api.post("/api/sessions/one/restart").status_code == 200
+    poll(lambda: _connected(pair, "one"), limit_s=30)
+    assert _replaced_streams(pair) == 0  # never two connections on one account
+
+
+def test_the_worker_proxy_dies_and_comes_back_and_the_instance_with_it(pair: Pair) -> None:
+    pair.start_gateway("gateway-1")
+    made = pair.api.post("/api/sessions/provision", json={"id": "shop", "uplink": "edge"})
+    assert made.status_code == 201, made.text
+    worker, worker_port = pair.start_worker("edge-1")
+    poll(lambda: _qr(pair, "shop"), limit_s=20)
+    pair.scan("shop", PHONE)
+    poll(lambda: _connected(pair, "shop"), limit_s=20)
+    pair.add_phone(PEER)
+
+    assert pair.gateway is not None
+    pair.gateway.kill()  # kill -9 of the worker-proxy
+    pair.peer_sends("while the proxy was down")
+    # its claim could not be renewed: the worker lets go of the instance before it lapses
+    health = f"http://127.0.0.1:{worker_port}/health"
+    poll(lambda: httpx.get(health, timeout=5).json()["instances"]["connected"] == 0, limit_s=20)
+
+    pair.start_gateway("gateway-2")
+    poll(lambda: _connected(pair, "shop"), limit_s=30)
+    poll(lambda: _texts_in(pair, "shop").count("while the proxy was down") == 1, limit_s=30)
+    sent = pair.api.post("/api/sessions/shop/messages", json={"to": PEER, "text": "back"})
+    assert sent.status_code == 201, sent.text
+    poll(lambda: _out_status(pair, "shop", "back") == "sent", limit_s=20)
+    assert pair.inbox(PEER) == ["back"]
+    assert _replaced_streams(pair) == 0
+    assert worker.output().count("letting go") >= 1
+
+
+def _hosts(port: int, session_id: str) -> bool:
+    body = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()
+    return session_id in body["running"]
+
+
+def _live_connections(pair: Pair, session_id: str) -> int:
+    with httpx.Client(timeout=10) as client:
+        live = client.get(f"{pair.sandbox}/control/connections").json()["connections"]
+    return sum(1 for c in live if c.get("session") == session_id)
+
+
+def _replaced_streams(pair: Pair) -> int:
+    with httpx.Client(timeout=10) as client:
+        return int(client.get(f"{pair.sandbox}/control/stats").json()["replacedStreams"])
+
+
+def _texts_in(pair: Pair, session_id: str) -> list[Any]:
+    return [m.get("text") for m in pair.messages(session_id, "in")]

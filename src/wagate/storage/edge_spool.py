@@ -7,8 +7,8 @@ because an acknowledgement was lost. Two tables, written with
 
 ``posts``
     What the worker-proxy has not taken yet: ``/inbound`` and ``/mark-sent``
-    bodies, in order per instance (``seq``). A row goes once the worker-proxy
-    answered 2xx (or refused it for good).
+    bodies, in order (``seq``) per lane: one instance's posts to one path. A
+    row goes once the worker-proxy answered 2xx (or refused it for good).
 ``sends``
     Each queued message this worker took on, by ``(instance, message_id)``:
     ``sending`` from before the engine is asked to send it, then ``sent`` or
@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS posts (
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT
 );
-CREATE INDEX IF NOT EXISTS posts_by_instance ON posts (instance, seq);
+CREATE INDEX IF NOT EXISTS posts_by_lane ON posts (instance, path, seq);
 CREATE TABLE IF NOT EXISTS sends (
     instance TEXT NOT NULL,
     message_id TEXT NOT NULL,
@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS sends (
 """
 
 SENDING, SENT, FAILED = "sending", "sent", "failed"
+MARK_SENT = "/mark-sent"  # the path of a send's acknowledgement
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,20 +126,24 @@ class EdgeSpool:
             )
             return int(cursor.lastrowid or 0)
 
-    async def oldest(self, instance: str) -> Post | None:
+    async def oldest(self, instance: str, path: str) -> Post | None:
+        """The first post of one lane: an instance's posts to one path, in order."""
         rows = await self._read(
             "SELECT seq, instance, path, key, body, attempts FROM posts"
-            " WHERE instance = ? ORDER BY seq LIMIT 1",
-            (instance,),
+            " WHERE instance = ? AND path = ? ORDER BY seq LIMIT 1",
+            (instance, path),
         )
         if not rows:
             return None
-        seq, inst, path, key, body, attempts = rows[0]
-        return Post(seq, inst, path, key, json.loads(body), attempts)
+        seq, inst, lane_path, key, body, attempts = rows[0]
+        return Post(seq, inst, lane_path, key, json.loads(body), attempts)
 
-    async def pending_instances(self) -> list[str]:
-        rows = await self._read("SELECT instance FROM posts GROUP BY instance ORDER BY MIN(seq)")
-        return [row[0] for row in rows]
+    async def pending_lanes(self) -> list[tuple[str, str]]:
+        """Each ``(instance, path)`` with posts waiting, the longest-waiting first."""
+        rows = await self._read(
+            "SELECT instance, path FROM posts GROUP BY instance, path ORDER BY MIN(seq)"
+        )
+        return [(row[0], row[1]) for row in rows]
 
     async def pending(self, instance: str | None = None) -> int:
         if instance is None:
@@ -218,12 +223,23 @@ class EdgeSpool:
                 (instance, path, message_id, _dumps(mark), now),
             )
 
+    async def touch_send(self, instance: str, message_id: str) -> None:
+        """The message was handed out again: remember it from now on."""
+        async with self._writing() as db:
+            await db.execute(
+                "UPDATE sends SET updated_at = ? WHERE instance = ? AND message_id = ?",
+                (time.time(), instance, message_id),
+            )
+
     async def forget_sends(self, older_than_s: float) -> int:
-        """Drop settled sends not touched for ``older_than_s`` seconds."""
+        """Drop settled sends not touched for ``older_than_s`` seconds whose acknowledgement
+        was taken (one still waiting to be posted keeps its send remembered)."""
         async with self._writing() as db:
             cursor = await db.execute(
-                "DELETE FROM sends WHERE state != 'sending' AND updated_at < ?",
-                (time.time() - older_than_s,),
+                "DELETE FROM sends WHERE state != 'sending' AND updated_at < ? AND NOT EXISTS"
+                " (SELECT 1 FROM posts WHERE posts.instance = sends.instance"
+                " AND posts.key = sends.message_id AND posts.path = ?)",
+                (time.time() - older_than_s, MARK_SENT),
             )
             return cursor.rowcount
 

@@ -107,10 +107,10 @@ class EdgeClient:
         body = await self._call("GET", "/disconnected-instances", params={"limit": str(limit)})
         ids = []
         for item in _items(body, "/disconnected-instances"):
-            found = (
-                item if isinstance(item, str) else _first(item, "id", "instanceId", "instance_id")
-            )
-            if isinstance(found, str | int) and str(found).strip():
+            found = item if isinstance(item, str) else None
+            if isinstance(item, dict):
+                found = _first(item, "id", "instanceId", "instance_id")
+            if isinstance(found, str | int) and not isinstance(found, bool) and str(found).strip():
                 ids.append(str(found).strip())
             else:
                 log.warning("/disconnected-instances: cannot read an instance id in %.200r", item)
@@ -152,7 +152,7 @@ class EdgeClient:
         except httpx.HTTPError as exc:
             raise EdgeUnavailable(f"{path}: {type(exc).__name__}: {exc}"[:300]) from None
         ttl = answer.headers.get(CLAIM_TTL_HEADER)
-        if ttl and ttl.isdigit():
+        if ttl and ttl.isascii() and ttl.isdigit():
             self.claim_ttl_s = int(ttl) / 1000
         if answer.is_success:
             return _json_or_none(answer)
@@ -220,7 +220,7 @@ def recipient_jid(to: str) -> str:
 
 
 def _media(value: Any, item: Mapping[str, Any]) -> tuple[OutgoingMedia | None, str | None]:
-    url = _text(item, "mediaUrl", "media_url", "url")
+    url = _text(item, "mediaUrl", "media_url")
     if isinstance(value, str):  # a URL, or a data URL
         value = {"url": value} if not value.startswith("data:") else {"base64": value}
     if not isinstance(value, Mapping):
@@ -250,9 +250,12 @@ def _kind(word: str | None, has_media: bool) -> MessageKind:
         if word in _KINDS:
             return _KINDS[word]
         try:
-            return MessageKind(word)
+            kind = MessageKind(word)
         except ValueError:
-            raise ValueError(f"unknown message type {word[:40]!r}") from None
+            kind = MessageKind.OTHER
+        if kind is MessageKind.OTHER:  # nothing an engine can send
+            raise ValueError(f"unknown message type {word[:40]!r}")
+        return kind
     return MessageKind.DOCUMENT if has_media else MessageKind.TEXT
 
 
@@ -296,9 +299,11 @@ def _items(body: Any, path: str) -> list[Any]:
 
 
 def _first(item: Mapping[str, Any], *keys: str) -> Any:
+    """The first of ``keys`` given a value (an empty string is no value)."""
     for key in keys:
-        if item.get(key) is not None:
-            return item[key]
+        value = item.get(key)
+        if value is not None and value != "":
+            return value
     return None
 
 
@@ -306,7 +311,7 @@ def _text(item: Mapping[str, Any], *keys: str) -> str | None:
     value = _first(item, *keys)
     if isinstance(value, int | float) and not isinstance(value, bool):
         value = str(value)
-    return value if isinstance(value, str) and value != "" else None
+    return value if isinstance(value, str) else None
 
 
 def _json_or_none(answer: httpx.Response) -> Any:

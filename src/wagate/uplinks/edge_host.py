@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 INBOUND = "/inbound"
 GUARD_SHARE = 2 / 3  # of the claim TTL: let go of an instance whose claim was not renewed
+GUARD_EVERY_S = 1.0  # the claims are looked at this often (a tenth of the TTL when shorter)
 
 
 class EdgeHost(Service):
@@ -91,6 +92,7 @@ class EdgeHost(Service):
         self.status: StatusReports
         self.sends: Sends
         self._renewed: dict[str, float] = {}  # instance → when its claim was last renewed
+        self._letting_go: set[str] = set()
         self.last_poll_ok: float | None = None
         self.last_error: str | None = None
         self._stopping = False
@@ -99,6 +101,7 @@ class EdgeHost(Service):
 
     async def open(self) -> None:
         self.tasks.spawn(self._poll_instances(), "instances")
+        self.tasks.spawn(self._guard(), "claim-guard")
 
     async def stop_intake(self) -> None:
         """Stop every session here and say so: the worker-proxy offers them again."""
@@ -124,7 +127,6 @@ class EdgeHost(Service):
 
     async def poll_once(self) -> list[str]:
         """One ``/disconnected-instances``; the instances started by it."""
-        self._let_go_of_lapsed()
         running = self.worker.running()
         free = max(0, self.max_sessions - len(running))
         asked = self.clock.monotonic()
@@ -178,6 +180,13 @@ class EdgeHost(Service):
 
     # --- claims: never two connections on one account ------------------------------
 
+    async def _guard(self) -> None:
+        """Look at every claim often: a poll may hang for its whole request timeout."""
+        while not self._stopping:
+            self._let_go_of_lapsed()
+            ttl = self.client.claim_ttl_s
+            await self.clock.sleep(min(GUARD_EVERY_S, ttl / 10) if ttl else GUARD_EVERY_S)
+
     def renewed(self, instance: str, at: float | None = None) -> None:
         self._renewed[instance] = self.clock.monotonic() if at is None else at
 
@@ -188,7 +197,7 @@ class EdgeHost(Service):
         now = self.clock.monotonic()
         for instance in self.worker.running():
             since = now - self._renewed.get(instance, now)
-            if since > ttl * GUARD_SHARE:
+            if since > ttl * GUARD_SHARE and instance not in self._letting_go:
                 log.error(
                     "instance %s: its claim was not renewed for %.1fs (TTL %.1fs): letting go "
                     "of it, another worker may be handed it",
@@ -202,10 +211,14 @@ class EdgeHost(Service):
         """Stop running ``instance`` here, saying nothing: it is not this worker's now."""
         if why is not None:
             log.warning("instance %s is not this worker's: %s; stopping it", instance, why.message)
-        self.sends.unlinked(instance)
-        await self.worker.hand_over(instance)
-        self._renewed.pop(instance, None)
-        self.record.forget(instance)
+        self._letting_go.add(instance)
+        try:
+            self.sends.unlinked(instance)
+            await self.worker.hand_over(instance)
+        finally:
+            self._letting_go.discard(instance)
+            self._renewed.pop(instance, None)
+            self.record.forget(instance)
 
     # --- what the sessions do: status reports ---------------------------------------
 
@@ -240,7 +253,7 @@ class EdgeHost(Service):
                 log.error("message %s of %s not spooled (try %d): %s", event.id, session_id,
                           attempt + 1, exc.message)  # fmt: skip
                 await self.clock.sleep(0.2 * (attempt + 1))
-        self.courier.wake(session_id)
+        self.courier.wake(session_id, INBOUND)
 
     async def _download(
         self, link: Link, media: MediaRef
@@ -275,7 +288,8 @@ class EdgeHost(Service):
 
     async def health(self) -> dict[str, Any]:
         counts = {"connected": 0, "connecting": 0, "reconnecting": 0}
-        for state in self.worker.running().values():
+        running = self.worker.running()
+        for state in running.values():
             if state is SessionState.CONNECTED:
                 counts["connected"] += 1
             elif state is SessionState.RECONNECTING:
@@ -290,6 +304,7 @@ class EdgeHost(Service):
         return {
             "status": "ok",
             "instances": counts,
+            "running": {instance: state.value for instance, state in sorted(running.items())},
             "edge": {
                 "url": self.client.base_url,
                 "reachable": self.last_error is None and self.last_poll_ok is not None,

@@ -1,8 +1,10 @@
 """What an edge worker tells its worker-proxy, delivered whatever the worker-proxy's mood.
 
 :class:`Courier` posts the spooled ``/inbound`` and ``/mark-sent`` bodies
-(``storage/edge_spool.py``), oldest first and one at a time per instance, so
-a worker-proxy sees an instance's messages in the order they happened. A post
+(``storage/edge_spool.py``), oldest first and one at a time per lane (one
+instance's posts to one path), so a worker-proxy sees an instance's messages
+in the order they happened, and a path that keeps failing holds up no other
+(a broken ``/mark-sent`` does not stop what is received). A post
 the worker-proxy does not answer (or answers 5xx, 408, 429) is tried again
 after a backoff with jitter, for as long as it takes: the post stays on disk
 meanwhile, across restarts. One it refuses (any other 4xx) is logged, audited
@@ -40,7 +42,7 @@ NOT_OURS = frozenset({404, 409, 410})  # the instance is gone, or someone else's
 
 
 class Courier(Service):
-    """Delivers the spool's posts; ``wake(instance)`` after adding one."""
+    """Delivers the spool's posts; ``wake(instance, path)`` after adding one."""
 
     def __init__(
         self,
@@ -60,30 +62,31 @@ class Courier(Service):
         self._clock = clock
         self._retry = retry
         self._rng = rng or random.Random()
-        self._running: dict[str, asyncio.Task[Any]] = {}
+        self._running: dict[tuple[str, str], asyncio.Task[Any]] = {}
         self._closing = asyncio.Event()
         self.delivered = 0
         self.dropped = 0
 
     async def open(self) -> None:
-        for instance in await self._spool.pending_instances():  # left from before a restart
-            self.wake(instance)
+        for instance, path in await self._spool.pending_lanes():  # left from before a restart
+            self.wake(instance, path)
 
     async def stop_intake(self) -> None:
         self._closing.set()  # a delivery waiting out a backoff ends; its post stays spooled
 
-    def wake(self, instance: str) -> None:
-        if self._closing.is_set() or instance in self._running:
+    def wake(self, instance: str, path: str) -> None:
+        lane = (instance, path)
+        if self._closing.is_set() or lane in self._running:
             return
-        task = self.tasks.spawn(self._deliver(instance), f"deliver:{instance}")
-        self._running[instance] = task
-        task.add_done_callback(lambda _t: self._running.pop(instance, None))
+        task = self.tasks.spawn(self._deliver(lane), f"deliver:{instance}{path}")
+        self._running[lane] = task
+        task.add_done_callback(lambda _t: self._running.pop(lane, None))
 
-    async def _deliver(self, instance: str) -> None:
+    async def _deliver(self, lane: tuple[str, str]) -> None:
         failures = 0
         while not self._closing.is_set():
             try:
-                post = await self._spool.oldest(instance)
+                post = await self._spool.oldest(*lane)
                 if post is None:
                     return
                 if await self._post(post):

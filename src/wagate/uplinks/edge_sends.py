@@ -33,13 +33,12 @@ from wagate.engine.base import Link
 from wagate.errors import InvalidInput, RequestError, StorageError
 from wagate.outbound.media_fetch import MediaFetcher
 from wagate.outbound.sender import SendPolicy
-from wagate.storage.edge_spool import FAILED, SENT, EdgeSpool
+from wagate.storage.edge_spool import FAILED, MARK_SENT, SENT, EdgeSpool
 from wagate.uplinks.edge import EdgeClient, EdgeRefused, EdgeUnavailable, QueuedMessage
 from wagate.uplinks.edge_reports import NOT_OURS, Courier
 
 log = logging.getLogger(__name__)
 
-MARK_SENT = "/mark-sent"
 _CHOSEN_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")  # what an engine may take as the message id
 
 Refused = Callable[[str, EdgeRefused], Awaitable[None]]
@@ -136,6 +135,7 @@ class Sends:
         """Send ``message`` unless it was; the time of the send (or ``last_send``)."""
         record = await self._spool.send_of(instance, message.id)
         if record is not None and record.settled:
+            await self._spool.touch_send(instance, message.id)
             if not await self._spool.has_post(instance, MARK_SENT, message.id):
                 log.info("message %s of %s was %s already: acknowledged again",
                          message.id, instance, record.state)  # fmt: skip
@@ -147,7 +147,7 @@ class Sends:
                     error=record.error,
                 )
                 await self._spool.add_post(instance, MARK_SENT, body, key=message.id)
-                self._courier.wake(instance)
+                self._courier.wake(instance, MARK_SENT)
             return last_send
         if message.outgoing is None:
             await self._settle(instance, message.id, None, message.problem or "cannot be read")
@@ -214,4 +214,4 @@ class Sends:
             mark=body,
             path=MARK_SENT,
         )
-        self._courier.wake(instance)
+        self._courier.wake(instance, MARK_SENT)
