@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -379,3 +380,112 @@ async def test_spellings(edge: Edge) -> None:
 async def test_without_a_secret_there_is_no_worker_proxy(api: httpx.AsyncClient) -> None:
     answer = await api.get(f"{P}/disconnected-instances")
     assert answer.status_code == 404
+
+
+async def _inbound(edge: Edge, **fields: Any) -> httpx.Response:
+    body = {"instanceId": "e1", "from": ALICE, "type": "text"} | fields
+    return await edge.proxy.post(f"{P}/inbound", json=body)
+
+
+def _texts(rows: dict[str, Any]) -> list[Any]:
+    return [m.get("text") for m in rows.get("messages", rows.get("data", []))]
+
+
+async def test_a_late_post_from_the_spool_is_live_to_when_the_worker_received_it(
+    edge: Edge,
+) -> None:
+    await edge.provision()
+    sent_at = edge.now_ms()
+    await edge.clock.advance(600)  # ten minutes of an outage of the worker-proxy
+    late = await _inbound(edge, messageId="LATE", text="spooled", timestamp=sent_at)
+    assert late.status_code == 200
+    history = (await edge.api.get("/api/sessions/e1/messages")).json()
+    assert _texts(history) == []  # no receivedAt: older than the live window, not stored
+    kept = await _inbound(
+        edge, messageId="KEPT", text="kept", timestamp=sent_at, receivedAt=sent_at + 500
+    )
+    assert kept.status_code == 200
+    assert _texts((await edge.api.get("/api/sessions/e1/messages")).json()) == ["kept"]
+    future = await _inbound(  # a worker's clock ahead of ours counts as now, no later
+        edge, messageId="AHEAD", text="ahead", timestamp=sent_at, receivedAt=edge.now_ms() + 10**9
+    )
+    assert future.status_code == 200
+    assert _texts((await edge.api.get("/api/sessions/e1/messages")).json()) == ["kept"]
+
+
+async def test_an_edge_sessions_groups_are_learned_from_their_messages(edge: Edge) -> None:
+    await edge.provision()
+    group = "120363000000000001@g.us"
+    first = await _inbound(edge, messageId="G1", chat=group, text="first", timestamp=edge.now_ms())
+    assert first.status_code == 200
+    listed = (await edge.api.get("/api/sessions/e1/groups")).json()["groups"]
+    assert [(g["waGroupId"], g["monitor"]) for g in listed] == [(group, False)]
+    assert _texts((await edge.api.get("/api/sessions/e1/messages")).json()) == []
+    monitored = await edge.api.patch(f"/api/sessions/e1/groups/{group}", json={"monitor": True})
+    assert monitored.status_code == 200, monitored.text
+    await _inbound(edge, messageId="G2", chat=group, text="second", timestamp=edge.now_ms())
+    assert _texts((await edge.api.get("/api/sessions/e1/messages")).json()) == ["second"]
+    # a group it knows keeps its name: a message does not rename it
+    assert len((await edge.api.get("/api/sessions/e1/groups")).json()["groups"]) == 1
+
+
+async def test_locations_contacts_reactions_and_a_missing_medias_reason_are_kept(
+    edge: Edge,
+) -> None:
+    await edge.provision()
+    now = edge.now_ms()
+    place = {"latitude": -6.2, "longitude": 106.8, "name": "Monas", "address": "Jakarta"}
+    await _inbound(edge, messageId="L1", type="location", location=place, timestamp=now)
+    card = {"name": "Bob", "phone": "+628111", "vcard": None}
+    await _inbound(edge, messageId="C1", type="contact", contact=card, timestamp=now)
+    await _inbound(edge, messageId="R1", type="reaction", text="👍", reactTo="L1", timestamp=now)
+    await _inbound(
+        edge,
+        messageId="M1",
+        type="image",
+        mediaError="larger than 10 bytes (WAGATE_MAX_MEDIA_MB)",
+        senderLid="12345@lid",
+        timestamp=now,
+    )
+    events = {e["waMessageId"]: e for e in edge.outbox.of("message.received")}
+    assert [events[i]["type"] for i in ("L1", "C1", "R1", "M1")] == [
+        "location",
+        "contact",
+        "reaction",
+        "image",
+    ]
+    messages = edge.gateway.messages
+    location = await messages.by_wa_id("e1", "L1")
+    assert location is not None and location.raw["location"]["lat"] == -6.2
+    assert location.raw["location"]["name"] == "Monas"
+    reaction = await messages.by_wa_id("e1", "R1")
+    assert reaction is not None and reaction.raw["reactTo"] == "L1" and reaction.text == "👍"
+    assert "larger than 10 bytes" in json.dumps(events["M1"]["mediaError"])
+    assert events["M1"]["senderLid"] == "12345@lid"
+    bad = await _inbound(edge, messageId="L2", type="location", location={"latitude": "x"})
+    assert bad.status_code == 422 and "location" in bad.json()["error"]
+
+
+async def test_a_final_reason_is_recorded_on_a_reconnecting_session(edge: Edge) -> None:
+    await edge.provision()
+    await edge.status("e1", "CONNECTED", phone=PHONE)
+    await edge.status("e1", "DISCONNECTED", reason="connection_lost")
+    assert (await edge.session())["state"] == "reconnecting"
+    assert (await edge.status("e1", "DISCONNECTED", reason="banned")).status_code == 200
+    assert (await edge.session())["state"] == "failed"
+    assert (await edge.proxy.get(f"{P}/disconnected-instances")).json() == []
+
+
+async def test_refusals_name_their_code_and_answers_their_claim_ttl(edge: Edge) -> None:
+    await edge.provision()
+    offered = await edge.proxy.get(f"{P}/disconnected-instances")
+    assert offered.headers["X-Wagate-Claim-Ttl-Ms"].isdigit()
+    await edge.api.post("/api/sessions/e1/stop")
+    refused = await edge.proxy.get(f"{P}/queued-messages", params={"instanceId": "e1"})
+    assert refused.status_code == 409 and refused.headers["X-Wagate-Error"] == "instance_at_rest"
+    assert set(refused.json()) == {"error"}  # seed 001's shape
+    wrong = await edge.bare.get(f"{P}/disconnected-instances")
+    assert wrong.status_code == 401 and wrong.headers["X-Wagate-Error"]
+    for limit in ("-1", "x", "100001"):
+        bad = await edge.proxy.get(f"{P}/disconnected-instances", params={"limit": limit})
+        assert bad.status_code == 422 and "limit" in bad.json()["error"]

@@ -12,7 +12,8 @@ import pytest
 
 from tests.ingest.conftest import ingest_settings
 from wagate.clock import ManualClock
-from wagate.control.edge import FOREIGN_WORKER, EdgeBackend, SentReport, StatusReport
+from wagate.control.edge import FOREIGN_WORKER, EdgeBackend
+from wagate.control.edge_bodies import SentReport, StatusReport
 from wagate.control.session_reports import SessionReports
 from wagate.domain.message import MessageKind, Outgoing
 from wagate.domain.session import ChangeKind, SessionChange, SessionState, Uplink

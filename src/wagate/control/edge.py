@@ -21,104 +21,53 @@ never get one message. See ``docs/edge.md``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from wagate.clock import Clock
+from wagate.control.edge_bodies import (
+    STATUSES,
+    Handed,
+    InlineDownloader,
+    Received,
+    SentReport,
+    StatusReport,
+    checked_data_url,
+    jid_of,
+    kind_of,
+)
 from wagate.control.session_reports import SessionReports
 from wagate.domain.lease import edge_holder
 from wagate.domain.message import MEDIA_KINDS, MediaRef, Message, MessageKind, Outgoing
+from wagate.domain.reports import disconnect_kind, state_after
 from wagate.domain.session import SEED_001, Session, SessionState, Uplink
 from wagate.engine.base import MessageEvent
 from wagate.errors import Conflict, InvalidInput, NotConfigured, NotFound, Unauthorized
-from wagate.ids import USER_SERVER, phone_of_jid
-from wagate.ingest.media import MediaRejected
+from wagate.ids import phone_of_jid
 from wagate.ingest.pipeline import IngestPipeline
 from wagate.outbound import queue
-from wagate.qr_image import PNG_DATA_URL
+from wagate.storage.repos.groups import GroupRepo
 from wagate.storage.repos.leases import SessionLeaseRepo
 from wagate.storage.repos.outbound import OutboundRepo
 from wagate.storage.repos.sessions import SessionRepo
 from wagate.storage.spool import MediaSpool, SpoolError
-from wagate.webhooks.events import Event, message_status
+from wagate.webhooks.events import Event, group_changes, message_status
 
 log = logging.getLogger(__name__)
 
 FleetIdle = Callable[[], Awaitable[bool]]
 """True while no fleet worker lives: edge workers are then offered fleet sessions too."""
 
-STATUSES = ("CONNECTING", "CONNECTED", "DISCONNECTED")
 # seed 001 offers instances whose status is DISCONNECTED or CONNECTING; of those, the ones
 # that should run (a stopped or logged-out session waits for an operator's connect), and a
 # CONNECTED one whose claim lapsed (the worker that ran it is gone)
 _OFFERED = frozenset(s for s in SessionState if s.is_running and SEED_001[s] != "CONNECTED")
-FOREIGN_WORKER = "edge"  # a worker that does not name itself (X-Wagate-Worker)
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_MAX_QR_PNG = 256 * 1024
-_CHUNK = 64 * 1024
+FOREIGN_WORKER = "edge"  # a worker that does not name itself (X-Wagate-Worker); all share it
 _DISCONNECTED = "the edge worker reported the session disconnected"
-
-
-@dataclass(frozen=True, slots=True)
-class StatusReport:
-    """``POST /update-status``: ``status`` one of :data:`STATUSES`."""
-
-    instance_id: str
-    status: str
-    qr_code: str | None = None  # a PNG data URL
-    qr: str | None = None  # WhatsApp's raw QR text (2@…)
-    phone: str | None = None
-    reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SentReport:
-    """``POST /mark-sent``: ``message_id`` is the id ``/queued-messages`` gave."""
-
-    instance_id: str
-    message_id: str
-    sent: bool
-    wa_message_id: str | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class InlineMedia:
-    data: bytes
-    mimetype: str | None = None
-    filename: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    """``POST /inbound``: a message the edge worker received (or sent from the phone)."""
-
-    instance_id: str
-    message_id: str
-    sender: str
-    chat: str | None
-    kind: str | None
-    timestamp: datetime | None
-    text: str | None = None
-    push_name: str | None = None
-    media: InlineMedia | None = None
-    from_me: bool = False
-    quoted_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Handed:
-    """A queued message handed to an edge worker: its row and what to send."""
-
-    message: Message
-    outgoing: Outgoing
 
 
 class EdgeBackend:
@@ -142,6 +91,7 @@ class EdgeBackend:
         pipeline: IngestPipeline,
         clock: Clock,
         secret: str | None,
+        groups: GroupRepo | None = None,
         claim_ttl: timedelta,
         max_attempts: int = 10,
         fleet_idle: FleetIdle | None = None,
@@ -154,6 +104,7 @@ class EdgeBackend:
         self._spool = spool
         self._reports = reports
         self._pipeline = pipeline
+        self._groups = groups
         self._clock = clock
         self._secret = secret
         self._ttl = claim_ttl
@@ -194,7 +145,7 @@ class EdgeBackend:
         held = {lease.session_id for lease in await self._leases.held_by(holder)}
         waiting = await self._leases.claimable(holder, uplinks, _OFFERED)
         connected = await self._leases.claimable(holder, uplinks, {SessionState.CONNECTED})
-        if worker == FOREIGN_WORKER:  # seed 001's own worker: DISCONNECTED and CONNECTING only
+        if worker == FOREIGN_WORKER:  # seed 001's own worker: not those it runs connected
             connected = [sid for sid in connected if sid not in held]
         offered, new = [], 0
         for session_id in [*waiting, *connected]:
@@ -213,7 +164,7 @@ class EdgeBackend:
         sid, at = session.id, self._clock.now()
         match report.status:
             case "CONNECTING":
-                qr = report.qr or _checked_data_url(report.qr_code)
+                qr = report.qr or checked_data_url(report.qr_code)
                 if qr:
                     await self._reports.qr_code(sid, qr, at)
                 else:
@@ -230,11 +181,13 @@ class EdgeBackend:
                 raise InvalidInput("status", f"unknown status {report.status[:40]!r}: use {words}")
 
     async def _disconnected(self, session: Session, reason: str | None, at: datetime) -> None:
-        """Reconnecting, or logged out; a row that rests already (stopped, …) stays at rest."""
+        """Reconnecting, or where ``reason`` leads (logged out, banned, …)."""
         code = reason or "connection_lost"
-        logged_out = code == "logged_out"
-        if not logged_out and SEED_001[session.status] == "DISCONNECTED":
-            return  # it says so already: an operator's stop is not undone by the worker
+        if (
+            session.status is SessionState.RECONNECTING
+            and not state_after(disconnect_kind(code)).needs_operator
+        ):
+            return  # it says so already
         text = f"{_DISCONNECTED}: {reason}" if reason else _DISCONNECTED
         await self._reports.disconnected(session.id, text[:1000], code, at)
 
@@ -319,15 +272,26 @@ class EdgeBackend:
         """Through the ingest pipeline, as an engine's message event is: stored once."""
         session = await self._touch(worker, received.instance_id)
         event = self._event(received)
-        message = await self._pipeline.receive(session.id, event)
+        if event.is_group:
+            await self._learn_group(session.id, event.chat)
+        message = await self._pipeline.receive(session.id, event, received_at=received.received_at)
         if message is not None:
             media = received.media.data if received.media else None
-            await self._pipeline.complete(session.id, InlineDownloader(media), message)
+            downloader = InlineDownloader(media, received.media_error)
+            await self._pipeline.complete(session.id, downloader, message)
+
+    async def _learn_group(self, session_id: str, jid: str) -> None:
+        """An edge session's groups are learned from their messages (no link to list them
+        on): a group first heard of is recorded, not monitored, for an operator to monitor."""
+        if self._groups is not None and await self._groups.get(session_id, jid) is None:
+            await self._groups.upsert(
+                session_id, jid, None, announce=group_changes(self._clock.now())
+            )
 
     def _event(self, r: Received) -> MessageEvent:
-        sender = _jid(r.sender, "from")
-        chat = _jid(r.chat, "chat") if r.chat else sender
-        kind = _kind(r.kind, r.media)
+        sender = jid_of(r.sender, "from")
+        chat = jid_of(r.chat, "chat") if r.chat else sender
+        kind = kind_of(r.kind, r.media)
         media = None
         if kind in MEDIA_KINDS:
             data = r.media.data if r.media else b""
@@ -349,9 +313,13 @@ class EdgeBackend:
             text=r.text,
             from_me=r.from_me,
             sender_pn=sender if phone_of_jid(sender) else None,
+            sender_lid=r.sender_lid,
             push_name=r.push_name,
             media=media,
+            location=r.location if kind is MessageKind.LOCATION else None,
+            contact=r.contact if kind is MessageKind.CONTACT else None,
             quoted_id=r.quoted_id,
+            react_to=r.react_to if kind is MessageKind.REACTION else None,
             raw={"edge": True},
         )
 
@@ -390,73 +358,6 @@ class EdgeBackend:
         if session.uplink is Uplink.EDGE:
             return True
         return self._fleet_idle is not None and await self._fleet_idle()
-
-
-class InlineDownloader:
-    """The pipeline's :class:`~wagate.ingest.pipeline.Downloader` over posted bytes."""
-
-    def __init__(self, data: bytes | None) -> None:
-        self._data = data
-
-    async def download(self, media: MediaRef) -> AsyncIterator[bytes]:
-        if self._data is None:
-            raise MediaRejected("the edge worker posted no media bytes", code="MEDIA_UNAVAILABLE")
-        for start in range(0, len(self._data), _CHUNK):
-            yield self._data[start : start + _CHUNK]
-
-
-def _checked_data_url(value: str | None) -> str | None:
-    """A PNG data URL as it is, once checked: the QR API decodes it."""
-    if not value:
-        return None
-    if not value.startswith(PNG_DATA_URL):
-        raise InvalidInput("qr_code", "qr_code must be a data:image/png;base64,… URL")
-    try:
-        png = base64.b64decode(value.removeprefix(PNG_DATA_URL), validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInput("qr_code", "qr_code is not valid base64") from None
-    if not png.startswith(_PNG_MAGIC) or len(png) > _MAX_QR_PNG:
-        raise InvalidInput("qr_code", f"qr_code must be a PNG of at most {_MAX_QR_PNG} bytes")
-    return value
-
-
-def _jid(value: str, field: str) -> str:
-    """A JID as it is; bare digits (``+`` allowed) as a user JID."""
-    value = value.strip()
-    if "@" in value:
-        user, _, server = value.partition("@")
-        if user and server:
-            return value
-    digits = value.removeprefix("+")
-    if digits.isascii() and digits.isdigit() and 5 <= len(digits) <= 20:
-        return f"{digits}@{USER_SERVER}"
-    raise InvalidInput(field, f"{field} must be a JID or a phone number, not {value[:40]!r}")
-
-
-_KIND_WORDS = {"chat": MessageKind.TEXT, "ptt": MessageKind.VOICE}
-
-
-def _kind(word: str | None, media: InlineMedia | None) -> MessageKind:
-    """The message's kind: our word (or a common other one), else guessed from its media."""
-    if word:
-        word = word.strip().lower()
-        if word in _KIND_WORDS:
-            return _KIND_WORDS[word]
-        try:
-            return MessageKind(word)
-        except ValueError:
-            return MessageKind.OTHER
-    if media is None:
-        return MessageKind.TEXT
-    major = (media.mimetype or "").split("/", 1)[0]
-    return {"image": MessageKind.IMAGE, "video": MessageKind.VIDEO, "audio": MessageKind.AUDIO}.get(
-        major, MessageKind.DOCUMENT
-    )
-
-
-def to_digits_or_jid(jid: str) -> str:
-    """A user JID as its digits (what a hand-written edge function sends to); others whole."""
-    return phone_of_jid(jid) or jid
 
 
 def _stripped(message: Message) -> dict[str, Any] | None:

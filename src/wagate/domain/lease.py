@@ -19,6 +19,7 @@ from typing import Protocol
 EDGE_HOLDER_PREFIX = "edge:"
 WORKER_HEADER = "X-Wagate-Worker"  # how a wagate edge worker names itself to a worker-proxy
 CLAIM_TTL_HEADER = "X-Wagate-Claim-Ttl-Ms"  # how long wagate's worker-proxy keeps a claim
+ERROR_CODE_HEADER = "X-Wagate-Error"  # which refusal a worker-proxy's error is
 
 
 def edge_holder(worker: str) -> str:

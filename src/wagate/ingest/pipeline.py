@@ -23,6 +23,7 @@ import random
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, replace
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from wagate.clock import Clock
@@ -99,21 +100,28 @@ class IngestPipeline:
     def count(self, session_id: str, what: str) -> None:
         self.stats.setdefault(session_id, Counter())[what] += 1
 
-    async def receive(self, session_id: str, event: MessageEvent) -> Message | None:
+    async def receive(
+        self, session_id: str, event: MessageEvent, *, received_at: datetime | None = None
+    ) -> Message | None:
         """Guard, route and store one message; the row when it still needs :meth:`complete`.
 
         None when the message is not ingested (too old, unmonitored, …), could
         not be stored (audited), or was seen and fully handled before.
+        ``received_at``: when it reached the worker, if not just now (an edge
+        worker's spool may have held it through an outage of its uplink): the
+        live window is counted to then.
         """
         self.count(session_id, "seen")
         try:
-            return await self._receive(session_id, event)
+            return await self._receive(session_id, event, received_at)
         except StepFailed:
             self.count(session_id, "errors")
             return None
 
-    async def _receive(self, session_id: str, event: MessageEvent) -> Message | None:
-        if not self._wanted(session_id, event):
+    async def _receive(
+        self, session_id: str, event: MessageEvent, received_at: datetime | None
+    ) -> Message | None:
+        if not self._wanted(session_id, event, received_at):
             return None
         keep, group_id = await self._route(session_id, event)
         if not keep:
@@ -121,8 +129,12 @@ class IngestPipeline:
         message, done = await self._persist(session_id, clean(_row(session_id, event, group_id)))
         return None if done else message  # seen and fully handled before: nothing is twice
 
-    def _wanted(self, session_id: str, event: MessageEvent) -> bool:
-        oldest = self.clock.now() - self.settings.live_window
+    def _wanted(
+        self, session_id: str, event: MessageEvent, received_at: datetime | None = None
+    ) -> bool:
+        now = self.clock.now()
+        heard = min(received_at, now) if received_at is not None else now
+        oldest = heard - self.settings.live_window
         if event.timestamp < oldest:  # live-only: history and late replays are not ingested
             self.count(session_id, "dropped_old")
             return False

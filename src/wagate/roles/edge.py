@@ -18,6 +18,7 @@ Leaving, in reverse: the host stops every session and reports each
 from __future__ import annotations
 
 import logging
+import re
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,7 @@ from wagate.outbound.media_fetch import MediaFetcher
 from wagate.outbound.sender import SendPolicy
 from wagate.roles.node import Node, engine_figures
 from wagate.serving import bind, serve_http
-from wagate.settings import Settings, variable
+from wagate.settings import Settings
 from wagate.storage.auth_state import FileAuthStore
 from wagate.storage.edge_spool import EdgeSpool
 from wagate.uplinks.edge import EdgeClient
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 3000  # seed 001
 DEFAULT_DATA = Path("/data")  # seed 001's volume; AUTH_DIR is /data/auth
+WORKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,58}$")  # X-Wagate-Worker
 FORGET_EVERY_S = 3600.0
 
 
@@ -65,13 +67,21 @@ def for_the_edge(settings: Settings) -> Settings:
     update: dict[str, Any] = {"auth_store": "files"}
     if "port" not in given and settings.worker_port is None:
         update["port"] = DEFAULT_PORT
+    if "host" not in given:  # a container's health check reaches it (it serves health only)
+        update["host"] = "0.0.0.0"
     if "data_dir" not in given:
         update["data_dir"] = DEFAULT_DATA
     if "auth_dir" not in given:
         update["auth_dir"] = update.get("data_dir", settings.data_dir) / "auth"
     if "worker_id" not in given:
-        update["worker_id"] = socket.gethostname()
+        update["worker_id"] = worker_name(socket.gethostname())
     return settings.model_copy(update=update)
+
+
+def worker_name(hostname: str) -> str:
+    """A host name as a worker's name in ``X-Wagate-Worker`` (1-59 of A-Z a-z 0-9 _ . : -)."""
+    name = re.sub(r"[^A-Za-z0-9_.:-]", "-", hostname).lstrip("_.:-")[:59]
+    return name or "edge-worker"
 
 
 def edge_settings(settings: Settings) -> None:
@@ -87,12 +97,17 @@ def edge_settings(settings: Settings) -> None:
         raise ConfigError(
             "wagate worker --uplink edge needs WORKER_SECRET (sent as Authorization: Bearer)"
         )
-    for path, name in ((settings.data_dir, "data_dir"), (settings.auth_root, "auth_dir")):
+    if not WORKER_NAME.fullmatch(settings.worker_id):
+        raise ConfigError(
+            f"WORKER_ID {settings.worker_id[:80]!r} cannot name an edge worker: use 1-59 "
+            "characters from A-Z a-z 0-9 _ . : -, starting with a letter or digit"
+        )
+    for path, name in ((settings.data_dir, "DATA_DIR"), (settings.auth_root, "AUTH_DIR")):
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(
-                f"cannot create {variable(name)} folder {path}: {exc.strerror or exc}; "
+                f"cannot create {name} folder {path}: {exc.strerror or exc}; "
                 "an edge worker keeps its state under /data by default: mount a volume "
                 "there, or set DATA_DIR and AUTH_DIR"
             ) from None
@@ -191,7 +206,9 @@ class EdgeNode(Node):
     async def health(self) -> dict[str, Any]:
         body = await self.host.health()
         body["worker"] = self.settings.worker.worker_id
-        body["engine"] = engine_figures(self.engine)
+        body["engine"] = engine = engine_figures(self.engine)
+        if engine.get("needsRestart"):
+            body["status"] = "degraded"
         return body
 
 

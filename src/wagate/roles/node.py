@@ -233,6 +233,7 @@ class Node:
             pipeline=pipeline,
             clock=self.clock,
             secret=c.worker_secret,
+            groups=self.groups,
             claim_ttl=c.edge_claim_ttl,
             max_attempts=self.settings.send.max_attempts,
             fleet_idle=fleet_idle,

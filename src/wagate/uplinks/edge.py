@@ -11,9 +11,11 @@ worker; a foreign one ignores the header)::
     POST /inbound                          a received message
 
 A failure is one of two kinds. :class:`EdgeUnavailable`: no answer, a 5xx,
-408 or 429: the call is worth trying again later. :class:`EdgeRefused`: any
-other 4xx: the worker-proxy read the request and will never take it as it is
-(the caller drops what it was reporting, after logging it).
+408, 425 or 429, and 401 or 403 (a secret being rotated: what waits must not
+be dropped for it; logged as an error): the call is worth trying again
+later. :class:`EdgeRefused`: any other 4xx: the worker-proxy read the request
+and will never take it as it is (the caller drops what it was reporting,
+after logging it).
 
 The seed fixes the paths, not every body: the answers are read accepting the
 spellings hand-written worker-proxies use (an array, or ``{"data": [...]}``;
@@ -32,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from wagate.domain.lease import CLAIM_TTL_HEADER, WORKER_HEADER
+from wagate.domain.lease import CLAIM_TTL_HEADER, ERROR_CODE_HEADER, WORKER_HEADER
 from wagate.domain.message import (
     MEDIA_KINDS,
     ContactCard,
@@ -47,6 +49,7 @@ from wagate.ids import USER_SERVER
 log = logging.getLogger(__name__)
 
 _RETRYABLE = frozenset({408, 425, 429})
+_CREDENTIALS = frozenset({401, 403})  # retried: the secret may be changing on one side
 _LIST_KEYS = ("data", "instances", "messages", "items", "rows")
 
 
@@ -157,9 +160,15 @@ class EdgeClient:
         if answer.is_success:
             return _json_or_none(answer)
         message = f"{path}: {_error_of(answer)}"
-        if answer.status_code >= 500 or answer.status_code in _RETRYABLE:
-            raise EdgeUnavailable(f"{answer.status_code} {message}")
-        raise EdgeRefused(answer.status_code, message)
+        code = answer.headers.get(ERROR_CODE_HEADER)
+        if code:
+            message += f" ({code[:64]})"
+        status = answer.status_code
+        if status in _CREDENTIALS:
+            log.error("%s: the worker-proxy refuses WORKER_SECRET (%d): check it", path, status)
+        if status >= 500 or status in _RETRYABLE or status in _CREDENTIALS:
+            raise EdgeUnavailable(f"{status} {message}")
+        raise EdgeRefused(status, message)
 
 
 # --- reading what the worker-proxy answers ------------------------------------------------

@@ -19,7 +19,7 @@ instance for the worker it hands it to, for a TTL it names in
 a claim could not be renewed for 2/3 of its TTL (the worker-proxy is
 unreachable), this worker lets go of the instance: once the claim lapsed the
 worker-proxy may hand it to another worker. A 404 or 409 about an instance
-(deleted, stopped, or another worker's) lets go of it at once. A foreign
+(deleted, stopped, or another worker's; or 410) lets go of it at once. A foreign
 worker-proxy keeps no claims and names no TTL: nothing is let go for its
 silence.
 """
@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 INBOUND = "/inbound"
 GUARD_SHARE = 2 / 3  # of the claim TTL: let go of an instance whose claim was not renewed
+SPOOL_RETRY_MAX_S = 10.0  # a spool that cannot be written is tried again this often at most
 GUARD_EVERY_S = 1.0  # the claims are looked at this often (a tenth of the TTL when shorter)
 
 
@@ -245,14 +246,21 @@ class EdgeHost(Service):
         if event.media is not None:
             media, media_error = await self._download(link, event.media)
         body = inbound_body(session_id, event, media=media, media_error=media_error)
-        for attempt in range(3):
+        body["receivedAt"] = round(self.clock.now().timestamp() * 1000)
+        attempt = 0
+        while True:  # the engine hears it was handled only once it is on disk
             try:
                 await self.spool.add_post(session_id, INBOUND, body, key=event.id)
                 break
             except StorageError as exc:
+                attempt += 1
+                if self._stopping and attempt > 3:
+                    log.critical("message %s of %s NOT SPOOLED, stopping: %s; its body: %.2000r",
+                                 event.id, session_id, exc.message, body)  # fmt: skip
+                    return
                 log.error("message %s of %s not spooled (try %d): %s", event.id, session_id,
-                          attempt + 1, exc.message)  # fmt: skip
-                await self.clock.sleep(0.2 * (attempt + 1))
+                          attempt, exc.message)  # fmt: skip
+                await self.clock.sleep(min(SPOOL_RETRY_MAX_S, 0.2 * 2**attempt))
         self.courier.wake(session_id, INBOUND)
 
     async def _download(

@@ -13,7 +13,7 @@ and dropped: it would be refused forever.
 :class:`StatusReports` sends ``/update-status``: only an instance's latest
 status matters, so a newer one replaces one not yet sent (a QR that rotated
 twice while the worker-proxy was down is reported once). They are retried the
-same way, in memory: a restarted worker reports afresh. A 404 or 409 means
+same way, in memory: a restarted worker reports afresh. A 404, 409 or 410 means
 the instance is not this worker's to run (deleted, stopped, or another
 worker's): ``on_refused`` hears it.
 """
