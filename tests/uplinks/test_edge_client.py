@@ -229,7 +229,18 @@ async def test_a_5xx_408_or_429_is_worth_trying_again(
     assert str(status) in caught.value.message and "busy" in caught.value.message
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 410, 413, 422])
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_refused_secret_is_tried_again_and_logged_as_an_error(
+    edge: EdgeClient, proxy: Proxy, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy.answers(status, json={"error": "wrong worker secret"}, headers={"X-Wagate-Error": "x"})
+    with pytest.raises(EdgeUnavailable) as caught:
+        await edge.post("/inbound", {})
+    assert "wrong worker secret (x)" in caught.value.message
+    assert any(r.levelname == "ERROR" and "WORKER_SECRET" in r.message for r in caplog.records)
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 410, 413, 422])
 async def test_another_4xx_is_refused_for_good(edge: EdgeClient, proxy: Proxy, status: int) -> None:
     proxy.answers(status, json={"error": "no such instance"})
     with pytest.raises(EdgeRefused) as caught:
