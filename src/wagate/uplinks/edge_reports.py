@@ -78,11 +78,16 @@ class Courier(Service):
         lane = (instance, path)
         if self._closing.is_set() or lane in self._running:
             return
-        task = self.tasks.spawn(self._deliver(lane), f"deliver:{instance}{path}")
-        self._running[lane] = task
-        task.add_done_callback(lambda _t: self._running.pop(lane, None))
+        self._running[lane] = self.tasks.spawn(self._deliver(lane), f"deliver:{instance}{path}")
 
     async def _deliver(self, lane: tuple[str, str]) -> None:
+        try:
+            await self._deliver_lane(lane)
+        finally:  # with no await since the lane was found empty: a wake after this spawns anew
+            if self._running.get(lane) is asyncio.current_task():
+                del self._running[lane]
+
+    async def _deliver_lane(self, lane: tuple[str, str]) -> None:
         failures = 0
         while not self._closing.is_set():
             try:
@@ -152,9 +157,9 @@ class StatusReports(Service):
     def report(self, instance: str, body: dict[str, Any]) -> None:
         self._latest[instance] = body
         if instance not in self._running:
-            task = self.tasks.spawn(self._deliver(instance), f"status:{instance}")
-            self._running[instance] = task
-            task.add_done_callback(lambda _t: self._running.pop(instance, None))
+            self._running[instance] = self.tasks.spawn(
+                self._deliver(instance), f"status:{instance}"
+            )
 
     def waiting(self) -> int:
         return len(self._latest)
@@ -168,6 +173,13 @@ class StatusReports(Service):
             await asyncio.wait(list(self._running.values()))
 
     async def _deliver(self, instance: str) -> None:
+        try:
+            await self._deliver_latest(instance)
+        finally:  # with no await since nothing was left to send: a report after this spawns anew
+            if self._running.get(instance) is asyncio.current_task():
+                del self._running[instance]
+
+    async def _deliver_latest(self, instance: str) -> None:
         failures = 0
         while (body := self._latest.get(instance)) is not None:
             if await self._send(instance, body, last_try=self._closing.is_set()):

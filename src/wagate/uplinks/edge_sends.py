@@ -86,6 +86,7 @@ class Sends:
         self._spawn = spawn
         self._rng = rng or random.Random()
         self._polls: dict[str, tuple[Link, asyncio.Event, asyncio.Task[Any]]] = {}
+        self._in_flight: set[tuple[str, str]] = set()  # (instance, message id) being sent
         self.sent = 0
         self.failed = 0
 
@@ -133,6 +134,18 @@ class Sends:
         self, instance: str, link: Link, message: QueuedMessage, last_send: float | None
     ) -> float | None:
         """Send ``message`` unless it was; the time of the send (or ``last_send``)."""
+        key = (instance, message.id)
+        if key in self._in_flight:  # a poll of a link that dropped still holds it: its outcome
+            return last_send  # is recorded there, and acknowledged
+        self._in_flight.add(key)
+        try:
+            return await self._send_once(instance, link, message, last_send)
+        finally:
+            self._in_flight.discard(key)
+
+    async def _send_once(
+        self, instance: str, link: Link, message: QueuedMessage, last_send: float | None
+    ) -> float | None:
         record = await self._spool.send_of(instance, message.id)
         if record is not None and record.settled:
             await self._spool.touch_send(instance, message.id)
