@@ -20,7 +20,8 @@ from wagate.engine.base import Link, MessageEvent
 from wagate.storage.edge_spool import EdgeSpool
 from wagate.testing import eventually
 from wagate.uplinks.edge import EdgeClient
-from wagate.uplinks.edge_host import INBOUND, EdgeHost, inbound_body, status_body
+from wagate.uplinks.edge_bodies import inbound_body, status_body
+from wagate.uplinks.edge_host import INBOUND, EdgeHost
 from wagate.uplinks.edge_reports import Courier, StatusReports
 from wagate.uplinks.edge_sends import Sends
 from wagate.worker.host import Worker
