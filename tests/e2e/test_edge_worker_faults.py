@@ -212,3 +212,25 @@ def test_a_missing_secret_or_base_url_is_one_line_and_exit_1(tmp_path: Path) -> 
     no_url = run_cli(["worker", "--uplink", "edge"], clean_env(WORKER_SECRET="s", **base))
     assert no_url.returncode == 1
     assert "EDGE_BASE_URL" in no_url.stderr and len(no_url.stderr.splitlines()) == 1
+
+
+def test_logged_out_on_the_phone_clears_the_credentials_and_a_fresh_qr_follows(
+    worker: EdgeWorker, edge: ForeignEdge, sandbox_url: str, tmp_path: Path
+) -> None:
+    worker.start()
+    _link(edge, sandbox_url, "inst-1")
+    auth = tmp_path / "edge" / "auth" / "inst-1"
+    assert auth.is_dir() and any(auth.iterdir())
+    _net(sandbox_url, "POST", "/control/fault", {"kind": "logout", "session": "inst-1"})
+    # seed 001's proxy stores DISCONNECTED and offers it again: a new QR, the old keys gone
+    row = poll(lambda: _with_qr(edge, "inst-1"), limit_s=30)
+    assert row["status"] == "CONNECTING"
+    assert not auth.exists() or not any(auth.iterdir())
+    logged_out = [
+        body
+        for method, path, body in edge.calls
+        if path.endswith("/update-status") and body.get("reason") == "logged_out"
+    ]
+    assert logged_out and logged_out[0]["status"] == "DISCONNECTED"
+    _net(sandbox_url, "POST", "/control/scan", {"qr": row["qr"], "phone": PHONE})
+    poll(lambda: (edge.instance("inst-1") or {}).get("status") == "CONNECTED", limit_s=20)
