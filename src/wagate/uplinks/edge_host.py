@@ -26,6 +26,7 @@ silence.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from typing import Any
@@ -102,18 +103,21 @@ class EdgeHost(Service):
     async def stop_intake(self) -> None:
         """Stop every session here and say so: the worker-proxy offers them again."""
         self._stopping = True
-        running = self.worker.running()
+        running = list(self.worker.running())
         for instance in running:
             self.sends.unlinked(instance)
+        await asyncio.gather(*(self.worker.hand_over(instance) for instance in running))
         for instance in running:
-            await self.worker.hand_over(instance)
             self.report_status(instance, {"status": "DISCONNECTED", "reason": "worker_stopped"})
 
     # --- polling for instances -----------------------------------------------------
 
     async def _poll_instances(self) -> None:
         while not self._stopping:
-            await self.poll_once()
+            try:
+                await self.poll_once()
+            except Exception:  # a bug must not end the polling: log it, poll again
+                log.exception("the instance poll failed")
             await self.clock.sleep(self._poll_interval())
 
     def _poll_interval(self) -> float:

@@ -120,6 +120,9 @@ class Sends:
             except EdgeUnavailable as exc:
                 log.warning("queued messages of %s: %s", instance, exc.message)
                 queued = []
+            except Exception:  # a bug must not end the poll
+                log.exception("queued messages of %s", instance)
+                queued = []
             for message in queued:
                 if gone.is_set():
                     break
@@ -127,6 +130,9 @@ class Sends:
                     last_send = await self._one(instance, link, message, last_send)
                 except StorageError as exc:  # the spool: nothing sent without its record
                     log.error("edge spool: %s; sends of %s wait", exc.message, instance)
+                    break
+                except Exception:  # a bug must not end the poll: the next one tries again
+                    log.exception("message %s of %s", message.id, instance)
                     break
             await self._clock.wait(gone, self._poll_s)
 
