@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -230,3 +231,119 @@ async def test_a_folder_that_cannot_be_made_is_a_config_error(
         make_dirs(load_settings())
     assert info.value.message.startswith(needle.format(file=file))
     assert "\n" not in info.value.message
+
+
+# --- the proxy pool (seed 004) ------------------------------------------------------------
+
+
+def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if "PROXY_URL" in name or name.endswith("PROXY_PROBE"):
+            monkeypatch.delenv(name)
+
+
+def test_numbered_proxy_urls_come_in_numeric_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_proxy_env(monkeypatch)
+    monkeypatch.setenv("PROXY_URL_2", "socks5h://b:1080")
+    monkeypatch.setenv("PROXY_URL_10", "socks5h://j:1080")
+    monkeypatch.setenv("PROXY_URL_1", " socks5h://a:1080 ")
+    s = load_settings()
+    expected = ["socks5h://a:1080", "socks5h://b:1080", "socks5h://j:1080"]
+    assert s.proxy_urls == expected
+    assert s.proxy_pool.urls == tuple(expected)
+
+
+def test_empty_numbered_proxy_urls_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_proxy_env(monkeypatch)
+    monkeypatch.setenv("PROXY_URL_1", "")
+    monkeypatch.setenv("PROXY_URL_2", "   ")
+    monkeypatch.setenv("PROXY_URL_3", "socks5h://c:1080")
+    assert load_settings().proxy_urls == ["socks5h://c:1080"]
+    monkeypatch.delenv("PROXY_URL_3")
+    assert load_settings().proxy_urls == []
+
+
+def test_numbered_names_win_over_the_json_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    """README: WAGATE_PROXY_URLS is "read only when no PROXY_URL_n is set"."""
+    _no_proxy_env(monkeypatch)
+    monkeypatch.setenv("WAGATE_PROXY_URLS", '["socks5h://x:1080"]')
+    assert load_settings().proxy_urls == ["socks5h://x:1080"]
+    monkeypatch.setenv("PROXY_URL_1", "socks5h://a:1080")
+    assert load_settings().proxy_urls == ["socks5h://a:1080"]
+
+
+def test_a_wagate_numbered_proxy_url_wins_over_the_seed_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As with every setting (``test_wagate_names_win``): WAGATE_PROXY_URL_1 over PROXY_URL_1."""
+    _no_proxy_env(monkeypatch)
+    monkeypatch.setenv("PROXY_URL_1", "socks5h://seed:1080")
+    monkeypatch.setenv("WAGATE_PROXY_URL_1", "socks5h://ours:1080")
+    monkeypatch.setenv("PROXY_URL_2", "socks5h://b:1080")
+    assert load_settings().proxy_urls == ["socks5h://ours:1080", "socks5h://b:1080"]
+
+
+@pytest.mark.parametrize(
+    ("given", "probe"),
+    [
+        ("sandbox.local:9100", ("sandbox.local", 9100)),
+        ("127.0.0.1:443", ("127.0.0.1", 443)),
+        ("[::1]:1080", ("::1", 1080)),
+    ],
+)
+def test_the_proxy_probe_parses_into_host_and_port(
+    monkeypatch: pytest.MonkeyPatch, given: str, probe: tuple[str, int]
+) -> None:
+    _no_proxy_env(monkeypatch)
+    monkeypatch.setenv("WAGATE_PROXY_PROBE", given)
+    assert load_settings().proxy_pool.probe == probe
+
+
+def test_without_a_probe_the_pool_uses_the_engines_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_proxy_env(monkeypatch)
+    assert load_settings().proxy_pool.probe is None
+
+
+@pytest.mark.parametrize("given", ["nohost", "host:", "host:port", "a b:80"])
+def test_a_malformed_proxy_probe_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    _no_proxy_env(monkeypatch)
+    monkeypatch.setenv("WAGATE_PROXY_PROBE", given)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "WAGATE_PROXY_PROBE" in info.value.message
+
+
+def test_the_pool_settings_are_read_in_their_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_proxy_env(monkeypatch)
+    env = {
+        "MAX_SESSIONS_PER_PROXY": "3",
+        "WAGATE_PROXY_CHECK_INTERVAL_MS": "45000",
+        "WAGATE_PROXY_CHECK_TIMEOUT_MS": "2500",
+        "WAGATE_PROXY_RECHECK_BASE_MS": "1000",
+        "WAGATE_PROXY_RECHECK_MAX_MS": "8000",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    view = load_settings().proxy_pool
+    assert (view.max_per_proxy, view.check_every) == (3, timedelta(seconds=45))
+    assert view.check_timeout_s == 2.5
+    assert (view.recheck.base_s, view.recheck.max_s) == (1.0, 8.0)
+
+
+async def test_a_bad_numbered_proxy_url_stops_start_up_with_one_config_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+) -> None:
+    """A start-up error is one line naming the variable (``cli._run_role`` shows only a
+    ConfigError so), wherever it is found: reading settings or starting the gateway."""
+    _no_proxy_env(monkeypatch)
+    monkeypatch.setenv("PROXY_URL_1", "http://user:s3cret-pw@10.0.0.1:8080")
+    with pytest.raises(ConfigError) as info:
+        s = load_settings(
+            engine="sandbox", data_dir=tmp_path / "data", database_url=database_url, api_key="k"
+        )
+        async with Gateway(s):
+            pass
+    assert "PROXY_URL_1" in info.value.message
+    assert "s3cret-pw" not in info.value.message

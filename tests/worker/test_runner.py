@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -13,14 +14,25 @@ import pytest
 
 from wagate.backoff import Backoff
 from wagate.clock import ManualClock
+from wagate.control.proxy_pool import ProxyPool
+from wagate.domain.proxy import ProxyStatus
 from wagate.domain.session import ChangeKind, DisconnectKind, SessionChange, SessionState
 from wagate.engine.base import Disconnected, QRCode
 from wagate.errors import ProxyFailure, StorageUnavailable, TransientError
+from wagate.settings import ProxyPoolSettings
 from wagate.storage.auth_state import FileAuthStore
 from wagate.storage.db import Database
 from wagate.storage.repos.audit import AuditRepo
+from wagate.storage.repos.proxies import ProxyRepo
 from wagate.storage.repos.sessions import SessionRepo
-from wagate.testing import RecordingHandler, ScriptedEngine, connected, eventually, lost
+from wagate.testing import (
+    RecordingHandler,
+    RecordingOutbox,
+    ScriptedEngine,
+    connected,
+    eventually,
+    lost,
+)
 from wagate.worker.qr import QRTracker
 from wagate.worker.runner import RunnerDeps, SessionRunner
 
@@ -289,3 +301,89 @@ async def test_a_failed_write_while_reconnecting_is_retried(
     await eventually(lambda: any(c.kind is ChangeKind.CONNECTED for c in h.changes))
     s = await h.sessions.get("s1")
     assert s is not None and s.status is SessionState.CONNECTED
+
+
+# --- seed 004's proxy failover, as the runner sees it -------------------------------------
+
+FIRST, SECOND = "socks5h://u:pw@first:1080", "socks5h://u:pw@second:1080"
+
+
+async def test_a_proxy_error_reconnects_through_the_pools_replacement(
+    h: Harness, db: Database, clock: ManualClock
+) -> None:
+    outbox = RecordingOutbox(db, clock)
+    proxies = ProxyRepo(db, clock)
+    pool = ProxyPool(
+        proxies,
+        h.sessions,
+        h.audit,
+        outbox,
+        clock,
+        check=_never_checked,
+        settings=ProxyPoolSettings(max_per_proxy=2),
+        rng=random.Random(1),
+    )
+    await pool.load([FIRST, SECOND])
+    await h.sessions.update("s1", proxy=FIRST)
+    h.deps.proxy_failover = pool.failover
+    h.engine.add(ProxyFailure("proxy socks5h://u:***@first:1080 failed"), [connected()])
+    h.start(proxy=FIRST)
+    await h.clock.wait_for_sleepers(1)
+    s = await h.sessions.get("s1")
+    assert s is not None and s.proxy == SECOND
+    assert (s.status, s.disconnect_kind) == (SessionState.RECONNECTING, DisconnectKind.PROXY_ERROR)
+    first = await proxies.by_url(FIRST)
+    assert first is not None and first.status is ProxyStatus.BAD
+    await h.clock.advance(h.clock.sleeps[-1])
+    await eventually(lambda: any(c.kind is ChangeKind.CONNECTED for c in h.changes))
+    assert [o.proxy for o in h.engine.options] == [FIRST, SECOND]
+    assert len(outbox.of("session.proxy_changed")) == 1
+
+
+async def test_with_no_proxy_available_the_disconnect_says_so_and_the_same_proxy_is_retried(
+    h: Harness,
+) -> None:
+    async def none_left(session_id: str, proxy: str | None, reason: str) -> str | None:
+        return None
+
+    h.deps.proxy_failover = none_left
+    h.engine.add(ProxyFailure("socks connect failed"), [connected()])
+    h.start(proxy=FIRST)
+    await h.clock.wait_for_sleepers(1)
+    s = await h.sessions.get("s1")
+    assert s is not None
+    assert (s.status, s.disconnect_kind) == (SessionState.RECONNECTING, DisconnectKind.PROXY_ERROR)
+    assert s.disconnect_reason is not None
+    assert s.disconnect_reason.startswith("no_proxy_available")
+    assert s.disconnect_reason.endswith("socks connect failed")
+    disconnects = await h.audit.recent("s1", event="disconnect")
+    assert disconnects[0].data["reason"].startswith("no_proxy_available")
+    assert disconnects[0].data["noProxyAvailable"] is True
+    await h.clock.advance(h.clock.sleeps[-1])
+    await eventually(lambda: any(c.kind is ChangeKind.CONNECTED for c in h.changes))
+    assert [o.proxy for o in h.engine.options] == [FIRST, FIRST]
+
+
+async def test_a_failover_that_raises_is_logged_and_the_session_reconnects(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(session_id: str, proxy: str | None, reason: str) -> str | None:
+        raise RuntimeError("pool unavailable")
+
+    h.deps.proxy_failover = broken
+    h.engine.add(ProxyFailure("socks connect failed"), [connected()])
+    with caplog.at_level(logging.ERROR, logger="wagate.worker.runner"):
+        h.start(proxy=FIRST)
+        await h.clock.wait_for_sleepers(1)
+    failed = [r for r in caplog.records if "proxy failover failed" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].exc_info is not None
+    s = await h.sessions.get("s1")
+    assert s is not None and s.status is SessionState.RECONNECTING
+    assert s.disconnect_reason == "socks connect failed"
+    await h.clock.advance(h.clock.sleeps[-1])
+    await eventually(lambda: any(c.kind is ChangeKind.CONNECTED for c in h.changes))
+    assert [o.proxy for o in h.engine.options] == [FIRST, FIRST]
+
+
+async def _never_checked(url: str) -> str | None:
+    raise AssertionError("the runner's failover checks no proxy")

@@ -25,6 +25,7 @@ from wagate.api.routes import (
     health,
     media,
     messages,
+    proxies,
     runtime,
     seed002,
     sessions,
@@ -65,6 +66,8 @@ def create_app(
     app.include_router(media.router, dependencies=keyed)
     app.include_router(messages.router, dependencies=keyed)
     app.include_router(webhooks.router, dependencies=keyed)
+    if services.proxies is not None:  # seed 004's proxy pool
+        app.include_router(proxies.router, dependencies=keyed)
     if services.runtime is not None:  # a fleet worker: its control plane proxies to it
         app.include_router(runtime.router, dependencies=keyed)
     if services.registry is not None:  # a control plane: seed 002's backend

@@ -15,6 +15,7 @@ from wagate.control.groups import GroupService
 from wagate.control.health import HealthService
 from wagate.control.media import MediaService
 from wagate.control.messages import MessageService
+from wagate.control.proxy_pool import ProxyPool
 from wagate.control.registry import WorkerRegistry
 from wagate.control.runtime import SessionRuntime
 from wagate.control.session_reports import SessionReports
@@ -43,3 +44,5 @@ class Services:
     admins: AdminAuth | None = None
     # seed 001's worker-proxy for edge workers (WORKER_SECRET); the app serves it when set
     edge: EdgeBackend | None = None
+    # seed 004's proxy pool (/api/v1/proxies)
+    proxies: ProxyPool | None = None

@@ -8,9 +8,11 @@ it should run (an edge worker is offered it), stopping it records the stop.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from wagate.clock import Clock
+from wagate.control.proxy_pool import ProxyPool
 from wagate.control.runtime import SessionRuntime
 from wagate.domain.audit import AuditEntry
 from wagate.domain.proxy import parse_proxy
@@ -34,8 +36,10 @@ class SessionService:
         engine: str,
         worker_id: str | None,
         connect_wait_s: float,
+        proxy_pool: ProxyPool | None = None,
     ) -> None:
         self.sessions = sessions
+        self.proxy_pool = proxy_pool  # seed 004's: the proxy a new session leaves through
         self.runtime = runtime
         self.audit = audit
         self.clock = clock
@@ -81,16 +85,20 @@ class SessionService:
                     f"phone +{digits} is already registered to session {holder.id!r}",
                     code="phone_registered",
                 )
-        return await self.sessions.create(
-            sid,
-            engine=self.engine,
-            worker_id=self.worker_id,
-            phone=digits,
-            proxy=proxy,
-            user_id=user_id,
-            session_name=session_name,
-            uplink=uplink,
-        )
+        pool = self.proxy_pool if uplink is Uplink.FLEET else None
+        async with pool.placing() if pool is not None else contextlib.nullcontext():
+            if pool is not None:
+                proxy = await pool.choose(digits, proxy)
+            return await self.sessions.create(
+                sid,
+                engine=self.engine,
+                worker_id=self.worker_id,
+                phone=digits,
+                proxy=proxy,
+                user_id=user_id,
+                session_name=session_name,
+                uplink=uplink,
+            )
 
     async def provision(
         self,

@@ -20,6 +20,7 @@ class AuditEvent(enum.StrEnum):
     GROUP_RENAME = "group_rename"
     INGEST = "ingest"
     ERROR = "error"
+    PROXY_CHANGED = "proxy_changed"  # seed 004's failover: data {from, to, reason}, redacted
     # the fleet (``session_id`` is NULL; ``data.workerId`` names the worker)
     WORKER_REGISTERED = "worker_registered"
     WORKER_DEAD = "worker_dead"

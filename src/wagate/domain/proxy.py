@@ -1,13 +1,58 @@
-"""Proxy URLs: parsed, checked and redacted in one place (seed 004: ``socks5h://`` only)."""
+"""Proxies: URLs parsed, checked and redacted in one place (seed 004: ``socks5h://``), the
+pool's rows, and the pure rule that picks one (seed 004, Flow 1).
+"""
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import unquote, urlsplit
 
 from wagate.errors import InvalidInput
 
-ALLOWED_SCHEMES = ("socks5h",)
+ALLOWED_SCHEMES = ("socks5h", "socks5")  # socks5: DNS resolved here, not at the proxy (a warning)
+
+
+class ProxyStatus(enum.StrEnum):
+    UNCHECKED = "unchecked"  # added, not checked yet: usable (seed 004 trusts its PROXY_URLs)
+    ACTIVE = "active"
+    BAD = "bad"
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """A proxy of the pool, and how many sessions leave through it now (``load``)."""
+
+    id: int
+    url: str
+    status: ProxyStatus
+    label: str | None = None
+    source: str = "api"  # env (PROXY_URL_n) | api | provision
+    last_checked_at: datetime | None = None
+    last_ok_at: datetime | None = None
+    last_error: str | None = None
+    failures: int = 0
+    next_check_at: datetime | None = None
+    created_at: datetime | None = None
+    load: int = 0
+
+    @property
+    def usable(self) -> bool:
+        return self.status is not ProxyStatus.BAD
+
+
+def pick_proxy(
+    proxies: Iterable[Proxy], max_per_proxy: int, *, exclude: Iterable[str] = ()
+) -> Proxy | None:
+    """Seed 004's choice from the pool: a usable proxy under ``max_per_proxy`` sessions, the
+    least loaded (ties: checked healthy first, then the oldest); None when none has room."""
+    skip = set(exclude)
+    fits = [p for p in proxies if p.usable and p.load < max_per_proxy and p.url not in skip]
+    if not fits:
+        return None
+    return min(fits, key=lambda p: (p.load, p.status is not ProxyStatus.ACTIVE, p.id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,10 +69,11 @@ class ProxyURL:
 
 
 def parse_proxy(url: str, field: str = "proxy") -> ProxyURL:
-    """Parse a proxy URL, accepting only ``socks5h://[user:pass@]host:port``.
+    """Parse ``socks5h://[user:pass@]host:port`` (or ``socks5://``), nothing else.
 
     ``socks5h`` makes the proxy resolve DNS, so a session's lookups leave from
-    the proxy's address too (seed 004's proxy rules).
+    the proxy's address too (seed 004's proxy rules); ``socks5`` is accepted
+    with a warning where it is added (its lookups leave from here).
     """
     try:
         parts = urlsplit(url.strip())
@@ -36,7 +82,9 @@ def parse_proxy(url: str, field: str = "proxy") -> ProxyURL:
         raise InvalidInput(field, "proxy is not a valid URL") from None
     if parts.scheme not in ALLOWED_SCHEMES:
         raise InvalidInput(
-            field, f"proxy must be a socks5h:// URL (got scheme {parts.scheme or 'none'!r})"
+            field,
+            f"proxy must be a socks5h:// (or socks5://) URL "
+            f"(got scheme {parts.scheme or 'none'!r})",
         )
     if not parts.hostname or port is None:
         raise InvalidInput(field, "proxy must name a host and a port: socks5h://host:port")

@@ -110,6 +110,7 @@ class ControlPlane(Node):
         self.registry = worker_registry(self.db, self.clock, s, self.http, on_drain=self._drain)
         admins = admin_auth(self.db, self.clock, s)
         await ensure_configured_admin(admins, s)
+        await self._start_proxy_pool(checks=False)  # checked by the leader (see _lead)
         services = self._services(
             self.runtime, engine_name=s.engine, fleet=self._fleet_figures, runs_sessions=False
         )
@@ -194,6 +195,15 @@ class ControlPlane(Node):
             await self._stack.enter_async_context(placing)
         watching = Periodic("health-monitor", self._watch, c.heartbeat_interval_s, self.clock)
         await self._stack.enter_async_context(watching)
+        every = self.settings.proxy_pool.check_every.total_seconds()
+        checks = Periodic("proxy-checks", self._check_proxies, max(0.1, min(5.0, every / 4)),
+                          self.clock)  # fmt: skip
+        await self._stack.enter_async_context(checks)
+
+    async def _check_proxies(self) -> None:
+        """The proxy pool's health checks: the leader's, one replica at a time."""
+        if self.leadership.is_leader and self.proxy_pool is not None:
+            await self.proxy_pool.check_due()
 
     def _process_runner(self) -> ProcessRunner:
         s, c = self.settings, self.settings.cluster

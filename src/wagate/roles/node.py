@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import urlsplit
 
 from wagate.api.app import create_app
 from wagate.clock import Clock, SystemClock
@@ -25,6 +26,8 @@ from wagate.control.groups import GroupService
 from wagate.control.health import FleetFigures, HealthService
 from wagate.control.media import MediaService
 from wagate.control.messages import MessageService
+from wagate.control.proxy_pool import ProxyPool
+from wagate.control.proxy_probe import DEFAULT_TARGET, socks_probe
 from wagate.control.runtime import SessionRuntime
 from wagate.control.services import Services
 from wagate.control.session_reports import SessionReports
@@ -37,6 +40,7 @@ from wagate.ingest.groups import GroupSync
 from wagate.ingest.media import MediaStore
 from wagate.ingest.pipeline import IngestPipeline
 from wagate.ingest.service import Ingest
+from wagate.lifecycle import Periodic
 from wagate.outbound.link_preview import LinkPreviewer
 from wagate.outbound.media_fetch import MediaFetcher
 from wagate.outbound.sender import Sender, SendPolicy
@@ -53,6 +57,7 @@ from wagate.storage.repos.leases import SessionLeaseRepo
 from wagate.storage.repos.media import MediaRepo
 from wagate.storage.repos.messages import MessageRepo
 from wagate.storage.repos.outbound import OutboundRepo
+from wagate.storage.repos.proxies import ProxyRepo
 from wagate.storage.repos.sessions import SessionRepo
 from wagate.storage.repos.webhooks import DeliveryRepo, SubscriptionRepo
 from wagate.storage.spool import MediaSpool
@@ -77,6 +82,7 @@ class Node:
     blobs: BlobStore
     services: Services
     spool: MediaSpool | None = None
+    proxy_pool: ProxyPool | None = None  # seed 004's, where the role runs one
     instance: str | None = None  # a fleet process's own id (its worker id may outlive it)
 
     def __init__(
@@ -241,6 +247,39 @@ class Node:
             max_media_bytes=self.settings.ingest.max_media_bytes,
         )
 
+    async def _start_proxy_pool(self, *, checks: bool = True) -> ProxyPool:
+        """Seed 004's pool, with ``PROXY_URL_1..n`` added; ``checks``: this process runs the
+        health checks (one process of a fleet does: its leader)."""
+        view = self.settings.proxy_pool
+        self.proxy_pool = ProxyPool(
+            ProxyRepo(self.db, self.clock),
+            self.sessions,
+            self.audit,
+            self.outbox,
+            self.clock,
+            check=socks_probe(view.probe or self._probe_target(), view.check_timeout_s),
+            settings=view,
+        )
+        await self.proxy_pool.load(list(view.urls))
+        if checks:
+            every = max(0.1, min(5.0, view.check_every.total_seconds() / 4))
+            checking = Periodic("proxy-checks", self.proxy_pool.check_due, every, self.clock)
+            await self._stack.enter_async_context(checking)
+        return self.proxy_pool
+
+    def _pool_listeners(self) -> list[Listener]:
+        """The proxy pool hears each connect: the phone sticks to its proxy."""
+        return [self.proxy_pool.on_change] if self.proxy_pool is not None else []
+
+    def _probe_target(self) -> tuple[str, int]:
+        """Where a proxy check connects: the sandbox server in sandbox mode, else WhatsApp."""
+        s = self.settings
+        if s.engine == "sandbox" and s.sandbox.url:
+            parts = urlsplit(s.sandbox.url)
+            if parts.hostname:
+                return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+        return DEFAULT_TARGET
+
     def _auth_factory(self) -> Callable[[str], AuthStore]:
         """Where credentials live: ``AUTH_DIR/<session>/`` files, or ``auth_state`` rows."""
         view, db, clock = self.settings.worker, self.db, self.clock
@@ -273,6 +312,7 @@ class Node:
                 engine=engine_name,
                 worker_id=s.worker.worker_id if runs_sessions else None,
                 connect_wait_s=s.worker.connect_wait_s,
+                proxy_pool=self.proxy_pool,
             ),
             messages=MessageService(self.messages, self.sessions),
             sending=self.sending,
@@ -288,6 +328,7 @@ class Node:
                 fleet=fleet,
             ),
             send_settings=s.send,
+            proxies=self.proxy_pool,
         )
 
     def _group_counters(self, session_id: str) -> dict[str, int]:

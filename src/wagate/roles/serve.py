@@ -58,6 +58,7 @@ class Gateway(Node):
         await self._start_webhooks()
         await self._start_ingest()
         await self._start_outbound()
+        await self._start_proxy_pool()
         await self._start_worker()
         services = self._services(self.runtime, engine_name=self.engine.name)
         # WORKER_SECRET: seed 001's edge workers host the sessions provisioned for them
@@ -78,7 +79,8 @@ class Gateway(Node):
             auth=self._auth_factory(),
             # all-in-one: the embedded worker is the only one, so every session is its own
             only_worker=True,
-            listeners=self._listeners,
+            proxy_failover=self.proxy_pool.failover if self.proxy_pool else None,
+            listeners=[*self._listeners, *self._pool_listeners()],
         )
         self.worker = await self._stack.enter_async_context(worker)
         self.runtime = LocalRuntime(self.worker)

@@ -94,6 +94,7 @@ class WorkerNode(Node):
         await self._start_webhooks(dispatch=False)
         await self._start_ingest()
         await self._start_outbound()
+        await self._start_proxy_pool(checks=False)  # the failover's; the leader checks
         self.http = httpx.AsyncClient(timeout=c.worker_request_timeout_s)
         self._stack.push_async_callback(self.http.aclose)
         self.backend = Backend(c.backend_url, c.worker_auth_token, self.http)
@@ -152,7 +153,8 @@ class WorkerNode(Node):
             handler=EventRoutes(inbound=self.ingest, outbound=self.sender),
             auth=self._auth_factory(),
             resume=False,  # a fleet worker starts the sessions its leases name, no others
-            listeners=[*self._listeners, *listeners],
+            proxy_failover=self.proxy_pool.failover if self.proxy_pool else None,
+            listeners=[*self._listeners, *listeners, *self._pool_listeners()],
         )
         self.worker = await self._stack.enter_async_context(worker)
 

@@ -80,6 +80,7 @@ class ConnectionInfo:
     state: str
     delay_ms: int
     presence: str | None = None  # "available" or "unavailable" once the session said
+    remote: str | None = None  # the address it came from (a proxy's, when it uses one)
 
 
 def error_frame(code: str, message: str) -> Frame:
@@ -127,6 +128,7 @@ class Connection:
             state=self.state.value,
             delay_ms=round(self.delay_s * 1000),
             presence=self.presence,
+            remote=getattr(self.channel, "remote", None),
         )
 
     def log_in(self, phone: str, device_id: str, jid: str) -> None:

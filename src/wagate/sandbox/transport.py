@@ -150,6 +150,8 @@ class StarletteChannel:
 
     def __init__(self, websocket: WebSocket) -> None:
         self._ws = websocket
+        # the address the peer came from: a session's proxy's, when it uses one
+        self.remote = websocket.client.host if websocket.client else None
 
     async def send(self, frame: Frame) -> None:
         try:

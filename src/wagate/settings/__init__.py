@@ -8,6 +8,7 @@ from wagate.settings.env import (
     to_async_url,
     variable,
 )
+from wagate.settings.operations import ProxyPoolSettings
 from wagate.settings.views import (
     ClusterSettings,
     IngestSettings,
@@ -22,6 +23,7 @@ from wagate.settings.views import (
 __all__ = [
     "ClusterSettings",
     "PINO_LEVELS",
+    "ProxyPoolSettings",
     "IngestSettings",
     "LogLevel",
     "NeonizeSettings",

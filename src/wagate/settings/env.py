@@ -22,6 +22,7 @@ from pydantic_settings import SettingsConfigDict
 from wagate.errors import ConfigError
 from wagate.settings.aliases import env
 from wagate.settings.cluster import ClusterFields
+from wagate.settings.operations import OperationsFields, ProxyPoolSettings
 from wagate.settings.views import (
     ClusterSettings,
     EdgeWorkerSettings,
@@ -39,7 +40,7 @@ LogLevel = Literal["debug", "info", "warning", "error", "critical", "off"]
 PINO_LEVELS = {"trace": "debug", "warn": "warning", "fatal": "critical", "silent": "off"}
 
 
-class Settings(ClusterFields):
+class Settings(ClusterFields, OperationsFields):
     """wagate's configuration. See the README's configuration table."""
 
     model_config = SettingsConfigDict(
@@ -373,6 +374,10 @@ class Settings(ClusterFields):
     @property
     def edge(self) -> EdgeWorkerSettings:
         return EdgeWorkerSettings.of(self)
+
+    @property
+    def proxy_pool(self) -> ProxyPoolSettings:
+        return ProxyPoolSettings.of(self)
 
 
 def to_async_url(url: str) -> str:

@@ -103,6 +103,32 @@ sa.Index(
 sa.Index("ix_sessions_worker_id_status", sessions.c.worker_id, sessions.c.status)
 sa.Index("ix_sessions_qr_expires_at", sessions.c.qr_expires_at)
 
+# seed 004's proxy pool, and each phone's sticky proxy (the same IP whenever it connects)
+proxies = sa.Table(
+    "proxies",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("url", sa.Text, nullable=False, unique=True),  # with its credentials: never shown
+    sa.Column("label", sa.String(128), nullable=True),
+    sa.Column("source", sa.String(16), nullable=False, server_default="api"),
+    sa.Column("status", sa.String(16), nullable=False, server_default="unchecked"),
+    _ts("last_checked_at", nullable=True),
+    _ts("last_ok_at", nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    _ts("next_check_at", nullable=True),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+)
+phone_proxies = sa.Table(
+    "phone_proxies",
+    metadata,
+    sa.Column("phone", sa.String(20), primary_key=True),
+    sa.Column("proxy", sa.Text, nullable=False),
+    sa.Column("session_id", sa.String(64), nullable=True),
+    _ts("updated_at", nullable=False),
+)
+
 audit_log = sa.Table(
     "audit_log",
     metadata,

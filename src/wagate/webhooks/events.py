@@ -27,6 +27,7 @@ from wagate.domain.session import SEED_004, ChangeKind, SessionChange, SessionSt
 class Event(enum.StrEnum):
     SESSION_STATUS = "session.status"
     SESSION_QR = "session.qr"
+    SESSION_PROXY_CHANGED = "session.proxy_changed"
     MESSAGE_RECEIVED = "message.received"
     MESSAGE_SENT = "message.sent"
     MESSAGE_ACK = "message.ack"

@@ -196,11 +196,11 @@ class SessionRunner:
             # the credential goes before the row says so: whoever reads "logged out"
             # (an API caller, a restart) never finds a stale credential behind it
             await self.auth.clear()
+        if recovery is Recovery.RECONNECT_NEW_PROXY:
+            disconnected = await self._swap_proxy(disconnected)
         await self._record_disconnect(state, disconnected)
         if recovery in (Recovery.RELINK, Recovery.FAIL, Recovery.STOP):
             return state
-        if recovery is Recovery.RECONNECT_NEW_PROXY:
-            await self._swap_proxy(disconnected.reason)
         delay = self._deps.backoff.delay(self.attempt, self._deps.rng)
         self.attempt += 1
         await self._audit_quietly(
@@ -217,15 +217,28 @@ class SessionRunner:
         up = self._deps.clock.monotonic() - self._connected_since
         return up >= self._deps.reset_after_s
 
-    async def _swap_proxy(self, reason: str) -> None:
+    async def _swap_proxy(self, disconnected: Disconnected) -> Disconnected:
+        """Ask the proxy pool for another proxy; the disconnect as it is to be recorded (with
+        ``no_proxy_available`` when the pool had none: the next try goes through the same)."""
         failover = self._deps.proxy_failover
         if failover is None:
-            return
-        new = await failover(self.session_id, self.proxy, reason)
-        if new is not None and new != self.proxy:
+            return disconnected
+        try:
+            new = await failover(self.session_id, self.proxy, disconnected.reason)
+        except StaleLease:
+            raise
+        except Exception:  # the pool failing must not end the session's loop
+            self.log.exception("proxy failover failed")
+            return disconnected
+        if new is None:
+            reason = f"no_proxy_available: {disconnected.reason}"[:1000]
+            detail = {**disconnected.detail, "noProxyAvailable": True}
+            return Disconnected(disconnected.kind, reason, detail)
+        if new != self.proxy:
             self.log.warning("proxy failed; switching to another proxy")
             self.proxy = new
             await self._deps.sessions.update(self.session_id, proxy=new)
+        return disconnected
 
     # --- verbs from the worker -----------------------------------------------------
 
