@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from wagate.domain.proxy import Proxy, ProxyStatus, parse_proxy, pick_proxy, redact
+from wagate.domain.proxy import Proxy, ProxyStatus, parse_proxy, pick_proxy, redact, scrub
 from wagate.errors import InvalidInput
 
 
@@ -125,3 +125,11 @@ def test_refuses_other_schemes_naming_the_field(url: str) -> None:
     assert info.value.field == "url"
     assert "socks5h://" in info.value.message
     assert url.split(":", 1)[0] in info.value.message  # the scheme it got
+
+
+def test_scrub_hides_every_proxy_password_in_a_text() -> None:
+    text = "proxy socks5h://wa:s3cret@127.0.0.1:1080 failed; socks5://u:p%40ss@h:1 too"
+    scrubbed = scrub(text)
+    assert "s3cret" not in scrubbed and "p%40ss" not in scrubbed
+    assert "socks5h://wa:***@127.0.0.1:1080" in scrubbed and "socks5://u:***@h:1" in scrubbed
+    assert scrub("no url here") == "no url here"

@@ -32,7 +32,7 @@ from datetime import timedelta
 
 from wagate.clock import Clock
 from wagate.domain.audit import AuditEvent
-from wagate.domain.proxy import Proxy, ProxyStatus, parse_proxy, pick_proxy, redact
+from wagate.domain.proxy import Proxy, ProxyStatus, parse_proxy, pick_proxy, redact, scrub
 from wagate.domain.session import ChangeKind, SessionChange
 from wagate.errors import Conflict, NotFound
 from wagate.settings import ProxyPoolSettings
@@ -183,6 +183,7 @@ class ProxyPool:
 
     async def failover(self, session_id: str, current: str | None, reason: str) -> str | None:
         """Flow 4, for the runner: ``current`` failed; the proxy to reconnect through, or None."""
+        reason = scrub(reason)
         later = self.clock.now() + timedelta(seconds=self.settings.recheck.core(0))
         if current is not None:
             await self.proxies.mark_bad(current, reason, later)

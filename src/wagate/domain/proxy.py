@@ -5,6 +5,7 @@ pool's rows, and the pure rule that picks one (seed 004, Flow 1).
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -109,3 +110,11 @@ def redact(url: str | None) -> str | None:
         return parse_proxy(url).redacted()
     except InvalidInput:
         return "<invalid proxy>"
+
+
+_CREDENTIALS = re.compile(r"(?i)\b(socks5h?|https?)://([^:@/\s]+):[^@\s]+@")
+
+
+def scrub(text: str) -> str:
+    """``text`` (an engine's error, say) with every proxy URL's password hidden."""
+    return _CREDENTIALS.sub(r"\1://\2:***@", text)
