@@ -68,7 +68,7 @@ async def test_provision_with_phone_proxy_and_id(
     ("body", "field", "needle"),
     [
         ({"phone": "12ab"}, "phone", "invalid phone number"),
-        ({"proxy": "socks5://h:1080"}, "proxy", "socks5h://"),
+        ({"proxy": "socks4://h:1080"}, "proxy", "socks5h://"),
         ({"proxy": "http://h:8080"}, "proxy", "socks5h://"),
         ({"id": "../etc"}, "id", "should match pattern"),
         ({"colour": "red"}, "colour", "Extra inputs"),
@@ -88,8 +88,10 @@ async def test_provision_rejects_bad_input(
 async def test_phone_already_registered_is_409(
     api: httpx.AsyncClient, engine: ScriptedEngine
 ) -> None:
-    engine.add([QRCode(QR, 60)], [QRCode(QR, 60)])
-    assert (await api.post("/api/sessions/provision", json={"phone": "+6281234567890"})).is_success
+    engine.add(*[[QRCode(QR, 60)] for _ in range(5)])
+    for _ in range(4):  # MAX_SESSIONS_PER_PHONE: WhatsApp's four companion devices
+        made = await api.post("/api/sessions/provision", json={"phone": "+6281234567890"})
+        assert made.status_code == 201, made.text
     r = await api.post("/api/sessions/provision", json={"phone": "6281234567890"})
     assert r.status_code == 409
     assert r.json()["error"]["code"] == "phone_registered"

@@ -1,4 +1,5 @@
-"""``sessions.phone`` is unique where set: the repo's Conflict, and migration 0004 on old rows."""
+"""At most ``phone_limit`` sessions per phone: the repo's Conflict; migration 0004 on old rows
+(one session per phone then), and 0010 that lifts the unique index (MAX_SESSIONS_PER_PHONE)."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ async def test_migration_keeps_a_shared_phone_on_the_oldest_session(database_url
             await conn.execute(t.insert().values(**values))
     await db.aclose()
 
-    await migrate(url)
+    await migrate(url, "0009")
 
     db = Database(create_engine(url))
     try:
@@ -75,3 +76,28 @@ async def test_migration_keeps_a_shared_phone_on_the_oldest_session(database_url
                 await conn.execute(t.insert().values(**values))
     finally:
         await db.aclose()
+
+    await migrate(url)  # 0010: a phone may have several sessions; the limit is the repo's
+    db = Database(create_engine(url))
+    try:
+        async with db.begin() as conn:
+            values = {"id": "x", "phone": "6283333333333", "created_at": t0, "updated_at": t0}
+            await conn.execute(t.insert().values(**values))
+    finally:
+        await db.aclose()
+
+
+async def test_a_phone_takes_up_to_its_limit_and_the_refusal_names_it(
+    session_repo: SessionRepo,
+) -> None:
+    for sid in ("a", "b", "c", "d"):
+        await session_repo.create(sid, engine="sandbox", phone="6281234567890", phone_limit=4)
+    with pytest.raises(Conflict) as info:
+        await session_repo.create("e", engine="sandbox", phone="6281234567890", phone_limit=4)
+    assert info.value.code == "phone_registered"
+    assert info.value.message == (
+        "phone +6281234567890 already has 4 sessions ('a', 'b', 'c', 'd'): "
+        "MAX_SESSIONS_PER_PHONE is 4"
+    )
+    assert await session_repo.get("e") is None  # refused with its insert: nothing left behind
+    assert await session_repo.sessions_of_phone("6281234567890") == ["a", "b", "c", "d"]

@@ -20,7 +20,7 @@ from wagate.domain.session import ChangeKind, Session, SessionChange, SessionSta
 from wagate.errors import Conflict, InvalidInput
 from wagate.ids import check_session_id, new_session_id, normalize_phone
 from wagate.storage.repos.audit import AuditRepo
-from wagate.storage.repos.sessions import SessionRepo
+from wagate.storage.repos.sessions import SessionRepo, phone_full
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,10 @@ class SessionService:
         worker_id: str | None,
         connect_wait_s: float,
         proxy_pool: ProxyPool | None = None,
+        max_sessions_per_phone: int = 1,
     ) -> None:
         self.sessions = sessions
+        self.max_sessions_per_phone = max_sessions_per_phone  # MAX_SESSIONS_PER_PHONE
         self.proxy_pool = proxy_pool  # seed 004's: the proxy a new session leaves through
         self.runtime = runtime
         self.audit = audit
@@ -78,13 +80,10 @@ class SessionService:
         digits = normalize_phone(phone) if phone else None
         if proxy is not None:
             parse_proxy(proxy)
-        if digits is not None:
-            holder = await self.sessions.find_by_phone(digits)
-            if holder is not None:
-                raise Conflict(
-                    f"phone +{digits} is already registered to session {holder.id!r}",
-                    code="phone_registered",
-                )
+        if digits is not None:  # checked again with the insert, for provisions that race
+            holders = await self.sessions.sessions_of_phone(digits)
+            if len(holders) >= self.max_sessions_per_phone:
+                raise phone_full(digits, self.max_sessions_per_phone, holders)
         pool = self.proxy_pool if uplink is Uplink.FLEET else None
         async with pool.placing() if pool is not None else contextlib.nullcontext():
             if pool is not None:
@@ -98,6 +97,7 @@ class SessionService:
                 user_id=user_id,
                 session_name=session_name,
                 uplink=uplink,
+                phone_limit=self.max_sessions_per_phone,
             )
 
     async def provision(

@@ -313,6 +313,7 @@ class Node:
                 worker_id=s.worker.worker_id if runs_sessions else None,
                 connect_wait_s=s.worker.connect_wait_s,
                 proxy_pool=self.proxy_pool,
+                max_sessions_per_phone=s.max_sessions_per_phone,
             ),
             messages=MessageService(self.messages, self.sessions),
             sending=self.sending,

@@ -27,6 +27,10 @@ class OperationsFields(BaseSettings):
     # --- the proxy pool (seed 004) -------------------------------------------------------
     # PROXY_URL_1..n: read from the environment at start (see numbered_proxy_urls)
     proxy_urls: list[str] = Field(default_factory=list, validation_alias=env("PROXY_URLS"))
+    # sessions of one phone number at most (WhatsApp links at most 4 companion devices)
+    max_sessions_per_phone: int = Field(
+        4, ge=1, le=4, validation_alias=env("MAX_SESSIONS_PER_PHONE", "MAX_SESSIONS_PER_PHONE")
+    )
     max_sessions_per_proxy: int = Field(
         4, ge=1, le=1000, validation_alias=env("MAX_SESSIONS_PER_PROXY", "MAX_SESSIONS_PER_PROXY")
     )

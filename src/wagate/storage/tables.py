@@ -92,14 +92,8 @@ sessions = sa.Table(
     sa.Column("uplink", sa.String(8), nullable=False, server_default="fleet"),
 )
 sa.Index("ix_sessions_phone_number", sessions.c.phone_number)
-# one session per provisioned phone, even when two provisions race (NULL: no phone)
-sa.Index(
-    "uq_sessions_phone",
-    sessions.c.phone,
-    unique=True,
-    sqlite_where=sessions.c.phone.is_not(None),
-    postgresql_where=sessions.c.phone.is_not(None),
-)
+# at most MAX_SESSIONS_PER_PHONE sessions per phone: checked with each insert (SessionRepo)
+sa.Index("ix_sessions_phone", sessions.c.phone)
 sa.Index("ix_sessions_worker_id_status", sessions.c.worker_id, sessions.c.status)
 sa.Index("ix_sessions_qr_expires_at", sessions.c.qr_expires_at)
 

@@ -85,7 +85,10 @@ class SessionRepo(RecordsChanges):
         user_id: str | None = None,
         session_name: str | None = None,
         uplink: Uplink = Uplink.FLEET,
+        phone_limit: int = 1,
     ) -> Session:
+        """A new session row; a Conflict when the id exists, or when ``phone`` already has
+        ``phone_limit`` sessions (checked with the insert, so provisions that race agree)."""
         now = self._clock.now()
         values = {
             "id": session_id,
@@ -102,7 +105,17 @@ class SessionRepo(RecordsChanges):
         }
         try:
             async with self._db.begin() as conn:
+                if phone is not None and conn.dialect.name == "postgresql":
+                    # one phone's inserts one at a time (SQLite has one writer already)
+                    lock = sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))")
+                    await conn.execute(lock, {"key": f"wagate:phone:{phone}"})
                 await conn.execute(t.insert().values(**values))
+                if phone is not None:
+                    holders = await self._holders(conn, phone)
+                    if len(holders) > phone_limit:
+                        raise phone_full(
+                            phone, phone_limit, [h for h in holders if h != session_id]
+                        )
         except IntegrityError:
             raise await self._conflict(session_id, phone) from None
         created = await self.get(session_id)
@@ -110,15 +123,22 @@ class SessionRepo(RecordsChanges):
         return created
 
     async def _conflict(self, session_id: str, phone: str | None) -> Conflict:
-        """Which unique rule an insert broke: the id, or (raced past the check) the phone."""
-        if phone is not None and await self.get(session_id) is None:
-            holder = await self.find_by_phone(phone)
-            if holder is not None:
-                return Conflict(
-                    f"phone +{phone} is already registered to session {holder.id!r}",
-                    code="phone_registered",
-                )
+        """The unique rule an insert broke: the id."""
         return Conflict(f"session {session_id!r} already exists")
+
+    @staticmethod
+    async def _holders(conn: Any, phone: str) -> list[str]:
+        query = (
+            sa.select(t.c.id)
+            .where(sa.or_(t.c.phone == phone, t.c.phone_number == phone))
+            .order_by(t.c.created_at, t.c.id)
+        )
+        return list((await conn.execute(query)).scalars())
+
+    async def sessions_of_phone(self, phone: str) -> list[str]:
+        """The ids of the sessions provisioned for, or linked to, ``phone``, oldest first."""
+        async with self._db.begin() as conn:
+            return await self._holders(conn, phone)
 
     async def get(self, session_id: str) -> Session | None:
         async with self._db.begin() as conn:
@@ -267,3 +287,17 @@ class SessionRepo(RecordsChanges):
         async with self._db.begin() as conn:
             rows = (await conn.execute(query)).all()
         return {SessionState(status): int(n) for status, n in rows}
+
+
+def phone_full(phone: str, limit: int, holders: list[str]) -> Conflict:
+    """409 ``phone_registered``: the phone has its ``limit`` sessions already."""
+    if limit == 1 and holders:
+        return Conflict(
+            f"phone +{phone} is already registered to session {holders[0]!r}",
+            code="phone_registered",
+        )
+    names = ", ".join(repr(h) for h in holders[:limit])
+    return Conflict(
+        f"phone +{phone} already has {limit} sessions ({names}): MAX_SESSIONS_PER_PHONE is {limit}",
+        code="phone_registered",
+    )
