@@ -109,6 +109,8 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         backoff_base_ms=1000,
         backoff_max_ms=30000,
         worker_poll_ms=HOUR_MS,
+        proxy_check_interval_ms=HOUR_MS,  # the proxy pool's checks stay off the clock
+        proxy_recheck_base_ms=HOUR_MS,
     )
 
 

@@ -47,6 +47,8 @@ async def paced(make_rig: RigFactory, interval_ms: int, jitter_ms: int) -> Paced
         send_poll_ms=0,  # an idle drain waits for its doorbell, not on the clock
         webhook_poll_ms=HOUR_MS,
         worker_poll_ms=HOUR_MS,
+        proxy_check_interval_ms=HOUR_MS,  # the proxy pool's checks stay off the clock
+        proxy_recheck_base_ms=HOUR_MS,
         qr_sweep_interval_ms=HOUR_MS,
     )
     return Paced(rig, clock)

@@ -195,9 +195,8 @@ class ControlPlane(Node):
             await self._stack.enter_async_context(placing)
         watching = Periodic("health-monitor", self._watch, c.heartbeat_interval_s, self.clock)
         await self._stack.enter_async_context(watching)
-        every = self.settings.proxy_pool.check_every.total_seconds()
-        checks = Periodic("proxy-checks", self._check_proxies, max(0.1, min(5.0, every / 4)),
-                          self.clock)  # fmt: skip
+        tick = self.settings.proxy_pool.tick_s
+        checks = Periodic("proxy-checks", self._check_proxies, tick, self.clock)
         await self._stack.enter_async_context(checks)
 
     async def _check_proxies(self) -> None:

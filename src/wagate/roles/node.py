@@ -262,8 +262,7 @@ class Node:
         )
         await self.proxy_pool.load(list(view.urls))
         if checks:
-            every = max(0.1, min(5.0, view.check_every.total_seconds() / 4))
-            checking = Periodic("proxy-checks", self.proxy_pool.check_due, every, self.clock)
+            checking = Periodic("proxy-checks", self.proxy_pool.check_due, view.tick_s, self.clock)
             await self._stack.enter_async_context(checking)
         return self.proxy_pool
 

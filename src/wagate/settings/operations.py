@@ -95,6 +95,12 @@ class ProxyPoolSettings:
     probe: tuple[str, int] | None = None  # None: the engine's own target
     concurrency: int = 8  # checks at once
 
+    @property
+    def tick_s(self) -> float:
+        """How often due checks are looked for: a quarter of the shortest wait between two."""
+        shortest = min(self.check_every.total_seconds(), self.recheck.base_s)
+        return max(0.1, shortest / 4)
+
     @classmethod
     def of(cls, s: Settings) -> ProxyPoolSettings:
         probe = None
