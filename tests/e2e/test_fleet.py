@@ -31,6 +31,7 @@ pytestmark = [
 ]
 
 RECIPIENT = "6289999999999"  # a phone on the network with no gateway: its inbox is the truth
+REPLACED_WITHIN_S = 6 * WORKER_TIMEOUT_S  # a dead worker's sessions are placed again by then
 
 
 @pytest.fixture
@@ -120,13 +121,14 @@ def test_sessions_spread_over_workers_and_survive_a_killed_and_a_paused_worker(
         # and someone writes to it while no process holds it: the network keeps it
         to = _phone(sessions.index(sid))
         fleet.net("POST", "/control/send", {"from": RECIPIENT, "to": to, "text": f"to {sid}"})
-    took = until(
+    # they move once the victim is found dead (WORKER_TIMEOUT_MS) and its leases lapsed: about
+    # 2× the worker timeout; the bound is generous, a loaded machine must not fail it
+    until(
         lambda: (
             set(theirs) <= set(fleet.owners()) and all(fleet.owners()[s] != victim for s in theirs)
         ),
-        limit_s=2 * WORKER_TIMEOUT_S,
+        limit_s=REPLACED_WITHIN_S,
     )
-    assert took <= 2 * WORKER_TIMEOUT_S
     expected = Counter(f"{when} {sid}" for sid in theirs for when in ("before", "during"))
     poll(lambda: Counter(fleet.inbox_texts(RECIPIENT)) == expected, limit_s=30)
     for sid in theirs:  # received by the new owner, stored once
@@ -236,7 +238,7 @@ def test_another_control_replica_takes_over_the_scheduling(fleet: Fleet) -> None
     placed = fleet.owners()
     fleet.workers["w1"][0].kill(signal.SIGKILL)
     moved = [s for s, w in placed.items() if w == "w1"]
-    poll(lambda: all(fleet.owners().get(s) == "w2" for s in moved), limit_s=2 * WORKER_TIMEOUT_S)
+    poll(lambda: all(fleet.owners().get(s) == "w2" for s in moved), limit_s=REPLACED_WITHIN_S)
     assert fleet.replaced_streams() == 0
 
 

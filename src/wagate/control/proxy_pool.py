@@ -120,7 +120,8 @@ class ProxyPool:
 
         async def one(proxy: Proxy) -> None:
             async with gate:
-                await self._check_one(proxy)
+                with contextlib.suppress(NotFound):  # removed meanwhile: nothing to check
+                    await self._check_one(proxy)
 
         await asyncio.gather(*(one(p) for p in due))
         return len(due)
